@@ -1,0 +1,1 @@
+"""Dataset preparation: filtering stages, ledger, shards and the synthetic corpus generator."""

@@ -1,0 +1,103 @@
+"""Assembling one shard sample in the DESIGN §5 schema from in-memory arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data_prep.media import encode_mp4, encode_npy, encode_wav
+from trainer.data.schema import SCHEMA_VERSION
+
+
+def make_clip_id(source_digest: str, start: int, end: int, settings_fingerprint: str) -> str:
+    """Deterministic clip id: a hash of the source's content, the frame span and the settings that shaped it.
+
+    Args:
+        source_digest: Hash of the source file's content (not its path: moved files keep their ids).
+        start: First source frame of the clip.
+        end: One past its last frame.
+        settings_fingerprint: Hash of the settings that change the clip (fps, size, lengths, models).
+
+    Returns:
+        20 hex characters (safe as a WebDataset key: no dots or slashes).
+    """
+    blob = f"{source_digest}:{start}:{end}:{settings_fingerprint}".encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+@dataclass
+class ClipArrays:
+    """Everything one training clip is made of, before encoding.
+
+    Attributes:
+        clip_id: Sample key.
+        source: Source video (path or URI).
+        span: ``(start, end)`` source frames, end exclusive.
+        fps: Clip frame rate.
+        frames: ``[F, H, W, 3]`` uint8, ``F = 8k+1``.
+        audio: ``[S]`` float32 mono at ``sample_rate``.
+        sample_rate: 16000 in the schema.
+        whisper: ``[L, B, C]`` features at 50 Hz from frame 0.
+        face_boxes: ``[F, 4]`` float32 pixels (NaN rows: no face).
+        lower_face_boxes: ``[F, 4]`` float32.
+        ref_frames: ``[R, H, W, 3]`` uint8 from ±5 s around the clip.
+        ref_lower_face_boxes: ``[R, 4]`` float32.
+        caption: Caption or ``None``.
+        scores: Raw filter scores (SyncNet, HyperIQA, …) to keep with the sample.
+        latents: Optional raw VAE posterior: ``latent_mean``, ``latent_logvar`` ``[C, T, h, w]`` and
+            ``ref_latent_mean``, ``ref_latent_logvar`` ``[C, R, h, w]``.
+    """
+
+    clip_id: str
+    source: str
+    span: tuple[int, int]
+    fps: float
+    frames: np.ndarray
+    audio: np.ndarray
+    sample_rate: int
+    whisper: np.ndarray
+    face_boxes: np.ndarray
+    lower_face_boxes: np.ndarray
+    ref_frames: np.ndarray
+    ref_lower_face_boxes: np.ndarray
+    caption: str | None = None
+    scores: dict = field(default_factory=dict)
+    latents: dict[str, np.ndarray] | None = None
+
+
+def encode_sample(clip: ClipArrays, crf: int = 18) -> dict:
+    """Encode a clip into shard members (``{"__key__": …, "video.mp4": bytes, …}``)."""
+    num_frames, height, width = clip.frames.shape[:3]
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "clip_id": clip.clip_id,
+        "source": clip.source,
+        "span": [int(clip.span[0]), int(clip.span[1])],
+        "fps": float(clip.fps),
+        "num_frames": int(num_frames),
+        "width": int(width),
+        "height": int(height),
+        "sample_rate": int(clip.sample_rate),
+        "audio_feature_rate": 50.0,
+        "num_reference_frames": int(clip.ref_frames.shape[0]),
+        "caption": clip.caption,
+        "scores": clip.scores,
+    }
+    sample = {
+        "__key__": clip.clip_id,
+        "video.mp4": encode_mp4(clip.frames, clip.fps, crf),
+        "audio.wav": encode_wav(clip.audio, clip.sample_rate),
+        "whisper.npy": encode_npy(clip.whisper.astype(np.float16)),
+        "face_boxes.npy": encode_npy(clip.face_boxes.astype(np.float32)),
+        "lower_face_boxes.npy": encode_npy(clip.lower_face_boxes.astype(np.float32)),
+        "ref.mp4": encode_mp4(clip.ref_frames, clip.fps, crf),
+        "ref_lower_face_boxes.npy": encode_npy(clip.ref_lower_face_boxes.astype(np.float32)),
+        "json": json.dumps(record, sort_keys=True).encode("utf-8"),
+    }
+    if clip.latents is not None:
+        for name, arr in clip.latents.items():
+            sample[f"{name}.npy"] = encode_npy(arr.astype(np.float16))
+    return sample

@@ -1,0 +1,1 @@
+"""Run directories, local pipelines (the demo) and, later, SLURM job rendering and submission."""

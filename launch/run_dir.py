@@ -1,0 +1,47 @@
+"""Run directories: one folder per run holding its resolved config, checkpoints and logs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from trainer.config.compose import save_resolved_config
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def run_dir_name(experiment_name: str, run_root: str) -> Path:
+    """Default run directory: ``<run_root>/<experiment>/<job id or timestamp>``.
+
+    Under SLURM the job id names the run so that a requeued job finds its own folder again.
+    """
+    job = os.environ.get("SLURM_JOB_ID")
+    leaf = f"job{job}" if job else time.strftime("%Y%m%d-%H%M%S")
+    return Path(run_root) / experiment_name / leaf
+
+
+def prepare_run_dir(cfg, resuming: bool) -> Path:
+    """Create the run directory and save the resolved config in it (atomically).
+
+    Args:
+        cfg: The validated training config (dataclass).
+        resuming: Whether the run continues from a checkpoint (then an existing folder is expected).
+
+    Returns:
+        The run directory.
+
+    Raises:
+        FileExistsError: The folder already holds checkpoints and the run does not resume from one.
+    """
+    path = Path(cfg.run_dir) if cfg.run_dir else run_dir_name(cfg.experiment_name, cfg.run_root)
+    ckpts = path / CHECKPOINT_DIR
+    if not resuming and ckpts.is_dir() and any(ckpts.iterdir()):
+        raise FileExistsError(
+            f"run_dir {path} already holds checkpoints; pass resume=<checkpoint> to continue it "
+            "or choose another run_dir"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    save_resolved_config(cfg, path / CONFIG_FILE)
+    return path

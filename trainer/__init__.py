@@ -1,0 +1,1 @@
+"""talkdit training code: model, objectives, optimisers, data module and Lightning module."""

@@ -1,0 +1,250 @@
+"""Structured (dataclass) schema of the training configuration.
+
+Every YAML file under ``conf/`` is merged onto these dataclasses, so an unknown key or a value of the
+wrong type fails at composition time; the rules that types cannot express live in
+:mod:`trainer.config.validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from trainer.model.whisper_features import WhisperFeaturesConfig
+from trainer.optim.config import OptimConfig
+
+COMPONENT_SOURCES = ("random", "diffusers", "single_file")
+
+
+@dataclass
+class LTXTransformerArch:
+    """Architecture of the LTX-Video DiT; the fields are ``LTXVideoTransformer3DModel`` arguments.
+
+    The 13B model of LTX-Video 0.9.7 is 48 blocks of 32 heads x 128 channels (hidden 4096) with
+    4096 caption channels; the 2B model is 28 blocks of 32 x 64 with 2048 cross-attention channels.
+    """
+
+    in_channels: int = 128  # latent channels of the VAE
+    out_channels: int = 128
+    patch_size: int = 1  # spatial patch of the patchify projection (LTX uses 1: the VAE already compresses)
+    patch_size_t: int = 1
+    num_attention_heads: int = 32
+    attention_head_dim: int = 128
+    cross_attention_dim: int = 4096  # width of the text cross-attention keys/values
+    num_layers: int = 48
+    caption_channels: int = 4096  # width of the text encoder output (T5-XXL)
+    activation_fn: str = "gelu-approximate"
+    qk_norm: str = "rms_norm_across_heads"
+    norm_elementwise_affine: bool = False
+    norm_eps: float = 1e-6
+    attention_bias: bool = True
+    attention_out_bias: bool = True
+
+    @property
+    def inner_dim(self) -> int:
+        """Hidden width of the DiT (heads x head dim)."""
+        return self.num_attention_heads * self.attention_head_dim
+
+
+@dataclass
+class TransformerConfig:
+    """Where the DiT weights come from.
+
+    ``source``: ``diffusers`` (a diffusers folder; ``subfolder`` inside it), ``single_file`` (an LTX
+    single-file ``.safetensors`` checkpoint, converted with diffusers' converter and checked against
+    ``arch``) or ``random`` (an explicit random initialisation from ``arch``, for tiny test models only).
+    """
+
+    source: str = "diffusers"
+    path: str | None = None
+    subfolder: str | None = "transformer"
+    arch: LTXTransformerArch = field(default_factory=LTXTransformerArch)
+    init_seed: int = 0  # seed of the random initialisation when source=random
+
+
+@dataclass
+class VAEConfig:
+    """Where the LTX Video-VAE comes from (always frozen).
+
+    ``arch`` holds ``AutoencoderKLLTXVideo`` keyword arguments: the whole architecture for
+    ``source=random``, and for ``single_file`` the architecture the checkpoint's VAE keys are loaded
+    into; a diffusers folder carries its own ``config.json`` and ignores it.
+    """
+
+    source: str = "diffusers"
+    path: str | None = None
+    subfolder: str | None = "vae"
+    arch: dict[str, Any] = field(default_factory=dict)
+    init_seed: int = 0
+    spatial_compression: int = 32  # pixels per latent token side
+    temporal_compression: int = 8  # video frames per latent frame after frame 0
+
+
+@dataclass
+class TextEncoderConfig:
+    """The frozen T5 text encoder that turns captions into the DiT's cross-attention context.
+
+    ``source=diffusers`` loads ``subfolder`` and ``tokenizer_subfolder`` of ``path`` with transformers;
+    ``source=random`` builds a T5 encoder from ``arch`` (``T5Config`` arguments) with a byte-level
+    tokenizer that needs no vocabulary file — for tiny test models only.
+    """
+
+    source: str = "diffusers"
+    path: str | None = None
+    subfolder: str | None = "text_encoder"
+    tokenizer_subfolder: str | None = "tokenizer"
+    arch: dict[str, Any] = field(default_factory=dict)
+    init_seed: int = 0
+    max_length: int = 128  # LTX-Video pads/truncates prompts to 128 tokens
+    cache_size: int = 1024  # captions whose embeddings are kept (the encoder is frozen)
+
+
+@dataclass
+class ModelConfig:
+    """The pretrained pieces: DiT, VAE and text encoder, plus memory switches."""
+
+    name: str = MISSING
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class AudioConfig:
+    """Audio features (as stored in shards) and the audio adapter built on them (paper §3.2).
+
+    ``feature_layers`` x ``feature_dim`` is the per-frame feature shape ``B x C`` (Whisper-small:
+    13 x 768 at 50 Hz). ``window`` is W of Eq. 3. ``adapter_dim`` is the width of the audio tokens the
+    Audio Projection emits and the audio cross-attention reads as keys/values; for the 13B DiT,
+    1024 gives an adapter of about 2B parameters as in the paper.
+    """
+
+    name: str = MISSING
+    feature_layers: int = 13
+    feature_dim: int = 768
+    feature_rate: float = 50.0
+    window: int = 9
+    adapter_dim: int = 1024
+    encoder: WhisperFeaturesConfig = field(default_factory=WhisperFeaturesConfig)
+
+
+@dataclass
+class LoRAConfig:
+    """LoRA on the DiT's linear layers through peft (stage 2)."""
+
+    enabled: bool = False
+    rank: int = 128
+    alpha: float = 128.0  # scale = alpha / rank; equal values keep exported files unambiguous
+    dropout: float = 0.0
+    # Full-name regex (peft semantics) of the DiT linears that get adapters; the audio adapter is
+    # trained in full and is excluded by construction.
+    target_modules: str = (
+        r"transformer_blocks\.\d+\.(attn1|attn2)\.(to_q|to_k|to_v|to_out\.0)"
+        r"|transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)"
+    )
+
+
+@dataclass
+class StageConfig:
+    """What a training stage trains and how often each condition is on (paper Table 1).
+
+    ``p_*`` are probabilities that a condition is ON: audio, first frame (``ff``), video-to-video
+    masking (``v2v``) and identity reference tokens (``id``).
+    """
+
+    name: str = MISSING
+    train_adapter: bool = True
+    adapter_init: str | None = None  # stage-1 export dir, audio_adapter.safetensors, or stage-1 checkpoint
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    p_audio: float = 1.0
+    p_ff: float = 0.9
+    p_v2v: float = 0.9
+    p_id: float = 0.0
+
+
+@dataclass
+class ObjectiveConfig:
+    """Flow-matching objective settings (paper §3.2, §3.5, §4.1)."""
+
+    timestep_loc: float = 2.05  # location of t = sigmoid(N(loc, scale)): ~92% of draws in [0.60, 0.98]
+    timestep_scale: float = 1.0
+    knn_candidates: int = 4  # immiscible diffusion: noise candidates per sample (1 disables)
+    contrastive_lambda: float = 0.05  # weight of the negative term of contrastive flow matching (0 disables)
+    num_reference_frames: int = 6  # latent frames of identity references per sample
+
+
+@dataclass
+class DataConfig:
+    """WebDataset shards in the schema of DESIGN §5 and how clips become batches."""
+
+    shards: str = MISSING  # brace pattern, glob or comma-separated list of .tar paths
+    batch_size: int = 1
+    num_workers: int = 2
+    shuffle_buffer: int = 64
+    num_frames: int = 121  # frames per training clip: 8k+1
+    height: int = 512  # training resolution in pixels: multiples of 32
+    width: int = 768
+    use_cached_latents: bool = True  # use VAE latents stored in the shard when present
+    default_caption: str = "a person talking to the camera"  # when a sample has no caption
+    seed: int = 0
+
+
+@dataclass
+class StrategyConfig:
+    """Devices and distribution strategy handed to ``lightning.Trainer``."""
+
+    name: str = MISSING
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "ddp"  # a Lightning strategy name; single-device runs use "auto"
+    process_group_backend: str | None = "gloo"
+    precision: str = "32-true"
+    find_unused_parameters: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment logger: ``csv`` or ``wandb`` (offline unless ``mode`` says otherwise)."""
+
+    name: str = "csv"
+    project: str = "talkdit"
+    entity: str | None = None
+    mode: str = "offline"
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoopConfig:
+    """Length of the run and how often it logs and checkpoints."""
+
+    max_steps: int = 1000
+    log_every_n_steps: int = 10
+    checkpoint_every_n_steps: int = 500
+    keep_last_checkpoints: int = 2
+    accumulate_grad_batches: int = 1
+    progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Root of ``conf/train.yaml``."""
+
+    experiment_name: str = "default"
+    seed: int = 0
+    run_root: str = "runs"  # run directories are created below this folder
+    run_dir: str | None = None  # explicit run directory; default run_root/experiment_name/<timestamp>
+    resume: str | None = None  # a training checkpoint to continue from
+    model: ModelConfig = field(default_factory=ModelConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)

@@ -1,0 +1,241 @@
+"""Rules on the training configuration that types cannot express.
+
+All of them run before any model, dataset or run directory is touched, so a bad override costs
+seconds, not a queued multi-node job.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from trainer.config.errors import ConfigError
+from trainer.config.schema import COMPONENT_SOURCES, TrainConfig
+
+_STRATEGY_ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+_LOGGERS = ("csv", "wandb")
+_WANDB_MODES = ("offline", "online", "disabled")
+_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed")
+
+
+def _require(cond: bool, key: str, value: object, rule: str) -> None:
+    if not cond:
+        raise ConfigError(key, value, rule)
+
+
+def _probability(key: str, value: float) -> None:
+    _require(0.0 <= value <= 1.0, key, value, "must be a probability in [0, 1]")
+
+
+def _positive(key: str, value: float) -> None:
+    _require(value > 0, key, value, "must be > 0")
+
+
+def _component_source(prefix: str, source: str, path: str | None) -> None:
+    _require(source in COMPONENT_SOURCES, f"{prefix}.source", source, f"must be one of {COMPONENT_SOURCES}")
+    if source == "random":
+        return
+    _require(
+        bool(path),
+        f"{prefix}.path",
+        path,
+        f"is required when {prefix}.source={source} (a diffusers folder or LTX single-file checkpoint "
+        "of Lightricks/LTX-Video-0.9.7-dev)",
+    )
+    _require(Path(path).exists(), f"{prefix}.path", path, "does not exist")
+
+
+def validate_frames(key: str, num_frames: int) -> None:
+    """Check a frame count against the VAE's temporal compression.
+
+    Args:
+        key: Config key used in the error message.
+        num_frames: Video frames in a clip.
+
+    Raises:
+        ConfigError: Unless ``num_frames = 8k + 1`` with ``k >= 1``.
+    """
+    _require(
+        num_frames >= 9 and num_frames % 8 == 1,
+        key,
+        num_frames,
+        "must be 8k+1 with k >= 1 (latent frame 0 is video frame 0 alone, then 8 frames per latent frame)",
+    )
+
+
+def validate_size(key: str, pixels: int) -> None:
+    """Check a frame side against the VAE's 32x spatial compression.
+
+    Args:
+        key: Config key used in the error message.
+        pixels: Height or width in pixels.
+
+    Raises:
+        ConfigError: Unless ``pixels`` is a positive multiple of 32.
+    """
+    _require(pixels > 0 and pixels % 32 == 0, key, pixels, "must be a positive multiple of 32")
+
+
+def validate_train_config(cfg: TrainConfig) -> None:
+    """Check every cross-field rule of a composed training config.
+
+    Args:
+        cfg: The composed config as dataclass objects.
+
+    Raises:
+        ConfigError: Naming the first key that breaks a rule.
+    """
+    m = cfg.model
+    _component_source("model.transformer", m.transformer.source, m.transformer.path)
+    _component_source("model.vae", m.vae.source, m.vae.path)
+    _require(
+        m.text_encoder.source in ("random", "diffusers"),
+        "model.text_encoder.source",
+        m.text_encoder.source,
+        "must be 'random' or 'diffusers'",
+    )
+    if m.text_encoder.source != "random":
+        _component_source("model.text_encoder", m.text_encoder.source, m.text_encoder.path)
+    arch = m.transformer.arch
+    _require(
+        arch.patch_size == 1 and arch.patch_size_t == 1,
+        "model.transformer.arch.patch_size",
+        arch.patch_size,
+        "talkdit's token layout assumes patch_size=1 and patch_size_t=1 (as LTX-Video 0.9.x)",
+    )
+    for name in (
+        "num_attention_heads",
+        "attention_head_dim",
+        "num_layers",
+        "in_channels",
+        "caption_channels",
+    ):
+        _positive(f"model.transformer.arch.{name}", getattr(arch, name))
+    _require(
+        arch.out_channels == arch.in_channels,
+        "model.transformer.arch.out_channels",
+        arch.out_channels,
+        f"must equal in_channels ({arch.in_channels}): the DiT predicts a velocity in latent space",
+    )
+    if m.vae.source == "random":
+        lat = m.vae.arch.get("latent_channels")
+        _require(
+            lat == arch.in_channels,
+            "model.vae.arch.latent_channels",
+            lat,
+            f"must equal model.transformer.arch.in_channels ({arch.in_channels})",
+        )
+    _require(
+        m.vae.spatial_compression == 32,
+        "model.vae.spatial_compression",
+        m.vae.spatial_compression,
+        "LTX-Video's VAE compresses 32x32 pixels into one token",
+    )
+    _require(
+        m.vae.temporal_compression == 8,
+        "model.vae.temporal_compression",
+        m.vae.temporal_compression,
+        "LTX-Video's VAE compresses 8 frames into one latent frame",
+    )
+    _positive("model.text_encoder.max_length", m.text_encoder.max_length)
+
+    a = cfg.audio
+    for name in ("feature_layers", "feature_dim", "feature_rate", "window", "adapter_dim"):
+        _positive(f"audio.{name}", getattr(a, name))
+
+    s = cfg.stage
+    for name in ("p_audio", "p_ff", "p_v2v", "p_id"):
+        _probability(f"stage.{name}", getattr(s, name))
+    _require(
+        s.train_adapter or s.lora.enabled,
+        "stage.train_adapter",
+        s.train_adapter,
+        "a stage must train the audio adapter, the LoRA, or both",
+    )
+    if s.train_adapter and not s.lora.enabled:
+        _require(
+            s.p_audio > 0,
+            "stage.p_audio",
+            s.p_audio,
+            "must be > 0 when only the audio adapter trains: with audio always off it gets no gradient",
+        )
+    if s.lora.enabled:
+        _require(
+            s.adapter_init is not None,
+            "stage.adapter_init",
+            s.adapter_init,
+            "a LoRA stage (stage 2) must start from a stage-1 audio adapter: set stage.adapter_init to the "
+            "stage-1 export folder, its audio_adapter.safetensors or a stage-1 checkpoint",
+        )
+        _positive("stage.lora.rank", s.lora.rank)
+        _positive("stage.lora.alpha", s.lora.alpha)
+        _require(0.0 <= s.lora.dropout < 1.0, "stage.lora.dropout", s.lora.dropout, "must be in [0, 1)")
+        try:
+            re.compile(s.lora.target_modules)
+        except re.error as err:
+            raise ConfigError("stage.lora.target_modules", s.lora.target_modules, f"invalid regex: {err}") from err
+    if s.adapter_init is not None:
+        _require(Path(s.adapter_init).exists(), "stage.adapter_init", s.adapter_init, "does not exist")
+
+    o = cfg.objective
+    _require(o.timestep_scale > 0, "objective.timestep_scale", o.timestep_scale, "must be > 0")
+    _require(o.knn_candidates >= 1, "objective.knn_candidates", o.knn_candidates, "must be >= 1 (1 disables KNN)")
+    _require(o.contrastive_lambda >= 0, "objective.contrastive_lambda", o.contrastive_lambda, "must be >= 0")
+    _require(o.num_reference_frames >= 1, "objective.num_reference_frames", o.num_reference_frames, "must be >= 1")
+
+    try:
+        cfg.optim.validate()
+    except ValueError as err:
+        # OptimConfig.validate words its errors as "optim.<key>=<value>: <rule>".
+        key, _, rest = str(err).partition("=")
+        value, _, rule = rest.partition(": ")
+        raise ConfigError(key, value, rule or str(err)) from err
+
+    d = cfg.data
+    validate_frames("data.num_frames", d.num_frames)
+    validate_size("data.height", d.height)
+    validate_size("data.width", d.width)
+    _require(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be >= 1")
+    _require(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
+    _require(d.shuffle_buffer >= 1, "data.shuffle_buffer", d.shuffle_buffer, "must be >= 1")
+
+    st = cfg.strategy
+    _require(
+        st.accelerator in _STRATEGY_ACCELERATORS,
+        "strategy.accelerator",
+        st.accelerator,
+        f"must be one of {_STRATEGY_ACCELERATORS}",
+    )
+    _require(st.devices >= 1, "strategy.devices", st.devices, "must be >= 1")
+    _require(st.num_nodes >= 1, "strategy.num_nodes", st.num_nodes, "must be >= 1")
+    _require(st.precision in _PRECISIONS, "strategy.precision", st.precision, f"must be one of {_PRECISIONS}")
+    if st.accelerator == "cpu":
+        _require(
+            st.precision in ("32-true", "32", "bf16-mixed"),
+            "strategy.precision",
+            st.precision,
+            "CPU runs support 32-true or bf16-mixed",
+        )
+
+    lg = cfg.logger
+    _require(lg.name in _LOGGERS, "logger.name", lg.name, f"must be one of {_LOGGERS}")
+    _require(lg.mode in _WANDB_MODES, "logger.mode", lg.mode, f"must be one of {_WANDB_MODES}")
+
+    lp = cfg.loop
+    _require(lp.max_steps >= 1, "loop.max_steps", lp.max_steps, "must be >= 1")
+    _require(lp.log_every_n_steps >= 1, "loop.log_every_n_steps", lp.log_every_n_steps, "must be >= 1")
+    _require(
+        lp.checkpoint_every_n_steps >= 1,
+        "loop.checkpoint_every_n_steps",
+        lp.checkpoint_every_n_steps,
+        "must be >= 1",
+    )
+    _require(lp.keep_last_checkpoints >= 1, "loop.keep_last_checkpoints", lp.keep_last_checkpoints, "must be >= 1")
+    _require(
+        lp.accumulate_grad_batches >= 1,
+        "loop.accumulate_grad_batches",
+        lp.accumulate_grad_batches,
+        "must be >= 1",
+    )
+    if cfg.resume is not None:
+        _require(Path(cfg.resume).is_file(), "resume", cfg.resume, "must be an existing training checkpoint file")

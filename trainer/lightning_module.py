@@ -1,0 +1,350 @@
+"""The LightningModule of both stages: batch → conditions → masked flow matching → Muon/AdamW step."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+
+from trainer.checkpoints import MODULE_PREFIX, check_adapter_config, read_adapter_source
+from trainer.config.compose import config_fingerprint, to_container
+from trainer.config.schema import TrainConfig
+from trainer.model.audio_adapter import adapter_parameter_names, load_audio_adapter_state_dict
+from trainer.model.audio_windows import sample_audio_windows
+from trainer.model.dit import AudioInputs, TalkingHeadDiT
+from trainer.model.lora import LoRAReport, add_lora
+from trainer.model.masks import box_to_token_box, face_token_mask
+from trainer.model.sequence import (
+    batch_token_boxes,
+    identity_reference_index,
+    patchify,
+    reference_tokens,
+    video_coords,
+    video_token_grid,
+)
+from trainer.model.text_encoder import TextEncoder
+from trainer.model.vae import encode_posterior, load_vae, normalize_latents, sample_posterior
+from trainer.objectives.conditions import ConditionFlags, sample_conditions
+from trainer.objectives.contrastive import contrastive_sq_error
+from trainer.objectives.flow_matching import noise_mask, noise_tokens, velocity_target
+from trainer.objectives.immiscible import knn_noise
+from trainer.objectives.timesteps import sample_timesteps
+from trainer.optim import build_optimizer
+from trainer.optim.clipping import clip_adamw_grad_norm
+
+log = logging.getLogger(__name__)
+
+# Config sections that must not change between a checkpoint and the run resuming from it.
+RESUME_KEYS = ("model", "audio", "stage")
+# Within them, where files live or how much is cached does not change what the weights mean.
+RESUME_IGNORED_SUFFIXES = (".path", ".adapter_init", ".cache_size", ".device", ".batch_chunks")
+
+
+@dataclass
+class StepInputs:
+    """Everything the DiT reads in one training step, plus what the loss needs.
+
+    Attributes:
+        tokens: DiT input ``[B, N_ref + N, C]``.
+        timestep: Per-token flow time ``[B, N_ref + N]``.
+        coords: RoPE coordinates ``[B, 3, N_ref + N]``.
+        audio: Audio inputs.
+        text: Text embeddings ``[B, L, C_text]``.
+        text_mask: ``[B, L]``.
+        target: ``ε − x0`` of the video tokens ``[B, N, C]``.
+        mask: ``M`` of the video tokens ``[B, N]``.
+        num_ref: Reference tokens at the head of the sequence.
+        flags: Condition flags of the step.
+    """
+
+    tokens: torch.Tensor
+    timestep: torch.Tensor
+    coords: torch.Tensor
+    audio: AudioInputs
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+    num_ref: int
+    flags: ConditionFlags
+
+
+class TalkingHeadModule(L.LightningModule):
+    """Stage-1 (audio adapter) or stage-2 (adapter + LoRA) training of the audio-conditioned LTX DiT.
+
+    Args:
+        cfg: The validated training config.
+    """
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.dit = TalkingHeadDiT.from_config(cfg.model, cfg.audio)
+        self.vae = load_vae(cfg.model.vae)
+        self.text_encoder = TextEncoder(cfg.model.text_encoder)
+        if self.text_encoder.hidden_size != cfg.model.transformer.arch.caption_channels:
+            raise ValueError(
+                f"text encoder width {self.text_encoder.hidden_size} != model.transformer.arch.caption_channels "
+                f"{cfg.model.transformer.arch.caption_channels}"
+            )
+        self.lora_report: LoRAReport | None = None
+        self._setup_stage()
+        # Checkpoints hold the trainable tensors only; frozen parts come back from their sources.
+        self.strict_loading = False
+        self.logger_run_id: str | None = None
+        self._last_step_end: float | None = None
+        self._grad_norm: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_stage(self) -> None:
+        stage = self.cfg.stage
+        transformer = self.dit.transformer
+        transformer.requires_grad_(False)
+        if stage.adapter_init is not None:
+            tensors, saved_cfg, source = read_adapter_source(stage.adapter_init)
+            check_adapter_config(saved_cfg, self.dit.adapter_config, source)
+            load_audio_adapter_state_dict(transformer, tensors, source)
+            log.info("audio adapter initialised from %s", source)
+        if stage.train_adapter:
+            names = set(adapter_parameter_names(transformer))
+            for n, p in transformer.named_parameters():
+                if n in names:
+                    p.requires_grad_(True)
+        if stage.lora.enabled:
+            self.lora_report = add_lora(transformer, stage.lora)
+            log.info("%s", self.lora_report.format())
+
+    def trainable_state_names(self) -> list[str]:
+        """Names (in this module's state dict) of the tensors a checkpoint keeps."""
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def metadata(self) -> dict:
+        """What a checkpoint records beside the tensors (all plain containers)."""
+        return {
+            "config": to_container(self.cfg),
+            "config_fingerprint": config_fingerprint(self.cfg, RESUME_KEYS),
+            "adapter": self.dit.adapter_config.to_dict(),
+            "lora": to_container(self.cfg.stage.lora) if self.cfg.stage.lora.enabled else None,
+            "trainable": self.trainable_state_names(),
+            "logger_run_id": self.logger_run_id,
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep only trainable tensors and add the talkdit metadata."""
+        keep = set(self.trainable_state_names())
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["talkdit"] = self.metadata()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of another model, stage or size before any tensor is copied."""
+        check_resume_compatible(self, checkpoint, source="checkpoint")
+        self.logger_run_id = checkpoint["talkdit"].get("logger_run_id")
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        """Muon for hidden 2-D matrices of trainable modules, AdamW for the rest (see :mod:`trainer.optim`)."""
+        bundle = build_optimizer(self.dit.transformer, self.cfg.optim)
+        if self.trainer is not None and self.trainer.is_global_zero:
+            log.info("parameter groups:\n%s", bundle.table())
+        return bundle.lightning_config()
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip AdamW gradients only; Muon's orthogonalised update is never clipped."""
+        if self.cfg.optim.grad_clip_norm is not None:
+            self._grad_norm = clip_adamw_grad_norm(optimizer, self.cfg.optim.grad_clip_norm).detach()
+
+    # ------------------------------------------------------------------ the step
+    def step_generator(self) -> torch.Generator:
+        """RNG of this step: a function of (seed, step, data-parallel rank) only, so runs repeat exactly."""
+        seed = np.random.SeedSequence([self.cfg.seed, self.global_step, self.global_rank]).generate_state(1)[0]
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed))
+        return gen
+
+    @torch.no_grad()
+    def encode_latents(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised clip latents ``[B, C, T, h, w]`` and reference latents ``[B, C, R, h, w]``.
+
+        Uses the shard's cached posterior when the batch carries it; otherwise encodes with the
+        frozen VAE (each reference frame on its own, one latent frame each).
+        """
+        if "latents" in batch:
+            lat = batch["latents"]
+            x0 = sample_posterior(lat["latent_mean"], lat["latent_logvar"], gen)
+            refs = sample_posterior(lat["ref_latent_mean"], lat["ref_latent_logvar"], gen)
+        else:
+            mean, logvar = encode_posterior(self.vae, batch["frames"])
+            x0 = sample_posterior(mean, logvar, gen)
+            ref_frames = batch["ref_frames"]
+            bsz, refs_n = ref_frames.shape[:2]
+            r_mean, r_logvar = encode_posterior(self.vae, ref_frames.reshape(bsz * refs_n, 1, *ref_frames.shape[2:]))
+            refs = sample_posterior(r_mean, r_logvar, gen)
+            refs = refs.reshape(bsz, refs_n, *refs.shape[1:]).squeeze(3).permute(0, 2, 1, 3, 4)
+        return normalize_latents(x0, self.vae), normalize_latents(refs, self.vae)
+
+    def prepare_step(self, batch: dict, gen: torch.Generator) -> StepInputs:
+        """Turn a batch into DiT inputs with conditions, noise and masks drawn from ``gen``."""
+        cfg, obj, stage = self.cfg, self.cfg.objective, self.cfg.stage
+        dev = self.device
+        x0, ref_lat = self.encode_latents(batch, gen)
+        bsz, _, frames_lat, grid_h, grid_w = x0.shape
+        fps = batch["fps"].to(dev)
+
+        flags = sample_conditions(bsz, stage.p_audio, stage.p_ff, stage.p_v2v, stage.p_id, gen, dev)
+        face = face_token_mask(batch["lower_face_boxes"].to(dev), grid_h, grid_w)
+        m = noise_mask(face, flags.v2v, flags.first_frame).flatten(1)  # [B, N]
+
+        x0_tok = patchify(x0)
+        noise, _ = knn_noise(x0_tok, m, obj.knn_candidates, gen)
+        t = sample_timesteps(bsz, obj.timestep_loc, obj.timestep_scale, gen, dev)
+        x_t, t_tok = noise_tokens(x0_tok, noise, t, m)
+        coords = video_coords(bsz, frames_lat, grid_h, grid_w, fps, dev)
+        frame_idx = video_token_grid(bsz, frames_lat, grid_h, grid_w, dev)[0]
+        gate = m
+
+        num_ref = 0
+        if flags.identity:
+            refs_n = ref_lat.shape[2]
+            boxes = box_to_token_box(batch["ref_lower_face_boxes"].to(dev), grid_h, grid_w)  # [B, R, 4]
+            union = torch.stack(
+                [boxes[..., 0].amin(1), boxes[..., 1].amin(1), boxes[..., 2].amax(1), boxes[..., 3].amax(1)],
+                dim=1,
+            )
+            ref = reference_tokens(
+                ref_lat, batch_token_boxes(union, grid_h, grid_w), identity_reference_index(refs_n, dev), fps
+            )
+            num_ref = ref.count
+            zeros = torch.zeros(bsz, num_ref, device=dev)
+            x_t = torch.cat([ref.tokens.to(x_t.dtype), x_t], dim=1)
+            t_tok = torch.cat([zeros, t_tok], dim=1)
+            coords = torch.cat([ref.coords, coords], dim=2)
+            frame_idx = torch.cat([torch.full((bsz, num_ref), -1, device=dev, dtype=torch.long), frame_idx], dim=1)
+            gate = torch.cat([zeros, gate], dim=1)
+
+        windows, valid = sample_audio_windows(
+            batch["whisper"].to(dev, torch.float32),
+            batch["whisper_len"].to(dev),
+            fps,
+            batch["frames"].shape[1],
+            cfg.audio.window,
+            cfg.audio.feature_rate,
+            first_frame=batch["frame_start"].to(dev),
+        )
+        windows = windows * flags.audio[:, None, None, None, None].to(windows.dtype)
+        text, text_mask = self.text_encoder(batch["captions"])
+        return StepInputs(
+            tokens=x_t,
+            timestep=t_tok,
+            coords=coords,
+            audio=AudioInputs(windows=windows, window_valid=valid, token_frame_index=frame_idx, gate=gate),
+            text=text,
+            text_mask=text_mask,
+            target=velocity_target(x0_tok, noise),
+            mask=m,
+            num_ref=num_ref,
+            flags=flags,
+        )
+
+    def compute_loss(self, inputs: StepInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward the DiT and compute Eq. 8 with the contrastive term.
+
+        Returns:
+            ``(loss, metrics)``; metrics include the plain flow-matching loss and per-condition losses.
+        """
+        pred = self.dit(inputs.tokens, inputs.timestep, inputs.text, inputs.text_mask, inputs.coords, inputs.audio)
+        pred = pred[:, inputs.num_ref :]
+        total, pos, count = contrastive_sq_error(
+            pred, inputs.target, inputs.mask, self.cfg.objective.contrastive_lambda
+        )
+        denom = count.sum().clamp(min=1.0)
+        loss = total.sum() / denom
+        metrics = {"loss_fm": (pos.sum() / denom).detach(), "masked_fraction": inputs.mask.float().mean()}
+        per_sample = (pos / count.clamp(min=1.0)).detach()
+        for name, flag in (
+            ("v2v", inputs.flags.v2v),
+            ("ff", inputs.flags.first_frame),
+            ("audio", inputs.flags.audio),
+        ):
+            for state, sel in (("on", flag), ("off", ~flag)):
+                if sel.any():
+                    metrics[f"loss_{name}_{state}"] = per_sample[sel].mean()
+        return loss, metrics
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """One optimisation step's loss."""
+        inputs = self.prepare_step(batch, self.step_generator())
+        loss, metrics = self.compute_loss(inputs)
+        bsz = inputs.tokens.shape[0]
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=bsz)
+        for k, v in metrics.items():
+            self.log(f"train/{k}", v, on_step=True, on_epoch=False, batch_size=bsz)
+        self.log("train/identity_refs", float(inputs.flags.identity), on_step=True, on_epoch=False, batch_size=bsz)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """Step time and samples/s (whole world) on the progress bar."""
+        now = time.perf_counter()
+        if self._grad_norm is not None:
+            self.log("train/grad_norm_adamw", self._grad_norm, on_step=True, on_epoch=False, batch_size=1)
+        if self._last_step_end is not None:
+            dt = now - self._last_step_end
+            world = self.trainer.world_size if self.trainer is not None else 1
+            self.log("train/step_time", dt, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+            self.log(
+                "train/samples_per_s",
+                len(batch["keys"]) * world / dt,
+                prog_bar=True,
+                on_step=True,
+                on_epoch=False,
+                batch_size=1,
+            )
+        self._last_step_end = now
+
+
+def check_resume_compatible(module: TalkingHeadModule, checkpoint: dict, source: str) -> None:
+    """Refuse a checkpoint whose model/audio/stage config or tensor shapes differ from the module's.
+
+    Raises:
+        ValueError: Naming the differing config keys, or the first missing/mis-shaped tensor.
+    """
+    meta = checkpoint.get("talkdit")
+    if meta is None:
+        raise ValueError(f"{source} was not written by talkdit (no 'talkdit' metadata)")
+    saved = meta.get("config", {})
+    now = to_container(module.cfg)
+    diffs = [
+        d
+        for d in _diff_keys({k: saved.get(k) for k in RESUME_KEYS}, {k: now[k] for k in RESUME_KEYS})
+        if not d.endswith(RESUME_IGNORED_SUFFIXES)
+    ]
+    if diffs:
+        raise ValueError(f"{source} was trained with another configuration; differing keys: {', '.join(diffs[:12])}")
+    own = dict(module.named_parameters())
+    for k, v in checkpoint["state_dict"].items():
+        if k not in own:
+            raise ValueError(f"{source} holds tensor {k!r} that this model does not have")
+        if own[k].shape != v.shape:
+            raise ValueError(
+                f"{source}: tensor {k!r} has shape {tuple(v.shape)}, this model {tuple(own[k].shape)} "
+                "(a checkpoint of another model size)"
+            )
+    missing = [n for n in module.trainable_state_names() if n not in checkpoint["state_dict"]]
+    if missing:
+        raise ValueError(f"{source} lacks {len(missing)} trainable tensors (first: {missing[0]})")
+
+
+def _diff_keys(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+__all__ = ["MODULE_PREFIX", "TalkingHeadModule", "check_resume_compatible"]

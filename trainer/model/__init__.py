@@ -1,0 +1,1 @@
+"""Model code: backbone loading, audio features and adapter, reference tokens, LoRA."""

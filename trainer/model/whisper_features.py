@@ -1,0 +1,541 @@
+"""Whisper encoder features, the audio condition of the recipe (EditYourself §3.2, DESIGN §3).
+
+The audio condition is ``c_audio ∈ R^{L×B×C}``: every hidden state of the Whisper-small encoder (the
+embedding output plus the output of each of the 12 blocks, so ``B = 13``; ``C = 768``), stacked per
+frame at 50 Hz. Whisper only reads 30-second windows, so a waveform is cut into 30 s chunks, each chunk
+is zero-padded to 30 s for the log-mel front end and encoded, and each chunk's output is trimmed to the
+frames covered by real audio before the chunks are concatenated. One frame covers 320 samples at
+16 kHz (mel hop 160 × the encoder's stride-2 convolution), so ``L = ceil(num_samples / 320)``.
+
+data_prep computes these features once per clip and stores them in the shards; the trainer reads the
+stored tensors and never runs Whisper. Typical use::
+
+    extractor = WhisperFeatureExtractor.from_config(WhisperFeaturesConfig(path="/models/whisper-small"))
+    feats = extractor.encode(waveform_16k)  # [L, 13, 768] float32, on the CPU
+
+The weights come from a local folder in the ``openai/whisper-small`` layout and are loaded by
+transformers' own code; a missing file is an error naming the file and where it comes from, never a
+silently random model. ``random_init=True`` builds a random encoder explicitly, for tests and the CPU demo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from transformers import WhisperConfig
+    from transformers import WhisperFeatureExtractor as HFWhisperFeatureExtractor
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+__all__ = [
+    "WHISPER_SMALL_URL",
+    "WhisperArch",
+    "WhisperFeatureExtractor",
+    "WhisperFeaturesConfig",
+    "tiny_whisper_arch",
+]
+
+logger = logging.getLogger(__name__)
+
+WHISPER_SMALL_URL = "https://huggingface.co/openai/whisper-small"
+_DOWNLOAD_HINT = (
+    f"it comes from {WHISPER_SMALL_URL} (e.g. `huggingface-cli download openai/whisper-small --local-dir <folder>`)"
+)
+# Single-file and sharded layouts; transformers resolves whichever is present.
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Whisper's front end: 16 kHz audio, 25 ms Hann window, 10 ms hop, 30 s windows (3000 mel frames).
+_SAMPLE_RATE = 16000
+_HOP_LENGTH = 160
+_N_FFT = 400
+_CHUNK_SECONDS = 30
+
+
+@dataclass
+class WhisperArch:
+    """Shape of a Whisper encoder, used only when building a random encoder (``random_init=True``).
+
+    The defaults are Whisper-small's encoder. A loaded checkpoint brings its own ``config.json`` and
+    ignores this.
+
+    Attributes:
+        d_model: Width C of every hidden state (768 for Whisper-small).
+        encoder_layers: Number of transformer blocks; the features stack ``encoder_layers + 1``
+            hidden states (the embedding output and each block's output).
+        encoder_attention_heads: Attention heads per block.
+        encoder_ffn_dim: Hidden width of each block's MLP.
+        num_mel_bins: Log-mel channels of the front end (80 for all Whisper models up to large-v2).
+        max_source_positions: Encoder positions per 30 s window; must stay 1500, the number of 50 Hz
+            frames in 30 s, because the front end always produces 3000 mel frames.
+    """
+
+    d_model: int = 768
+    encoder_layers: int = 12
+    encoder_attention_heads: int = 12
+    encoder_ffn_dim: int = 3072
+    num_mel_bins: int = 80
+    max_source_positions: int = 1500
+
+    def __post_init__(self) -> None:
+        for name in (
+            "d_model",
+            "encoder_layers",
+            "encoder_attention_heads",
+            "encoder_ffn_dim",
+            "num_mel_bins",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WhisperArch.{name} = {getattr(self, name)!r}: must be >= 1")
+        if self.d_model % self.encoder_attention_heads:
+            raise ValueError(
+                f"WhisperArch.d_model = {self.d_model} is not divisible by "
+                f"encoder_attention_heads = {self.encoder_attention_heads}"
+            )
+        expected = _CHUNK_SECONDS * _SAMPLE_RATE // _HOP_LENGTH // 2
+        if self.max_source_positions != expected:
+            raise ValueError(
+                f"WhisperArch.max_source_positions = {self.max_source_positions}: must be {expected} "
+                f"(the 50 Hz frames of one {_CHUNK_SECONDS} s window the log-mel front end produces)"
+            )
+
+
+def tiny_whisper_arch() -> WhisperArch:
+    """A tiny encoder (C=32, 4 blocks so B=5) for fast CPU tests; the 30 s window is unchanged."""
+    return WhisperArch(d_model=32, encoder_layers=4, encoder_attention_heads=2, encoder_ffn_dim=64)
+
+
+@dataclass
+class WhisperFeaturesConfig:
+    """How to build the Whisper feature extractor.
+
+    Exactly one of ``path`` and ``random_init`` selects the weights; the default (neither) is a valid
+    config value but building an extractor from it raises ``ValueError``, so a run can never fall back
+    to random features by accident.
+
+    Attributes:
+        path: Local folder in the ``openai/whisper-small`` layout: ``config.json``, ``model.safetensors``
+            or ``pytorch_model.bin``, optionally ``preprocessor_config.json`` (else Whisper's standard
+            front end is used). Download from https://huggingface.co/openai/whisper-small.
+        random_init: Build a randomly initialised encoder of shape ``arch`` instead of loading one.
+            For tests and the CPU demo only.
+        arch: Encoder shape for ``random_init``; ignored when loading from ``path``.
+        seed: Seed of the random initialisation, so every data-prep worker building a random encoder
+            gets the same one.
+        dtype: Encoder compute dtype: ``float32``, ``bfloat16`` or ``float16``. Features are always
+            returned as float32.
+        device: Device the encoder and the STFT run on, e.g. ``cpu`` or ``cuda:0``.
+        batch_chunks: 30 s chunks per encoder forward; bounds memory (roughly 60 MB of float32
+            hidden states per chunk for Whisper-small).
+    """
+
+    path: str | None = None
+    random_init: bool = False
+    arch: WhisperArch = field(default_factory=WhisperArch)
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_chunks: int = 8
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.random_init:
+            raise ValueError(
+                f"WhisperFeaturesConfig: path = {self.path!r} and random_init = True are exclusive; "
+                "choose the checkpoint folder or the random encoder"
+            )
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"WhisperFeaturesConfig.dtype = {self.dtype!r}: must be one of {sorted(_DTYPES)}")
+        if self.batch_chunks < 1:
+            raise ValueError(f"WhisperFeaturesConfig.batch_chunks = {self.batch_chunks!r}: must be >= 1")
+
+
+class WhisperFeatureExtractor(torch.nn.Module):
+    """Frozen Whisper encoder producing stacked hidden states ``[L, B, C]`` at 50 Hz.
+
+    The module stays in eval mode with ``requires_grad=False`` whatever its parent does. The log-mel
+    front end is transformers' ``WhisperFeatureExtractor``; the encoder is transformers'
+    ``WhisperEncoder``.
+
+    Args:
+        cfg: Where the weights come from and how to run; see :class:`WhisperFeaturesConfig`.
+
+    Raises:
+        ValueError: Neither ``cfg.path`` nor ``cfg.random_init`` is set, or the front end does not fit
+            the encoder.
+        FileNotFoundError: ``cfg.path`` lacks the folder, ``config.json`` or the weight file.
+        RuntimeError: The weight file lacks encoder tensors (not a Whisper checkpoint).
+    """
+
+    def __init__(self, cfg: WhisperFeaturesConfig):
+        super().__init__()
+        if cfg.path is None and not cfg.random_init:
+            raise ValueError(
+                "WhisperFeaturesConfig needs either path (a local openai/whisper-small folder, "
+                f"from {WHISPER_SMALL_URL}) or random_init=True (tests and CPU demo only); got neither"
+            )
+        dtype = _DTYPES[cfg.dtype]
+        if cfg.path is not None:
+            folder = Path(cfg.path).expanduser()
+            encoder = _load_encoder(folder, dtype)
+            front_end = _load_front_end(folder, encoder.config.num_mel_bins)
+            self.source = str(folder)
+        else:
+            encoder = _random_encoder(cfg.arch, cfg.seed)
+            front_end = _standard_front_end(cfg.arch.num_mel_bins)
+            self.source = f"random_init(seed={cfg.seed})"
+        _check_front_end(front_end, encoder)
+
+        self.cfg = cfg
+        self.encoder: WhisperEncoder = encoder.to(device=cfg.device, dtype=dtype)
+        self.encoder.requires_grad_(False)
+        # Not a torch module: holds only the mel filter bank, so it is kept as a plain attribute.
+        self.front_end: HFWhisperFeatureExtractor = front_end
+        self.eval()
+
+    @classmethod
+    def from_config(cls, cfg: WhisperFeaturesConfig) -> WhisperFeatureExtractor:
+        """Build the extractor from its config (same as the constructor)."""
+        return cls(cfg)
+
+    def train(self, mode: bool = True) -> WhisperFeatureExtractor:
+        """Keep eval mode: a parent's ``.train()`` must not switch on Whisper's dropout or layer drop."""
+        return super().train(False)
+
+    def extra_repr(self) -> str:
+        """Where the weights came from and the feature geometry, for ``print(module)``."""
+        return f"source={self.source}, B={self.num_hidden_states}, C={self.hidden_size}, rate={self.frame_rate} Hz"
+
+    # ---- geometry --------------------------------------------------------------------------------------
+
+    @property
+    def num_hidden_states(self) -> int:
+        """B: the embedding output plus one output per encoder block (13 for Whisper-small)."""
+        return self.encoder.config.encoder_layers + 1
+
+    @property
+    def hidden_size(self) -> int:
+        """C: width of each hidden state (768 for Whisper-small)."""
+        return self.encoder.config.d_model
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate the front end expects (16000 Hz); other rates are resampled in :meth:`encode`."""
+        return int(self.front_end.sampling_rate)
+
+    @property
+    def samples_per_frame(self) -> int:
+        """Audio samples per feature frame: mel hop (160) times the encoder's convolution strides (2)."""
+        return int(self.front_end.hop_length) * self.encoder.conv1.stride[0] * self.encoder.conv2.stride[0]
+
+    @property
+    def frame_rate(self) -> float:
+        """Feature frames per second (50.0 Hz)."""
+        return self.sample_rate / self.samples_per_frame
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples in one encoder window (30 s at 16 kHz = 480000)."""
+        return int(self.front_end.n_samples)
+
+    @property
+    def device(self) -> torch.device:
+        """Device the encoder currently lives on (follows ``.to()``)."""
+        return self.encoder.conv1.weight.device
+
+    def num_frames(self, num_samples: int) -> int:
+        """Feature frames L for a 16 kHz waveform of ``num_samples`` samples: ``ceil(num_samples / 320)``."""
+        return -(-int(num_samples) // self.samples_per_frame)
+
+    # ---- encoding --------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def log_mel(self, chunks: Sequence[np.ndarray]) -> torch.Tensor:
+        """Log-mel spectrograms of up-to-30 s chunks, each zero-padded to 30 s.
+
+        Args:
+            chunks: 1-D float32 16 kHz waveforms, each at most :attr:`chunk_samples` long.
+
+        Returns:
+            Float tensor ``[len(chunks), num_mel_bins, 3000]`` on :attr:`device` in the encoder dtype.
+        """
+        for chunk in chunks:
+            if chunk.ndim != 1 or not 0 < chunk.shape[0] <= self.chunk_samples:
+                raise ValueError(
+                    f"log_mel expects 1-D chunks of 1..{self.chunk_samples} samples, got shape {chunk.shape}"
+                )
+        device = self.device
+        mel = self.front_end(
+            list(chunks),
+            sampling_rate=self.sample_rate,
+            padding="max_length",
+            max_length=self.chunk_samples,
+            return_tensors="pt",
+            device=str(device),
+        ).input_features
+        return mel.to(device=device, dtype=self.encoder.conv1.weight.dtype)
+
+    @torch.no_grad()
+    def hidden_states(self, mel: torch.Tensor) -> torch.Tensor:
+        """Run the encoder on 30 s log-mel windows and stack every hidden state.
+
+        Args:
+            mel: ``[N, num_mel_bins, 3000]`` log-mel windows, as from :meth:`log_mel`.
+
+        Returns:
+            ``[N, 1500, B, C]`` in the encoder dtype: index 0 of the B axis is the embedding output
+            (convolutions + positions), index ``k`` the output of block ``k``; the last one carries the
+            encoder's final layer norm, as transformers reports it.
+        """
+        out = self.encoder(mel, output_hidden_states=True)
+        return torch.stack(out.hidden_states, dim=2)
+
+    @torch.no_grad()
+    def encode(self, audio: np.ndarray | torch.Tensor, sample_rate: int = _SAMPLE_RATE) -> torch.Tensor:
+        """Whisper features of a mono waveform of any length.
+
+        Audio at another rate is first resampled to 16 kHz with ``torchaudio.functional.resample``
+        (its output has ``ceil(num_samples * 16000 / sample_rate)`` samples). The 16 kHz waveform is cut
+        into 30 s chunks, encoded :attr:`cfg.batch_chunks <WhisperFeaturesConfig.batch_chunks>` chunks
+        per forward, and each chunk's 1500 frames are trimmed to ``ceil(chunk_samples / 320)``, the
+        frames that cover real audio, after encoding.
+
+        Args:
+            audio: ``[num_samples]`` mono waveform, floating point in [-1, 1] (numpy or torch).
+            sample_rate: Sample rate of ``audio`` in Hz.
+
+        Returns:
+            float32 ``[L, B, C]`` on the CPU, ``L = ceil(num_samples_16k / 320)`` (50 Hz). Features
+            go to shards, and long audio would not fit on an accelerator, hence the CPU.
+
+        Raises:
+            ValueError: ``audio`` is empty, not 1-D, not floating point or has NaN/inf samples, or
+                ``sample_rate`` is not positive.
+            TypeError: ``audio`` is neither a numpy array nor a torch tensor.
+        """
+        wave = self._to_16k(audio, sample_rate)
+        step = self.chunk_samples
+        chunks = [wave[start : start + step] for start in range(0, wave.shape[0], step)]
+        out = torch.empty(self.num_frames(wave.shape[0]), self.num_hidden_states, self.hidden_size)
+        row = 0
+        for first in range(0, len(chunks), self.cfg.batch_chunks):
+            batch = chunks[first : first + self.cfg.batch_chunks]
+            stacked = self.hidden_states(self.log_mel(batch))
+            for chunk, feats in zip(batch, stacked):
+                # Encode the full padded window and trim afterwards: Whisper was trained on 30 s windows
+                # only, so the frames of real audio are those of the padded window, not of a shorter input.
+                frames = self.num_frames(chunk.shape[0])
+                out[row : row + frames] = feats[:frames].float().cpu()
+                row += frames
+        assert row == out.shape[0]
+        return out
+
+    def forward(self, audio: np.ndarray | torch.Tensor, sample_rate: int = _SAMPLE_RATE) -> torch.Tensor:
+        """Same as :meth:`encode`: ``[num_samples]`` waveform → float32 ``[L, B, C]``."""
+        return self.encode(audio, sample_rate)
+
+    def _to_16k(self, audio: np.ndarray | torch.Tensor, sample_rate: int) -> np.ndarray:
+        """Validate a waveform and return it as contiguous float32 numpy at :attr:`sample_rate`."""
+        if isinstance(audio, torch.Tensor):
+            if not audio.is_floating_point():
+                raise ValueError(f"audio must be floating point in [-1, 1], got dtype {audio.dtype}")
+            wave = audio.detach().to("cpu", torch.float32).numpy()
+        elif isinstance(audio, np.ndarray):
+            if audio.dtype.kind != "f":
+                raise ValueError(
+                    f"audio must be floating point in [-1, 1], got dtype {audio.dtype} "
+                    "(scale integer PCM first, e.g. int16 / 32768)"
+                )
+            wave = audio.astype(np.float32, copy=False)
+        else:
+            raise TypeError(f"audio must be a numpy array or torch tensor, got {type(audio).__name__}")
+        if wave.ndim != 1:
+            raise ValueError(f"audio must be a 1-D mono waveform [num_samples], got shape {tuple(wave.shape)}")
+        if wave.shape[0] == 0:
+            raise ValueError("audio is empty (0 samples)")
+        bad = int(np.count_nonzero(~np.isfinite(wave)))
+        if bad:
+            raise ValueError(f"audio has {bad} non-finite samples (NaN or inf) out of {wave.shape[0]}")
+        if int(sample_rate) != sample_rate or sample_rate <= 0:
+            raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        if sample_rate != self.sample_rate:
+            import torchaudio.functional
+
+            wave = torchaudio.functional.resample(torch.from_numpy(wave), int(sample_rate), self.sample_rate).numpy()
+        return np.ascontiguousarray(wave, dtype=np.float32)
+
+    # ---- persistence -----------------------------------------------------------------------------------
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write a folder that ``WhisperFeaturesConfig(path=folder)`` loads back with identical outputs.
+
+        The layout is the one of ``openai/whisper-small``: ``config.json``, ``model.safetensors`` with the
+        encoder tensors under their checkpoint names (``model.encoder.*``) and ``preprocessor_config.json``.
+        Only the encoder is written (no decoder weights: this module never uses them).
+
+        Args:
+            folder: Destination; created if missing, existing files of the same names are replaced.
+
+        Returns:
+            The folder as a ``Path``.
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.config.save_pretrained(folder)
+        state = {
+            f"model.encoder.{name}": tensor.detach().to("cpu").contiguous()
+            for name, tensor in self.encoder.state_dict().items()
+        }
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        self.front_end.save_pretrained(folder)
+        return folder
+
+
+# ---- building blocks -----------------------------------------------------------------------------------
+
+
+def _whisper_config(arch: WhisperArch) -> WhisperConfig:
+    """A full ``WhisperConfig`` for ``arch``; the decoder mirrors the encoder as in the OpenAI models."""
+    from transformers import WhisperConfig
+
+    return WhisperConfig(
+        d_model=arch.d_model,
+        encoder_layers=arch.encoder_layers,
+        encoder_attention_heads=arch.encoder_attention_heads,
+        encoder_ffn_dim=arch.encoder_ffn_dim,
+        decoder_layers=arch.encoder_layers,
+        decoder_attention_heads=arch.encoder_attention_heads,
+        decoder_ffn_dim=arch.encoder_ffn_dim,
+        num_mel_bins=arch.num_mel_bins,
+        max_source_positions=arch.max_source_positions,
+    )
+
+
+def _random_encoder(arch: WhisperArch, seed: int) -> WhisperEncoder:
+    """A randomly initialised encoder, identical for identical ``(arch, seed)``."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    # Fork the global RNG so building a demo encoder neither depends on nor disturbs the caller's stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return WhisperEncoder(_whisper_config(arch))
+
+
+def _require_files(folder: Path) -> None:
+    """Raise ``FileNotFoundError`` naming what is missing from a Whisper folder and where it comes from."""
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Whisper folder {folder} does not exist; it must hold config.json and model.safetensors "
+            f"(or pytorch_model.bin): {_DOWNLOAD_HINT}"
+        )
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"Whisper config {folder / 'config.json'} is missing: {_DOWNLOAD_HINT}")
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        raise FileNotFoundError(
+            f"Whisper weights {folder / 'model.safetensors'} (or pytorch_model.bin) are missing: {_DOWNLOAD_HINT}"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and progress bar; the caller checks the loading info itself.
+
+    Loading the encoder through ``WhisperModel`` always reports the decoder we drop (or, for folders
+    written by :meth:`WhisperFeatureExtractor.save_pretrained`, the decoder that is absent) as noise.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load_encoder(folder: Path, dtype: torch.dtype) -> WhisperEncoder:
+    """Load the encoder of a Whisper checkpoint folder with transformers' loading code."""
+    _require_files(folder)
+    from transformers import WhisperModel
+
+    # WhisperModel rather than WhisperEncoder.from_pretrained: the checkpoint names encoder tensors
+    # "model.encoder.*", which WhisperEncoder does not map, and it would silently return a random encoder.
+    with _quiet_transformers():
+        model, info = WhisperModel.from_pretrained(
+            str(folder), local_files_only=True, dtype=dtype, output_loading_info=True
+        )
+    missing = sorted(key for key in info["missing_keys"] if key.startswith("encoder."))
+    if missing:
+        raise RuntimeError(
+            f"{folder}: the checkpoint lacks {len(missing)} Whisper encoder tensors (e.g. {missing[:3]}), so "
+            f"it is not a Whisper checkpoint in the openai/whisper-small layout ({WHISPER_SMALL_URL}); "
+            "refusing to run a partly random encoder"
+        )
+    encoder = model.encoder
+    logger.info(
+        "loaded Whisper encoder from %s: %d blocks, width %d, %s",
+        folder,
+        encoder.config.encoder_layers,
+        encoder.config.d_model,
+        dtype,
+    )
+    return encoder
+
+
+def _standard_front_end(num_mel_bins: int) -> HFWhisperFeatureExtractor:
+    """Whisper's log-mel front end with the parameters every OpenAI checkpoint uses."""
+    from transformers import WhisperFeatureExtractor as HFWhisperFeatureExtractor
+
+    return HFWhisperFeatureExtractor(
+        feature_size=num_mel_bins,
+        sampling_rate=_SAMPLE_RATE,
+        hop_length=_HOP_LENGTH,
+        chunk_length=_CHUNK_SECONDS,
+        n_fft=_N_FFT,
+    )
+
+
+def _load_front_end(folder: Path, num_mel_bins: int) -> HFWhisperFeatureExtractor:
+    """The folder's ``preprocessor_config.json`` front end, else the standard one."""
+    if not (folder / "preprocessor_config.json").is_file():
+        logger.info("%s has no preprocessor_config.json; using Whisper's standard log-mel front end", folder)
+        return _standard_front_end(num_mel_bins)
+    from transformers import WhisperFeatureExtractor as HFWhisperFeatureExtractor
+
+    return HFWhisperFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
+
+
+def _check_front_end(front_end: HFWhisperFeatureExtractor, encoder: WhisperEncoder) -> None:
+    """Fail at build time, not mid-dataset, when the front end cannot feed the encoder."""
+    if front_end.feature_size != encoder.config.num_mel_bins:
+        raise ValueError(
+            f"preprocessor feature_size = {front_end.feature_size} but the encoder expects "
+            f"num_mel_bins = {encoder.config.num_mel_bins}"
+        )
+    mel_frames = front_end.n_samples // front_end.hop_length
+    expected = encoder.config.max_source_positions * encoder.conv1.stride[0] * encoder.conv2.stride[0]
+    if mel_frames != expected:
+        raise ValueError(
+            f"the front end makes {mel_frames} mel frames per window (chunk_length="
+            f"{front_end.chunk_length} s, hop_length={front_end.hop_length}) "
+            f"but the encoder expects {expected}"
+        )
+    if front_end.dither:
+        # Dither adds noise to every window: features of a clip would differ run to run.
+        raise ValueError(f"preprocessor dither = {front_end.dither}: must be 0 for reproducible features")

@@ -1,0 +1,1 @@
+"""Training objectives: timestep sampling, condition dropout, masked flow matching, KNN noise, contrastive FM."""

@@ -1,0 +1,62 @@
+"""Condition dropout per stage (EditYourself Table 1).
+
+Each probability is the chance that a condition is ON. Audio, first-frame and V2V conditions are drawn
+per sample. Identity references are drawn once per batch: they add tokens to the sequence and every
+sample of a batch must have the same length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ConditionFlags:
+    """Which conditions are on for each sample of a batch.
+
+    Attributes:
+        audio: ``[B]`` bool; off means the audio features are replaced by zeros (the null condition).
+        first_frame: ``[B]`` bool; on keeps latent frame 0 clean (image-to-video), off is text-to-video.
+        v2v: ``[B]`` bool; on noises only the lower-face mask, off sets ``M = 1``.
+        identity: Whether identity reference tokens are prepended (whole batch).
+    """
+
+    audio: torch.Tensor
+    first_frame: torch.Tensor
+    v2v: torch.Tensor
+    identity: bool
+
+
+def sample_conditions(
+    batch_size: int,
+    p_audio: float,
+    p_ff: float,
+    p_v2v: float,
+    p_id: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> ConditionFlags:
+    """Draw condition flags.
+
+    Args:
+        batch_size: Samples ``B``.
+        p_audio: Probability the audio condition is on.
+        p_ff: Probability the first-frame condition is on.
+        p_v2v: Probability the V2V (masked inpainting) condition is on.
+        p_id: Probability the batch gets identity reference tokens.
+        generator: RNG on ``device``.
+        device: Device of the flags.
+
+    Returns:
+        The flags.
+    """
+    u = torch.rand(3, batch_size, generator=generator, device=device)
+    u_id = torch.rand(1, generator=generator, device=device)
+    return ConditionFlags(
+        audio=u[0] < p_audio,
+        first_frame=u[1] < p_ff,
+        v2v=u[2] < p_v2v,
+        identity=bool(u_id.item() < p_id),
+    )
