@@ -1,13 +1,27 @@
-"""In-memory media encoding for shard members: H.264 mp4 video and 16-bit PCM wav audio."""
+"""Media encoding for corpora and shard members: H.264 mp4 (optionally with AAC audio) and PCM wav.
+
+Encodes are deterministic: the same frames give the same bytes, so reruns of data preparation write
+identical shards.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
 import numpy as np
 import soundfile as sf
+
+from trainer.atomic import atomic_path
+
+# x264 output depends on its thread count, so it is fixed; and x264's macroblock-tree rate control gives
+# different bitstreams for identical input from one call to the next (libx264 core 165), so it is off.
+# No B-frames keeps decoding order equal to presentation order.
+X264_OPTIONS = {"preset": "medium", "threads": "2", "x264-params": "mbtree=0", "bf": "0"}
+AAC_FRAME = 1024
 
 
 def fps_fraction(fps: float) -> Fraction:
@@ -19,37 +33,80 @@ def fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(100000)
 
 
-def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18) -> bytes:
-    """Encode RGB frames as an H.264 mp4 held in memory.
+def _check_frames(frames: np.ndarray) -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {list(frames.shape)}")
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"H.264 with yuv420p needs even sizes, got {frames.shape[2]}x{frames.shape[1]}")
+
+
+def _encode(
+    target: str | BinaryIO,
+    frames: np.ndarray,
+    fps: float,
+    crf: int,
+    audio: np.ndarray | None,
+    sample_rate: int | None,
+) -> None:
+    _check_frames(frames)
+    height, width = frames.shape[1:3]
+    rate = fps_fraction(fps)
+    with av.open(target, mode="w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": str(int(crf)), **X264_OPTIONS}
+        # Frames carry their own time base: the muxer rewrites the streams' time bases on the first packet.
+        video_tb = 1 / rate
+        video.time_base = video_tb
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=sample_rate, layout="mono")
+            astream.time_base = Fraction(1, sample_rate)
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts, vf.time_base = i, video_tb
+            container.mux(video.encode(vf.reformat(format="yuv420p")))
+        container.mux(video.encode(None))
+        if astream is not None:
+            samples = np.ascontiguousarray(audio, dtype=np.float32)
+            for start in range(0, samples.shape[0], AAC_FRAME):
+                af = av.AudioFrame.from_ndarray(samples[None, start : start + AAC_FRAME], format="flt", layout="mono")
+                af.sample_rate, af.pts, af.time_base = sample_rate, start, Fraction(1, sample_rate)
+                container.mux(astream.encode(af))
+            container.mux(astream.encode(None))
+
+
+def encode_mp4(
+    frames: np.ndarray, fps: float, crf: int = 18, audio: np.ndarray | None = None, sample_rate: int | None = None
+) -> bytes:
+    """Encode RGB frames (and optionally mono audio) as an mp4 held in memory.
 
     Args:
         frames: ``[F, H, W, 3]`` uint8 with even ``H`` and ``W``.
-        fps: Frame rate.
+        fps: Frame rate (exact for 23.976/29.97/59.94 and integers).
         crf: x264 constant rate factor (18 is visually lossless).
+        audio: Optional ``[S]`` float32 in [−1, 1], muxed as AAC.
+        sample_rate: Audio rate in Hz (required with ``audio``).
 
     Returns:
-        The mp4 file's bytes; every frame decodes back in order with the same count.
+        The file's bytes; every frame decodes back, in order.
     """
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {list(frames.shape)}")
-    height, width = frames.shape[1:3]
-    if height % 2 or width % 2:
-        raise ValueError(f"H.264 with yuv420p needs even sizes, got {width}x{height}")
     buf = io.BytesIO()
-    rate = fps_fraction(fps)
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        # Deterministic output (no threads racing) and frame-exact decoding (no B-frame reordering surprises).
-        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "bf": "0"}
-        stream.codec_context.time_base = 1 / rate
-        for i, frame in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts = i
-            vf.time_base = stream.codec_context.time_base
-            container.mux(stream.encode(vf))
-        container.mux(stream.encode())
+    _encode(buf, frames, fps, crf, audio, sample_rate)
     return buf.getvalue()
+
+
+def write_mp4(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float,
+    crf: int = 18,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+) -> None:
+    """:func:`encode_mp4` into a file, atomically (temporary file, then rename)."""
+    with atomic_path(path) as tmp:
+        _encode(str(tmp), frames, fps, crf, audio, sample_rate)
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -57,8 +114,14 @@ def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono [S], got shape {list(audio.shape)}")
     buf = io.BytesIO()
-    sf.write(buf, np.clip(audio, -1.0, 1.0).astype(np.float32), sample_rate, subtype="PCM_16", format="WAV")
+    sf.write(buf, np.clip(audio, -1.0, 1.0).astype(np.float32), int(sample_rate), subtype="PCM_16", format="WAV")
     return buf.getvalue()
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """:func:`encode_wav` into a file, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encode_wav(audio, sample_rate))
 
 
 def decode_wav(data: bytes) -> tuple[np.ndarray, int]:

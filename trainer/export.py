@@ -6,7 +6,8 @@
     <dir>/audio_adapter.json             the adapter's shape (AudioAdapterConfig) and provenance
     <dir>/lora/adapter_model.safetensors peft format (keys ``base_model.model.….lora_A.weight``)   [stage 2]
     <dir>/lora/adapter_config.json       peft ``LoraConfig``                                          [stage 2]
-    <dir>/pytorch_lora_weights.safetensors  diffusers format (keys ``transformer.….lora_A.weight``)   [stage 2]
+    <dir>/pytorch_lora_weights.safetensors  diffusers format (keys ``transformer.….lora_A.weight``,
+                                         alpha = rank: the alpha/rank scale is folded into lora_B)   [stage 2]
 
 Only the checkpoint is read (no backbone is loaded). Everything is written into a temporary folder
 next to ``output_dir`` and renamed into place, so an export is complete or absent.
@@ -15,6 +16,7 @@ next to ``output_dir`` and renamed into place, so an export is complete or absen
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from peft import LoraConfig
 from safetensors.torch import save_file
 
+from trainer.atomic import current_umask
 from trainer.checkpoints import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -97,6 +100,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, overwrite:
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         files = {"audio_adapter": tmp / ADAPTER_WEIGHTS, "audio_adapter_config": tmp / ADAPTER_CONFIG}
         save_file(
@@ -128,13 +132,22 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, overwrite:
                 str(files["lora_peft"]),
                 metadata={"format": "pt"},
             )
+            # Loaders of diffusers-format files often ignore alpha (diffusers' own model-level loader does
+            # when handed a file), so the file carries alpha = rank with the scale folded into lora_B.
+            scale = peft_cfg.lora_alpha / peft_cfg.r
+            folded = {k: (v * scale).contiguous() if ".lora_B." in k else v for k, v in lora.items()}
+            meta_cfg = peft_config_from_meta({**meta["lora"], "alpha": peft_cfg.r})
             LTXVideoLoraLoaderMixin.save_lora_weights(
                 save_directory=str(tmp),
-                transformer_lora_layers=lora,
+                transformer_lora_layers=folded,
                 weight_name=DIFFUSERS_WEIGHTS,
-                transformer_lora_adapter_metadata=peft_cfg.to_dict(),
+                transformer_lora_adapter_metadata=meta_cfg.to_dict(),
             )
             files["lora_diffusers"] = tmp / DIFFUSERS_WEIGHTS
+        mode = 0o666 & ~current_umask()
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                f.chmod(mode)  # safetensors writes 0600; exports are meant to be shared
         if output_dir.exists():
             old = output_dir.with_name(f".{output_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)

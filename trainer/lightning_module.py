@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
+from trainer.atomic import atomic_write_text
 from trainer.checkpoints import MODULE_PREFIX, check_adapter_config, read_adapter_source
 from trainer.config.compose import config_fingerprint, to_container
 from trainer.config.schema import TrainConfig
@@ -109,14 +111,15 @@ class TalkingHeadModule(L.LightningModule):
             check_adapter_config(saved_cfg, self.dit.adapter_config, source)
             load_audio_adapter_state_dict(transformer, tensors, source)
             log.info("audio adapter initialised from %s", source)
+        if stage.lora.enabled:
+            # peft freezes everything but LoRA when it injects adapters, so this comes first.
+            self.lora_report = add_lora(transformer, stage.lora)
+            log.info("%s", self.lora_report.format())
         if stage.train_adapter:
             names = set(adapter_parameter_names(transformer))
             for n, p in transformer.named_parameters():
                 if n in names:
                     p.requires_grad_(True)
-        if stage.lora.enabled:
-            self.lora_report = add_lora(transformer, stage.lora)
-            log.info("%s", self.lora_report.format())
 
     def trainable_state_names(self) -> list[str]:
         """Names (in this module's state dict) of the tensors a checkpoint keeps."""
@@ -149,8 +152,12 @@ class TalkingHeadModule(L.LightningModule):
     def configure_optimizers(self):
         """Muon for hidden 2-D matrices of trainable modules, AdamW for the rest (see :mod:`trainer.optim`)."""
         bundle = build_optimizer(self.dit.transformer, self.cfg.optim)
-        if self.trainer is not None and self.trainer.is_global_zero:
-            log.info("parameter groups:\n%s", bundle.table())
+        if self._trainer is not None and self.trainer.is_global_zero:
+            table = bundle.table()
+            # Groups to the console; every parameter's row (thousands with LoRA at 13B) to the run dir.
+            path = Path(self.trainer.default_root_dir) / "parameters.txt"
+            atomic_write_text(path, table + "\n")
+            log.info("parameter groups (every parameter in %s):\n%s", path, table.split("\n\n")[0])
         return bundle.lightning_config()
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -293,7 +300,7 @@ class TalkingHeadModule(L.LightningModule):
             self.log("train/grad_norm_adamw", self._grad_norm, on_step=True, on_epoch=False, batch_size=1)
         if self._last_step_end is not None:
             dt = now - self._last_step_end
-            world = self.trainer.world_size if self.trainer is not None else 1
+            world = self.trainer.world_size if self._trainer is not None else 1
             self.log("train/step_time", dt, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
             self.log(
                 "train/samples_per_s",

@@ -1,183 +1,57 @@
 """Training entry point: ``python -m trainer.train experiment=<name> [key=value ...]``.
 
-Order of work, cheapest checks first: compose and validate the config; check the shards' first sample;
-build the model (which loads and checks every weight file and the stage-1 adapter); check a resume
-checkpoint against the model; only then create the run directory and train.
+The config is composed and validated before the training stack (Lightning, diffusers) is imported, so a
+bad override fails in about a second.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
-import webdataset as wds
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-from launch.run_dir import CHECKPOINT_DIR, prepare_run_dir
-from trainer.atomic import atomic_path
-from trainer.checkpoints import read_training_checkpoint
-from trainer.config.compose import load_train_config
+from trainer.config.compose import CONF_DIR, load_train_config
 from trainer.config.errors import ConfigError
-from trainer.config.schema import TrainConfig
-from trainer.data.datamodule import TalkingHeadDataModule, expand_shards
-from trainer.data.decode import decode_sample
-from trainer.data.schema import FeatureSpec, ShardSampleError
-from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
 
-log = logging.getLogger("talkdit.train")
+if TYPE_CHECKING:
+    from trainer.runner import TrainResult
 
+USAGE = f"""usage: python -m trainer.train [key=value ...]
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O that writes a temporary file and renames it: never a partial checkpoint."""
+Hydra overrides of {CONF_DIR}/train.yaml, e.g.
+  experiment=edityourself_stage1 data.shards=/data/shards/shard-*.tar
+  experiment=edityourself_stage2 stage.adapter_init=<stage-1 export dir>
+  experiment=demo data.shards=demo_out/data/shards_4v_128px_25f_seed0/*.tar loop.max_steps=10
 
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        """Save ``checkpoint`` to ``path`` atomically."""
-        with atomic_path(path) as tmp:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-
-
-@dataclass
-class TrainResult:
-    """Where a finished run put its outputs.
-
-    Attributes:
-        run_dir: The run directory.
-        last_checkpoint: Path of ``last.ckpt``.
-        final_loss: Last logged training loss.
-    """
-
-    run_dir: Path
-    last_checkpoint: Path
-    final_loss: float | None
-
-
-def feature_spec(cfg: TrainConfig) -> FeatureSpec:
-    """Feature layout the shards must carry for this config."""
-    return FeatureSpec(layers=cfg.audio.feature_layers, dim=cfg.audio.feature_dim, rate=cfg.audio.feature_rate)
-
-
-def preflight_shards(cfg: TrainConfig) -> None:
-    """Decode and validate the first sample of the first shard before anything is written.
-
-    Raises:
-        FileNotFoundError: No shard matches ``data.shards``.
-        ShardSampleError: The sample breaks the schema (names shard, key and member).
-    """
-    first = expand_shards(cfg.data.shards)[0]
-    ds = wds.WebDataset([first], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
-    for raw in ds:
-        decode_sample(raw, feature_spec(cfg), decode_latents=cfg.data.use_cached_latents)
-        return
-    raise ShardSampleError(first, "-", "shard holds no sample")
-
-
-def build_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None) -> Logger:
-    """CSV or (offline by default) wandb logger writing inside the run directory."""
-    if cfg.logger.name == "wandb":
-        return WandbLogger(
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            name=cfg.experiment_name,
-            save_dir=str(run_dir),
-            mode=cfg.logger.mode,
-            tags=list(cfg.logger.tags),
-            id=run_id,
-            resume="allow" if run_id else None,
-        )
-    return CSVLogger(save_dir=str(run_dir), name="logs", version="")
-
-
-def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
-    """The ``lightning.Trainer`` for a config (devices, strategy, precision, checkpointing)."""
-    st = cfg.strategy
-    strategy = st.strategy
-    if st.devices * st.num_nodes == 1 and strategy == "ddp":
-        strategy = "auto"
-    elif strategy == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = DDPStrategy(
-            process_group_backend=st.process_group_backend, find_unused_parameters=st.find_unused_parameters
-        )
-    checkpoint = ModelCheckpoint(
-        dirpath=str(run_dir / CHECKPOINT_DIR),
-        filename="step{step:07d}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=cfg.loop.checkpoint_every_n_steps,
-        save_top_k=cfg.loop.keep_last_checkpoints,
-        monitor="step",
-        mode="max",
-        save_last=True,
-    )
-    callbacks = [checkpoint]
-    if cfg.loop.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=1))
-    return L.Trainer(
-        accelerator=st.accelerator,
-        devices=st.devices,
-        num_nodes=st.num_nodes,
-        strategy=strategy,
-        precision=st.precision,
-        max_steps=cfg.loop.max_steps,
-        log_every_n_steps=cfg.loop.log_every_n_steps,
-        accumulate_grad_batches=cfg.loop.accumulate_grad_batches,
-        callbacks=callbacks,
-        logger=logger,
-        default_root_dir=str(run_dir),
-        enable_progress_bar=cfg.loop.progress_bar,
-        enable_model_summary=False,
-        deterministic=cfg.loop.deterministic,
-        plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-    )
-
-
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run one training stage for a validated config.
-
-    Returns:
-        Where the outputs are.
-    """
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    preflight_shards(cfg)
-    module = TalkingHeadModule(cfg)
-    run_id = None
-    if cfg.resume is not None:
-        ckpt = read_training_checkpoint(cfg.resume)
-        check_resume_compatible(module, ckpt, source=cfg.resume)
-        run_id = ckpt["talkdit"].get("logger_run_id")
-    run_dir = prepare_run_dir(cfg, resuming=cfg.resume is not None)
-    logger = build_logger(cfg, run_dir, run_id)
-    if isinstance(logger, WandbLogger):
-        module.logger_run_id = logger.experiment.id
-    data = TalkingHeadDataModule(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
-    trainer = build_trainer(cfg, run_dir, logger)
-    trainer.fit(module, datamodule=data, ckpt_path=cfg.resume)
-    loss = trainer.callback_metrics.get("train/loss")
-    return TrainResult(
-        run_dir=run_dir,
-        last_checkpoint=run_dir / CHECKPOINT_DIR / "last.ckpt",
-        final_loss=float(loss) if loss is not None else None,
-    )
+Groups: model (tiny, ltxv_2b, ltxv_13b), audio (tiny, whisper_small), stage (stage1_audio, stage2_lora),
+optim (muon_adamw, adamw), data (shards), strategy (ddp_cpu), logger (csv, wandb), experiment.
+Resume with resume=<run_dir>/checkpoints/last.ckpt. Brace patterns need quoting:
+  'data.shards="/data/shard-{{000000..000099}}.tar"'
+"""
 
 
 def run(overrides: list[str]) -> TrainResult:
-    """Compose the config from overrides and train."""
-    return train(load_train_config(overrides))
+    """Compose the config from overrides, validate it, and train one stage."""
+    cfg = load_train_config(overrides)
+    from trainer.runner import train
+
+    return train(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; a bad config or shard exits with status 2 and a one-line reason."""
+    """Console entry point; a bad config, shard or checkpoint exits with status 2 and a one-line reason."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    # Lightning has its own console handler; letting records reach the root logger would print them twice.
+    logging.getLogger("lightning.pytorch").propagate = False
+    from trainer.data.schema import ShardSampleError
+
     try:
-        result = run(list(sys.argv[1:] if argv is None else argv))
-    except (ConfigError, ShardSampleError, FileNotFoundError, FileExistsError) as err:
+        result = run(args)
+    except (ConfigError, ShardSampleError, FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"run directory: {result.run_dir}")

@@ -1,0 +1,52 @@
+# talkdit: one setup command, then `make demo` (the main job) and `make test` (the suite).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# ffmpeg: ffprobe/ffmpeg for media work; libgl1 + libglib2.0-0: OpenCV (pulled by MediaPipe) loads them.
+SYSTEM_PACKAGES := ffmpeg libgl1 libglib2.0-0
+# The torch trio is pinned together (DESIGN §2); installed first so nothing else picks another torch.
+TORCH_TRIO := torch==2.11.0 torchaudio==2.11.0 torchvision==0.26.0
+
+.PHONY: setup system-packages venv demo test test-gpu lint format bench clean
+
+setup: system-packages venv  ## system packages, .venv, pinned torch, talkdit editable with dev extras
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_TRIO)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -c "import torch, torchaudio, torchvision, diffusers, mediapipe, cv2, trainer; \
+	print(f'talkdit ready: torch {torch.__version__}, torchaudio {torchaudio.__version__}, torchvision {torchvision.__version__}')"
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "system packages present: $(SYSTEM_PACKAGES)"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "missing system packages:$$missing (install them as root, then rerun make setup)"; exit 1; fi
+
+venv:
+	@$(PYTHON) -c "import sys; assert sys.version_info >= (3, 11), 'talkdit needs Python >= 3.11, found ' + sys.version"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+
+demo:  ## generated corpus -> shards -> stage 1 -> export -> stage 2 -> export (tiny model, CPU)
+	$(BIN)/python -m launch.demo
+
+test:  ## the test suite (CPU; GPU tests are deselected, see test-gpu)
+	$(BIN)/python -m pytest
+
+test-gpu:  ## the GPU tests only (needs CUDA)
+	$(BIN)/python -m pytest -m gpu
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench:  ## benchmarks print JSON ratios against a baseline measured in the same run
+	$(BIN)/python benchmarks/step_overhead.py
+
+clean:
+	rm -rf demo_out runs .pytest_cache

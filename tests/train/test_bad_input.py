@@ -1,0 +1,99 @@
+"""Bad input gets a clear error naming what is wrong, and leaves nothing half-written."""
+
+import numpy as np
+import pytest
+
+from data_prep.media import encode_npy
+from data_prep.samples import encode_sample
+from data_prep.shard_writer import ShardWriter
+from tests.train.conftest import tiny_overrides
+from tests.train.shards import TINY_WHISPER, simple_clip
+from trainer.data.schema import ShardSampleError
+from trainer.model.whisper_features import WhisperFeatureExtractor
+from trainer.train import main, run
+
+
+@pytest.fixture(scope="module")
+def good_samples():
+    extractor = WhisperFeatureExtractor(TINY_WHISPER)
+    return [encode_sample(simple_clip(s, 17, 64, 25.0, 2, extractor)) for s in range(3)]
+
+
+def write(path, samples):
+    with ShardWriter(path, samples_per_shard=10) as w:
+        for s in samples:
+            w.write(s)
+    return f"{path}/*.tar"
+
+
+def test_missing_member_is_named_and_no_run_dir(good_samples, tmp_path):
+    bad = dict(good_samples[0])
+    del bad["whisper.npy"]
+    shards = write(tmp_path / "shards", [bad, *good_samples[1:]])
+    with pytest.raises(ShardSampleError, match=r"shard-000000.tar, sample \w+: missing member 'whisper.npy'"):
+        run(tiny_overrides(shards, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_wrong_shape_is_named_with_expected_and_found(good_samples, tmp_path):
+    bad = dict(good_samples[0])
+    bad["whisper.npy"] = encode_npy(np.zeros((35, 7, 32), dtype=np.float16))
+    shards = write(tmp_path / "shards", [bad])
+    with pytest.raises(ShardSampleError, match=r"'whisper.npy' has shape \[35, 7, 32\], expected \[\*, 5, 32\]"):
+        run(tiny_overrides(shards, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_sample_mid_stream_stops_with_its_name_and_no_partial_checkpoint(good_samples, tmp_path):
+    bad = dict(good_samples[1])
+    bad["lower_face_boxes.npy"] = encode_npy(np.zeros((16, 4), dtype=np.float32))
+    shards = write(tmp_path / "shards", [good_samples[0], bad, good_samples[2]])
+    with pytest.raises(ShardSampleError, match=r"'lower_face_boxes.npy' has shape \[16, 4\], expected \[17, 4\]"):
+        run(tiny_overrides(shards, tmp_path / "run", 6, "data.batch_size=1", "data.shuffle_buffer=1"))
+    ckpts = tmp_path / "run" / "checkpoints"
+    leftovers = [p for p in ckpts.rglob("*") if ".tmp" in p.name] if ckpts.exists() else []
+    assert leftovers == []
+
+
+def test_corrupt_video_is_named(good_samples, tmp_path):
+    bad = dict(good_samples[0])
+    bad["video.mp4"] = b"\x00" * 100
+    shards = write(tmp_path / "shards", [bad])
+    with pytest.raises(ShardSampleError, match=r"member 'video.mp4' does not decode as video"):
+        run(tiny_overrides(shards, tmp_path / "run"))
+
+
+def test_checkpoint_of_another_model_size_is_refused(simple_shards, stage1, tmp_path):
+    result, _, _ = stage1
+    overrides = tiny_overrides(
+        simple_shards, tmp_path / "run", 4, f"resume={result.last_checkpoint}", "model.transformer.arch.num_layers=3"
+    )
+    with pytest.raises(ValueError, match=r"another configuration; differing keys: .*model.transformer.arch.num_layers"):
+        run(overrides)
+    assert not (tmp_path / "run").exists()
+
+
+def test_stage1_adapter_of_another_size_is_refused(simple_shards, stage1, tmp_path):
+    _, export_dir, _ = stage1
+    overrides = tiny_overrides(
+        simple_shards, tmp_path / "run", 1, "stage=stage2_lora", f"stage.adapter_init={export_dir}", "audio.window=5"
+    )
+    with pytest.raises(ValueError, match=r"built for another model: window: file 9 vs model 5"):
+        run(overrides)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_reports_unknown_key_and_exits_2(simple_shards, tmp_path, capsys):
+    code = main(tiny_overrides(simple_shards, tmp_path / "run", 1, "model.transformer.arch.num_layer=3"))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "model.transformer.arch.num_layer" in err and "not in 'LTXTransformerArch'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_dir_with_checkpoints_is_not_overwritten(simple_shards, stage1):
+    result, _, _ = stage1
+    before = sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        run(tiny_overrides(simple_shards, result.run_dir, 1))
+    assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == before

@@ -1,0 +1,83 @@
+"""Configuration: every experiment composes, rules fail fast naming the key, the resolved config is saved."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainer.config.compose import CONF_DIR, compose_config, load_train_config
+from trainer.config.errors import ConfigError
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_there_are_the_three_experiments():
+    assert {"demo", "edityourself_stage1", "edityourself_stage2"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_onto_the_schema(name):
+    cfg = compose_config("train", [f"experiment={name}"])
+    assert cfg.experiment_name == name
+    assert cfg.data.num_frames % 8 == 1
+
+
+def test_paper_experiments_carry_the_recipe_numbers():
+    s1 = compose_config("train", ["experiment=edityourself_stage1"])
+    s2 = compose_config("train", ["experiment=edityourself_stage2"])
+    assert (s1.stage.p_audio, s1.stage.p_ff, s1.stage.p_v2v, s1.stage.p_id) == (1.0, 0.9, 0.9, 0.0)
+    assert (s2.stage.p_audio, s2.stage.p_ff, s2.stage.p_v2v, s2.stage.p_id) == (0.9, 0.9, 0.9, 0.5)
+    assert s1.optim.lr_adam == 1e-5 and s2.optim.lr_adam == 1e-4 and s1.optim.lr_muon_ratio == 100
+    assert s1.loop.max_steps == 20000 and s2.loop.max_steps == 10000
+    assert s2.stage.lora.enabled and s2.stage.lora.rank == 128 and not s1.stage.lora.enabled
+    assert s1.model.transformer.arch.num_layers == 48 and s1.model.transformer.arch.attention_head_dim == 128
+    assert s1.audio.feature_layers == 13 and s1.audio.feature_dim == 768
+    assert s1.objective.timestep_loc == 2.05 and s1.objective.knn_candidates == 4
+    assert s1.objective.contrastive_lambda == 0.05
+    assert s1.data.batch_size == 4 and s1.data.num_frames == 121
+
+
+BAD = [
+    (["data.num_frames=24"], "data.num_frames", "8k+1"),
+    (["data.height=100"], "data.height", "multiple of 32"),
+    (["stage.p_audio=1.5"], "stage.p_audio", "probability"),
+    (["stage.p_id=-0.1"], "stage.p_id", "probability"),
+    (["stage=stage2_lora"], "stage.adapter_init", "stage-1 audio adapter"),
+    (["stage.adapter_init=/nonexistent/stage1"], "stage.adapter_init", "does not exist"),
+    (["data.foo=1"], "data.foo", "not in 'DataConfig'"),
+    (["data.batch_size=abc"], "data.batch_size", "could not be converted"),
+    (["optim.lr_adam=-1"], "optim.lr_adam", "> 0"),
+    (["optim.schedule=cosine"], "optim.total_steps", "required"),
+    (["strategy.accelerator=tpu"], "strategy.accelerator", "one of"),
+    (["objective.knn_candidates=0"], "objective.knn_candidates", ">= 1"),
+    (
+        ["stage=stage2_lora", "stage.adapter_init=/", "stage.lora.target_modules='a(b'"],
+        "stage.lora.target_modules",
+        "regex",
+    ),
+    (["model=ltxv_13b"], "model.transformer.path", "Lightricks/LTX-Video-0.9.7"),
+    (["loop.max_steps=0"], "loop.max_steps", ">= 1"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "rule"), BAD)
+def test_validation_names_the_key_and_the_rule(overrides, key, rule, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_train_config(["experiment=demo", f"data.shards={tmp_path}/x.tar", f"run_dir={tmp_path}/run", *overrides])
+    assert err.value.key == key
+    assert rule in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_shards_is_named(monkeypatch):
+    monkeypatch.delenv("TALKDIT_SHARDS", raising=False)
+    with pytest.raises(ConfigError, match="data.shards"):
+        load_train_config(["experiment=demo"])
+
+
+def test_resolved_config_is_saved_in_the_run_dir(stage1):
+    result, _, _ = stage1
+    saved = yaml.safe_load((Path(result.run_dir) / "config.yaml").read_text())
+    assert saved["experiment_name"] == "demo"
+    assert saved["stage"]["name"] == "stage1_audio"
+    assert "${" not in (Path(result.run_dir) / "config.yaml").read_text()  # interpolations resolved

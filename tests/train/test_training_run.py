@@ -1,0 +1,98 @@
+"""A training run's outputs: metrics, lean resumable checkpoints, resume, cached latents."""
+
+import csv
+
+import pytest
+import torch
+
+from tests.train.conftest import tiny_overrides
+from tests.train.shards import write_simple_shards
+from trainer.checkpoints import read_training_checkpoint
+from trainer.config.compose import load_train_config
+from trainer.data.datamodule import build_dataset
+from trainer.data.transforms import collate_clips
+from trainer.lightning_module import TalkingHeadModule
+from trainer.model.vae import load_vae, normalize_latents, sample_posterior
+from trainer.runner import feature_spec
+from trainer.train import run
+
+
+def metrics(run_dir):
+    with open(run_dir / "logs" / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_run_logs_loss_speed_and_per_condition_losses(stage1):
+    result, _, _ = stage1
+    rows = metrics(result.run_dir)
+    cols = set(rows[0])
+    assert {"train/loss", "train/loss_fm", "train/step_time", "train/samples_per_s"} <= cols
+    assert any(c.startswith("train/loss_v2v_") for c in cols)
+    assert any(c.startswith("train/loss_ff_") for c in cols)
+    assert "train/loss_audio_on" in cols  # stage 1 always has audio on
+    assert (result.run_dir / "parameters.txt").read_text().count("audio_attn.to_q.weight") == 2
+
+
+def test_checkpoint_keeps_only_trainable_tensors_and_metadata(stage1, stage2):
+    for result, has_lora in ((stage1[0], False), (stage2[0], True)):
+        ckpt = read_training_checkpoint(result.last_checkpoint)
+        names = list(ckpt["state_dict"])
+        assert all(n.startswith("dit.transformer.") for n in names)
+        assert any("audio_attn" in n for n in names) and any("audio_projection" in n for n in names)
+        assert any(".lora_" in n for n in names) == has_lora
+        assert not any(n.startswith(("vae.", "text_encoder.")) for n in names)
+        assert not any(n.endswith("attn1.to_q.weight") or n.endswith("attn1.to_q.base_layer.weight") for n in names)
+        assert ckpt["talkdit"]["trainable"] == names
+        assert ckpt["global_step"] == 3
+
+
+def test_resume_continues_from_the_saved_step_with_the_saved_weights(simple_shards, stage1, tmp_path):
+    result, _, _ = stage1
+    saved = read_training_checkpoint(result.last_checkpoint)
+    resumed = run(tiny_overrides(simple_shards, tmp_path / "run", 5, f"resume={result.last_checkpoint}"))
+    after = read_training_checkpoint(resumed.last_checkpoint)
+    assert after["global_step"] == 5
+    # The resumed run started from the saved weights and optimiser state and moved on from them.
+    assert after["optimizer_states"][0]["format"] == saved["optimizer_states"][0]["format"]
+    changed = [k for k, v in saved["state_dict"].items() if not torch.equal(v, after["state_dict"][k])]
+    assert changed
+
+
+def test_loading_a_checkpoint_restores_the_trained_tensors(stage1):
+    result, _, _ = stage1
+    cfg = load_train_config(
+        tiny_overrides(str(result.run_dir / "unused"), result.run_dir / "x")[:1]
+        + [f"data.shards={result.run_dir}", "data.num_frames=17", "data.height=64", "data.width=64"]
+    )
+    module = TalkingHeadModule(cfg)
+    ckpt = read_training_checkpoint(result.last_checkpoint)
+    module.on_load_checkpoint(ckpt)
+    module.load_state_dict(ckpt["state_dict"], strict=False)
+    own = dict(module.named_parameters())
+    for k, v in ckpt["state_dict"].items():
+        assert torch.equal(own[k], v)
+
+
+@pytest.mark.slow
+def test_cached_latents_skip_the_vae(tmp_path):
+    cfg = load_train_config(tiny_overrides(f"{tmp_path}/shards/*.tar", tmp_path / "run", 2))
+    vae = load_vae(cfg.model.vae)
+    write_simple_shards(tmp_path / "shards", num_clips=2, per_shard=2, vae=vae)
+    module = TalkingHeadModule(cfg)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the VAE ran although the shard carries latents")
+
+    module.vae.encode = refuse
+    it = iter(build_dataset(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, shuffle=False))
+    batch = collate_clips([next(it), next(it)])
+    assert set(batch["latents"]) == {"latent_mean", "latent_logvar", "ref_latent_mean", "ref_latent_logvar"}
+    x0, refs = module.encode_latents(batch, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    lat = batch["latents"]
+    want_x0 = normalize_latents(sample_posterior(lat["latent_mean"], lat["latent_logvar"], gen), vae)
+    want_refs = normalize_latents(sample_posterior(lat["ref_latent_mean"], lat["ref_latent_logvar"], gen), vae)
+    assert torch.equal(x0, want_x0) and torch.equal(refs, want_refs)
+    assert x0.shape == (2, 8, 3, 2, 2) and refs.shape == (2, 8, 2, 2, 2)
+    loss, _ = module.compute_loss(module.prepare_step(batch, torch.Generator().manual_seed(0)))
+    assert torch.isfinite(loss)

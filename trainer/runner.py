@@ -1,0 +1,189 @@
+"""Running one training stage for a validated config (the heavy half of ``python -m trainer.train``).
+
+Order of work, cheapest checks first: check the shards' first sample; build the model (which loads and
+checks every weight file and the stage-1 adapter); check a resume checkpoint against the model; only
+then create the run directory and train.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import webdataset as wds
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from launch.run_dir import CHECKPOINT_DIR, prepare_run_dir
+from trainer.atomic import atomic_path
+from trainer.checkpoints import read_training_checkpoint
+from trainer.config.schema import TrainConfig
+from trainer.data.datamodule import TalkingHeadDataModule, expand_shards
+from trainer.data.decode import decode_sample
+from trainer.data.schema import FeatureSpec, ShardSampleError
+from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
+
+log = logging.getLogger("talkdit.train")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that writes a temporary file and renames it: never a partial checkpoint."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        """Save ``checkpoint`` to ``path`` atomically."""
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+class FinalCheckpoint(Callback):
+    """Save ``last.ckpt`` when training stops between periodic checkpoints, so no finished step is lost."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the final state unless the periodic checkpoint already holds this step."""
+        saved = getattr(trainer.checkpoint_callback, "_last_global_step_saved", -1)
+        if saved != trainer.global_step or not self.path.exists():
+            trainer.save_checkpoint(self.path)
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run put its outputs.
+
+    Attributes:
+        run_dir: The run directory.
+        last_checkpoint: Path of ``last.ckpt``.
+        final_loss: Last logged training loss.
+    """
+
+    run_dir: Path
+    last_checkpoint: Path
+    final_loss: float | None
+
+
+def feature_spec(cfg: TrainConfig) -> FeatureSpec:
+    """Feature layout the shards must carry for this config."""
+    return FeatureSpec(layers=cfg.audio.feature_layers, dim=cfg.audio.feature_dim, rate=cfg.audio.feature_rate)
+
+
+def preflight_shards(cfg: TrainConfig) -> None:
+    """Decode and validate the first sample of the first shard before anything is written.
+
+    Raises:
+        FileNotFoundError: No shard matches ``data.shards``.
+        ShardSampleError: The sample breaks the schema (names shard, key and member).
+    """
+    first = expand_shards(cfg.data.shards)[0]
+    ds = wds.WebDataset([first], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
+    for raw in ds:
+        decode_sample(raw, feature_spec(cfg), decode_latents=cfg.data.use_cached_latents)
+        return
+    raise ShardSampleError(first, "-", "shard holds no sample")
+
+
+def build_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None) -> Logger:
+    """CSV or (offline by default) wandb logger writing inside the run directory."""
+    if cfg.logger.name == "wandb":
+        if cfg.logger.mode != "online":
+            # Offline runs must not try to reach wandb's error reporting either.
+            os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+        return WandbLogger(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            name=cfg.experiment_name,
+            save_dir=str(run_dir),
+            mode=cfg.logger.mode,
+            tags=list(cfg.logger.tags),
+            id=run_id,
+            resume="allow" if run_id else None,
+        )
+    return CSVLogger(save_dir=str(run_dir), name="logs", version="")
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
+    """The ``lightning.Trainer`` for a config (devices, strategy, precision, checkpointing)."""
+    st = cfg.strategy
+    strategy = st.strategy
+    if st.devices * st.num_nodes == 1 and strategy == "ddp":
+        strategy = "auto"
+    elif strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(
+            process_group_backend=st.process_group_backend, find_unused_parameters=st.find_unused_parameters
+        )
+    checkpoint = ModelCheckpoint(
+        dirpath=str(run_dir / CHECKPOINT_DIR),
+        filename="step{step:07d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=cfg.loop.checkpoint_every_n_steps,
+        save_top_k=cfg.loop.keep_last_checkpoints,
+        monitor="step",
+        mode="max",
+        save_last=True,
+    )
+    callbacks = [checkpoint, FinalCheckpoint(run_dir / CHECKPOINT_DIR / "last.ckpt")]
+    if cfg.loop.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    return L.Trainer(
+        accelerator=st.accelerator,
+        devices=st.devices,
+        num_nodes=st.num_nodes,
+        strategy=strategy,
+        precision=st.precision,
+        max_steps=cfg.loop.max_steps,
+        log_every_n_steps=cfg.loop.log_every_n_steps,
+        accumulate_grad_batches=cfg.loop.accumulate_grad_batches,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+        enable_progress_bar=cfg.loop.progress_bar,
+        enable_model_summary=False,
+        deterministic=cfg.loop.deterministic,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+    )
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run one training stage for a validated config.
+
+    Returns:
+        Where the outputs are.
+    """
+    # The VAE, text encoder and frozen DiT stay in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    preflight_shards(cfg)
+    module = TalkingHeadModule(cfg)
+    run_id = None
+    if cfg.resume is not None:
+        ckpt = read_training_checkpoint(cfg.resume)
+        check_resume_compatible(module, ckpt, source=cfg.resume)
+        run_id = ckpt["talkdit"].get("logger_run_id")
+    run_dir = prepare_run_dir(cfg, resuming=cfg.resume is not None)
+    logger = build_logger(cfg, run_dir, run_id)
+    if isinstance(logger, WandbLogger):
+        module.logger_run_id = logger.experiment.id
+    data = TalkingHeadDataModule(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    trainer = build_trainer(cfg, run_dir, logger)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=cfg.resume)
+    finally:
+        if isinstance(logger, WandbLogger):
+            # A later run in the same process (the demo's stage 2, tests) must start its own wandb run.
+            logger.experiment.finish()
+    loss = trainer.callback_metrics.get("train/loss")
+    return TrainResult(
+        run_dir=run_dir,
+        last_checkpoint=run_dir / CHECKPOINT_DIR / "last.ckpt",
+        final_loss=float(loss) if loss is not None else None,
+    )
