@@ -152,7 +152,7 @@ def build_corpus_shards(
     """
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     fingerprint = hashlib.sha256(
-        json.dumps({"cutting": asdict(cutting), "whisper": repr(extractor)}, sort_keys=True).encode()
+        json.dumps({"cutting": asdict(cutting), "whisper": extractor.extra_repr()}, sort_keys=True).encode()
     ).hexdigest()[:16]
     with ShardWriter(out_dir, samples_per_shard=cutting.samples_per_shard) as writer:
         for entry in load_manifest(corpus_dir):

@@ -7,6 +7,7 @@ no account. Usage: ``python -m launch.demo [out_dir=demo_out] [key=value ...]``.
 
 from __future__ import annotations
 
+import csv
 import logging
 import shutil
 import sys
@@ -23,15 +24,25 @@ class DemoConfig:
     """Options of the demo (``key=value`` on the command line)."""
 
     out_dir: str = "demo_out"  # corpus and shards are kept here and reused; each run gets runs/<timestamp>
-    num_videos: int = 4
+    num_videos: int = 6
     duration_s: float = 4.0
     fps: list[float] = field(default_factory=lambda: [25.0, 30.0])  # the corpus mixes frame rates
     size: int = 128
     clip_frames: int = 25
     seed: int = 0
-    stage1_steps: int = 40
-    stage2_steps: int = 30
+    stage1_steps: int = 120
+    stage2_steps: int = 60
     train_overrides: list[str] = field(default_factory=list)  # extra trainer overrides for both stages
+
+
+def _loss_trend(run_dir: Path) -> str:
+    """First and last logged training loss of a run (from its CSV log)."""
+    path = run_dir / "logs" / "metrics.csv"
+    if not path.is_file():
+        return "no loss logged yet"
+    with open(path) as fh:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(fh) if r.get("train/loss")]
+    return f"loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} logged steps" if losses else "no loss logged"
 
 
 def _stage_overrides(cfg: DemoConfig, shards: str, run_dir: Path, steps: int) -> list[str]:
@@ -96,7 +107,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
 
     stage1 = train(stage1_cfg)
     print(
-        f"[3/6] stage 1 (audio adapter): {stage1.run_dir}, final loss {stage1.final_loss} "
+        f"[3/6] stage 1 (audio adapter): {stage1.run_dir}, {_loss_trend(stage1.run_dir)} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
     export1 = runs / "stage1_export"
@@ -108,7 +119,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         + ["stage=stage2_lora", f"stage.adapter_init={export1}"]
     )
     print(
-        f"[5/6] stage 2 (LoRA + adapter): {stage2.run_dir}, final loss {stage2.final_loss} "
+        f"[5/6] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
     export2 = runs / "export"

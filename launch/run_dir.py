@@ -10,13 +10,18 @@ from trainer.config.compose import save_resolved_config
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+# Set by the launching process for the worker processes it starts, so all ranks share one run dir.
+RUN_DIR_ENV = "TALKDIT_RUN_DIR"
 
 
 def run_dir_name(experiment_name: str, run_root: str) -> Path:
     """Default run directory: ``<run_root>/<experiment>/<job id or timestamp>``.
 
-    Under SLURM the job id names the run so that a requeued job finds its own folder again.
+    Under SLURM the job id names the run so that a requeued job finds its own folder again; processes
+    started by a local launcher inherit the launcher's choice through ``TALKDIT_RUN_DIR``.
     """
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
     job = os.environ.get("SLURM_JOB_ID")
     leaf = f"job{job}" if job else time.strftime("%Y%m%d-%H%M%S")
     return Path(run_root) / experiment_name / leaf

@@ -98,7 +98,9 @@ class TalkingHeadModule(L.LightningModule):
         # Checkpoints hold the trainable tensors only; frozen parts come back from their sources.
         self.strict_loading = False
         self.logger_run_id: str | None = None
-        self._last_step_end: float | None = None
+        self._window_start: float | None = None
+        self._window_steps = 0
+        self._window_samples = 0
         self._grad_norm: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -166,6 +168,22 @@ class TalkingHeadModule(L.LightningModule):
             self._grad_norm = clip_adamw_grad_norm(optimizer, self.cfg.optim.grad_clip_norm).detach()
 
     # ------------------------------------------------------------------ the step
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        """Move the batch's tensors (one level of nesting) to ``device``.
+
+        The batch layout is fixed (:func:`trainer.data.transforms.collate_clips`), so a direct move
+        replaces Lightning's generic collection walk, which costs milliseconds per step.
+        """
+
+        def move(value):
+            if isinstance(value, torch.Tensor):
+                return value.to(device, non_blocking=True)
+            if isinstance(value, dict):
+                return {k: move(v) for k, v in value.items()}
+            return value
+
+        return {k: move(v) for k, v in batch.items()}
+
     def step_generator(self) -> torch.Generator:
         """RNG of this step: a function of (seed, step, data-parallel rank) only, so runs repeat exactly."""
         seed = np.random.SeedSequence([self.cfg.seed, self.global_step, self.global_rank]).generate_state(1)[0]
@@ -282,35 +300,44 @@ class TalkingHeadModule(L.LightningModule):
                     metrics[f"loss_{name}_{state}"] = per_sample[sel].mean()
         return loss, metrics
 
+    def _logging_step(self) -> bool:
+        # Lightning forwards on-step metrics to the logger only every log_every_n_steps; building them on
+        # the other steps would cost ~0.7 ms per self.log call for nothing.
+        if self._trainer is None:
+            return False
+        return self.trainer._logger_connector.should_update_logs
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss."""
         inputs = self.prepare_step(batch, self.step_generator())
         loss, metrics = self.compute_loss(inputs)
         bsz = inputs.tokens.shape[0]
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=bsz)
-        for k, v in metrics.items():
-            self.log(f"train/{k}", v, on_step=True, on_epoch=False, batch_size=bsz)
-        self.log("train/identity_refs", float(inputs.flags.identity), on_step=True, on_epoch=False, batch_size=bsz)
+        if self._logging_step():
+            metrics["identity_refs"] = float(inputs.flags.identity)
+            self.log_dict({f"train/{k}": v for k, v in metrics.items()}, on_step=True, on_epoch=False, batch_size=bsz)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        """Step time and samples/s (whole world) on the progress bar."""
+        """Step time and samples/s (whole world, averaged since the last log) on the progress bar."""
         now = time.perf_counter()
+        if self._window_start is None:
+            self._window_start, self._window_steps, self._window_samples = now, 0, 0
+            return
+        self._window_steps += 1
+        self._window_samples += len(batch["keys"])
+        if not self._logging_step():
+            return
+        elapsed = now - self._window_start
+        world = self.trainer.world_size
+        speed = {
+            "train/step_time": elapsed / self._window_steps,
+            "train/samples_per_s": self._window_samples * world / elapsed,
+        }
+        self.log_dict(speed, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
         if self._grad_norm is not None:
             self.log("train/grad_norm_adamw", self._grad_norm, on_step=True, on_epoch=False, batch_size=1)
-        if self._last_step_end is not None:
-            dt = now - self._last_step_end
-            world = self.trainer.world_size if self._trainer is not None else 1
-            self.log("train/step_time", dt, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-            self.log(
-                "train/samples_per_s",
-                len(batch["keys"]) * world / dt,
-                prog_bar=True,
-                on_step=True,
-                on_epoch=False,
-                batch_size=1,
-            )
-        self._last_step_end = now
+        self._window_start, self._window_steps, self._window_samples = now, 0, 0
 
 
 def check_resume_compatible(module: TalkingHeadModule, checkpoint: dict, source: str) -> None:

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from launch.run_dir import CHECKPOINT_DIR, prepare_run_dir
+from launch.run_dir import CHECKPOINT_DIR, RUN_DIR_ENV, prepare_run_dir
 from trainer.atomic import atomic_path
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.schema import TrainConfig
@@ -175,9 +175,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         module.logger_run_id = logger.experiment.id
     data = TalkingHeadDataModule(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
     trainer = build_trainer(cfg, run_dir, logger)
+    # Lightning starts the other local ranks as copies of this command; they must find this run dir.
+    os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=cfg.resume)
     finally:
+        os.environ.pop(RUN_DIR_ENV, None)
         if isinstance(logger, WandbLogger):
             # A later run in the same process (the demo's stage 2, tests) must start its own wandb run.
             logger.experiment.finish()
