@@ -161,6 +161,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     """
     # The VAE, text encoder and frozen DiT stay in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
+    # The module's transfer_batch_to_device is meant to win over the datamodule's default.
+    warnings.filterwarnings("ignore", message=r"You have overridden `transfer_batch_to_device`", category=UserWarning)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     preflight_shards(cfg)
     module = TalkingHeadModule(cfg)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from data_prep.corpus_shards import attach_latents
 from data_prep.samples import ClipArrays, encode_sample, make_clip_id
 from data_prep.shard_writer import ShardWriter
-from trainer.model.vae import encode_posterior
 from trainer.model.whisper_features import WhisperArch, WhisperFeatureExtractor, WhisperFeaturesConfig
 
 TINY_WHISPER = WhisperFeaturesConfig(
@@ -74,13 +73,6 @@ def write_simple_shards(
         for seed in range(num_clips):
             clip = simple_clip(seed, frames, size, fps, refs, extractor)
             if vae is not None:
-                mean, logvar = encode_posterior(vae, torch.from_numpy(clip.frames)[None])
-                r_mean, r_logvar = encode_posterior(vae, torch.from_numpy(clip.ref_frames)[:, None])
-                clip.latents = {
-                    "latent_mean": mean[0].numpy(),
-                    "latent_logvar": logvar[0].numpy(),
-                    "ref_latent_mean": r_mean[:, :, 0].permute(1, 0, 2, 3).numpy(),
-                    "ref_latent_logvar": r_logvar[:, :, 0].permute(1, 0, 2, 3).numpy(),
-                }
+                attach_latents(clip, vae)
             writer.write(encode_sample(clip))
     return writer.written

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.model.weights import state_mismatch
+
 ADAPTER_KEY_PATTERN = re.compile(r"^(audio_projection\.|transformer_blocks\.\d+\.audio_attn\.)")
 
 
@@ -289,23 +291,9 @@ def load_audio_adapter_state_dict(transformer: nn.Module, state: dict[str, torch
     Raises:
         ValueError: Missing, unexpected or differently shaped keys (the first of each is named).
     """
-    expected = audio_adapter_state_dict(transformer)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(expected)
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (first: {shapes[0]})")
-        if missing:
-            parts.append(f"{len(missing)} missing keys (first: {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[0]})")
-        raise ValueError(f"audio adapter in {source} does not match this model: " + "; ".join(parts))
+    problem = state_mismatch(audio_adapter_state_dict(transformer), state)
+    if problem:
+        raise ValueError(f"audio adapter in {source} does not match this model: {problem}")
     own = dict(transformer.named_parameters())
     own.update(dict(transformer.named_buffers()))
     with torch.no_grad():

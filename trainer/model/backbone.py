@@ -15,7 +15,7 @@ from diffusers import LTXVideoTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_ltx_transformer_checkpoint_to_diffusers
 
 from trainer.config.schema import LTXTransformerArch, TransformerConfig
-from trainer.model.weights import load_safetensors_checked, require_file
+from trainer.model.weights import load_safetensors_checked, require_file, state_mismatch
 
 LTX_SOURCE_HINT = (
     "LTX-Video 0.9.7 weights come from https://huggingface.co/Lightricks/LTX-Video-0.9.7-dev "
@@ -85,24 +85,10 @@ def load_transformer(cfg: TransformerConfig) -> LTXVideoTransformer3DModel:
 
 
 def _load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (first: {shapes[0]})")
-        if missing:
-            parts.append(f"{len(missing)} missing keys (first: {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[0]})")
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
         raise ValueError(
-            f"{path} does not match model.transformer.arch (another model size or not an LTX-Video "
-            f"checkpoint): " + "; ".join(parts)
+            f"{path} does not match model.transformer.arch (another model size or not an LTX-Video checkpoint): "
+            f"{problem}"
         )
     model.load_state_dict(state, strict=True)
