@@ -3,7 +3,9 @@
 Nothing is downloaded and no media is shipped: every clip is computed from its seed.
 
 - ``speech.synthesize_speech``: speech-like audio and the mouth opening that goes with it.
-- ``face.FaceRenderer``: a shaded, posable head that face detectors find, with face and lower-face boxes.
+- ``face.FaceRenderer``: a photographic-looking, posable head that face detectors find, with face and
+  lower-face boxes (parts: ``identity``, ``face_relief``, ``skin``, ``brows``, ``hair``, ``eyes``, ``mouth``,
+  ``head_model``, ``backdrop``, ``lighting``, ``camera``).
 - ``clips.generate_clip`` / ``clips.write_clip``: a talking-head clip in memory, and its mp4 + wav.
 - ``corpus.generate_corpus``: a resumable folder of clips with a manifest (CLI: ``data_prep.synthetic.cli``).
 """

@@ -23,13 +23,15 @@ SPECULAR = 8  # specular strength
 SUBSURFACE = 9  # 1 for skin (light bleeds into the shadow side in red), 0 for hair and eyes
 OCCLUSION = 10  # ambient occlusion, 1 = open
 KEY_SHADOW = 11  # visibility of the key light, 1 = lit
-NUM_CHANNELS = 12
+GLOSS = 12  # 0 broad, rough sheen (skin) .. 1 tight, wet highlight (lips, eyes, teeth)
+SHEEN = 13  # baked view-dependent highlight (hair's anisotropic bands), in units of the key light
+NUM_CHANNELS = 14
 
 # Extent of the canonical grid in face units; long hair reaches the shoulders.
 U_EXTENT = 2.3
 V_FIRST = -2.25
 V_LAST = 3.4
-NECK_HALF_WIDTH = 0.64
+NECK_HALF_WIDTH = 0.7
 
 
 @dataclasses.dataclass(frozen=True)

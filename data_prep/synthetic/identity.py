@@ -58,6 +58,8 @@ class FaceIdentity:
 
     skin: tuple[float, float, float]
     lip: tuple[float, float, float]
+    masculine: bool
+    age: float  # 0 (about 20 years) .. 1 (about 70 years): wrinkles, under-eye bags, grey hair
     blush: float  # strength of the red of cheeks, nose and ears (0..1)
     beard_shadow: float  # strength of a shaved-beard tint on jaw and upper lip (0..1)
     freckles: float  # amount of small dark spots (0..1)
@@ -84,12 +86,17 @@ class FaceIdentity:
     hair_volume: float  # thickness of the hair over the skull
     hairline_v: float  # v of the hairline at the midline
     hair_part: float  # u of the parting
+    hair_wave: float  # 0 straight .. 1 wavy
+    hair_grey: float  # share of grey strands (0..1)
     clothing: tuple[float, float, float]
     v_neck: bool  # neckline: V (True) or crew (False)
     background: tuple[tuple[float, float, float], tuple[float, float, float]]  # top and bottom colours
     background_accents: tuple[tuple[float, float, float], ...]  # colours of blurred shapes behind
     key_light: tuple[float, float, float]  # direction towards the key light (screen x right, y down, z out)
     key_colour: tuple[float, float, float]
+    key_softness: float  # angular size of the key light (n.l wrap): 0.1 small lamp .. 0.45 large window
+    rim_light: float  # strength of a light from behind (0 for most seeds)
+    exposure: float  # camera exposure multiplier
     scale: float  # face units per frame height, as a fraction (about 0.19)
     offset: tuple[float, float]  # position of the pupil-line centre, fractions of width and height
 
@@ -114,13 +121,27 @@ def sample_identity(seed: int) -> FaceIdentity:
     low = int(np.floor(tone))
     high = min(low + 1, len(_SKIN_TONES) - 1)
     skin = (1 - (tone - low)) * _SKIN_TONES[low] + (tone - low) * _SKIN_TONES[high]
-    skin = np.clip(skin * rng.uniform(0.96, 1.04) + rng.uniform(-0.015, 0.015, size=3), 0.0, 1.0)
-    masculine = rng.uniform() < 0.5
-    lip = np.clip(skin * np.array([0.82, 0.5, 0.52]) + np.array([0.08, 0.0, 0.02]) * rng.uniform(0.5, 1.5), 0, 1)
+    # Undertone: some skins lean pink, others yellow/olive, at the same lightness.
+    undertone = rng.uniform(-1.0, 1.0)
+    skin = skin + undertone * np.array([0.012, -0.004, -0.025]) * (1.0 - 0.5 * tone / 6.0)
+    skin = np.clip(skin * rng.uniform(0.96, 1.04) + rng.uniform(-0.012, 0.012, size=3), 0.0, 1.0)
+    masculine = bool(rng.uniform() < 0.5)
+    age = float(rng.beta(1.3, 2.2))
+    # Lips are redder and darker than the skin around them; on dark skin they are closer to brown.
+    lip_red = rng.uniform(0.5, 1.5)
+    lip = np.clip(skin * np.array([0.86, 0.66, 0.68]) + np.array([0.04, -0.01, 0.0]) * lip_red, 0, 1)
+    lip = lip * (1.0 - 0.12 * age * np.array([0.3, 1.0, 1.0]))
 
     hair_weights = np.array([3.0, 1.5, 0.8]) if masculine else np.array([0.8, 1.6, 2.5])
     hair_style = int(rng.choice(3, p=hair_weights / hair_weights.sum()))
-    hair = _palette(rng, _HAIR_COLOURS, np.array([3.0, 3.0, 2.5, 1.0, 1.0, 0.8, 0.5]))
+    # Light hair is common only with light skin.
+    light_skin = float(np.clip(1.0 - tone / 3.0, 0.0, 1.0))
+    hair_colour_weights = np.array([3.0, 3.0, 2.5, 1.0 * light_skin, 1.2 * light_skin, 1.0 * light_skin, 0.0])
+    hair = _palette(rng, _HAIR_COLOURS, hair_colour_weights + np.array([2.0, 1.0, 0, 0, 0, 0, 0]) * (1 - light_skin))
+    hair_grey = float(np.clip((age - 0.45) * 1.8 + rng.uniform(-0.2, 0.2), 0.0, 0.9))
+    iris_weights = _IRIS_WEIGHTS * np.array(
+        [1.0, 1.0 + 3.0 * (1 - light_skin), 1.0, light_skin, light_skin, light_skin]
+    )
 
     wall_hue = rng.uniform(0.0, 1.0)
     wall = _wall_colour(wall_hue, rng)
@@ -132,7 +153,8 @@ def sample_identity(seed: int) -> FaceIdentity:
     clothing_hue = rng.uniform()
     clothing = _wall_colour(clothing_hue, rng) * rng.uniform(0.3, 1.0)
 
-    key = np.array([rng.uniform(-0.6, -0.3), rng.uniform(-0.55, -0.25), rng.uniform(0.72, 0.85)])
+    # Key light up and to one side (loop to Rembrandt lighting), so the face is modelled by light and shade.
+    key = np.array([rng.uniform(-0.8, -0.45), rng.uniform(-0.55, -0.2), rng.uniform(0.5, 0.75)])
     if rng.uniform() < 0.35:
         key[0] = -key[0]  # key light from the right for about a third of the seeds
     key /= np.linalg.norm(key)
@@ -143,9 +165,11 @@ def sample_identity(seed: int) -> FaceIdentity:
     return FaceIdentity(
         skin=_triple(skin),
         lip=_triple(lip),
+        masculine=masculine,
+        age=age,
         blush=float(rng.uniform(0.15, 0.5)),
         beard_shadow=float(rng.uniform(0.2, 0.6)) if masculine and rng.uniform() < 0.5 else 0.0,
-        freckles=float(rng.uniform(0.0, 0.5)) if tone < 2.0 and rng.uniform() < 0.3 else 0.0,
+        freckles=float(rng.uniform(0.1, 0.6)) if tone < 2.0 and rng.uniform() < 0.3 else 0.0,
         face_width=float(rng.uniform(0.94, 1.04) + (0.02 if masculine else 0.0)),
         v_top=float(rng.uniform(-1.78, -1.66)),
         v_chin=float(v_chin),
@@ -153,28 +177,36 @@ def sample_identity(seed: int) -> FaceIdentity:
         depth=float(rng.uniform(0.78, 0.9)),
         eye_x=float(rng.uniform(0.42, 0.47)),
         eye_half_width=float(rng.uniform(0.2, 0.225)),
-        eye_open_height=float(rng.uniform(0.085, 0.1)),
-        brow_v=float(rng.uniform(-0.36, -0.3)),
-        brow_thickness=float(rng.uniform(0.1, 0.14) if masculine else rng.uniform(0.08, 0.11)),
-        brow_arch=float(rng.uniform(0.02, 0.06)),
+        # The relaxed upper lid covers the top of the iris; more open than this reads as a startled stare.
+        eye_open_height=float(rng.uniform(0.078, 0.092) * (1.0 - 0.1 * age)),
+        # Women's brows sit higher, are thinner and more arched (plucked) than men's.
+        brow_v=float(rng.uniform(-0.34, -0.29) if masculine else rng.uniform(-0.38, -0.32)),
+        brow_thickness=float(rng.uniform(0.13, 0.18) if masculine else rng.uniform(0.09, 0.13)),
+        brow_arch=float(rng.uniform(0.015, 0.045) if masculine else rng.uniform(0.035, 0.07)),
         nose_v=float(rng.uniform(0.55, 0.62)),
-        nose_width=float(rng.uniform(0.17, 0.22)),
+        nose_width=float(rng.uniform(0.17, 0.22) + 0.03 * tone / 6.0),
         mouth_v=float(rng.uniform(0.93, 1.0)),
         mouth_half_width=float(rng.uniform(0.32, 0.38)),
-        upper_lip=float(rng.uniform(0.06, 0.09)),
-        lower_lip=float(rng.uniform(0.08, 0.12) if masculine else rng.uniform(0.1, 0.14)),
-        iris=_triple(_palette(rng, _IRIS_COLOURS, _IRIS_WEIGHTS)),
+        upper_lip=float(rng.uniform(0.065, 0.1) * (1.0 - 0.25 * age)),
+        lower_lip=float((rng.uniform(0.08, 0.12) if masculine else rng.uniform(0.1, 0.14)) * (1.0 - 0.2 * age)),
+        iris=_triple(_palette(rng, _IRIS_COLOURS, iris_weights)),
         hair_style=hair_style,
         hair=_triple(hair),
-        hair_volume=float(rng.uniform(0.1, 0.22) if hair_style == HAIR_SHORT else rng.uniform(0.16, 0.3)),
-        hairline_v=float(rng.uniform(-1.08, -0.92)),
+        hair_volume=float(rng.uniform(0.12, 0.26) if hair_style == HAIR_SHORT else rng.uniform(0.2, 0.38)),
+        hairline_v=float(rng.uniform(-1.08, -0.92) - (0.12 * age if masculine else 0.0)),
         hair_part=float(rng.choice([-0.35, 0.0, 0.35]) + rng.uniform(-0.05, 0.05)),
+        hair_wave=float(rng.uniform(0.0, 1.0) ** 2),
+        hair_grey=hair_grey,
         clothing=_triple(clothing),
         v_neck=bool(rng.uniform() < 0.4),
         background=(_triple(wall), _triple(wall_bottom)),
         background_accents=accents,
         key_light=_triple(key),
         key_colour=_triple(key_colour),
+        key_softness=float(rng.uniform(0.1, 0.35)),
+        rim_light=float(rng.uniform(0.3, 0.8)) if rng.uniform() < 0.3 else 0.0,
+        # Cameras expose for the face (webcams meter on it), so deep skin is not left in the toe of the curve.
+        exposure=float(rng.uniform(0.62, 0.8) * np.clip((0.8 / np.mean(skin)) ** 0.3, 1.0, 1.45)),
         scale=float(rng.uniform(0.18, 0.2)),
         offset=(float(rng.uniform(0.47, 0.53)), float(rng.uniform(0.4, 0.44))),
     )

@@ -6,13 +6,16 @@ import json
 import wave
 
 import av
+import cv2
 import numpy as np
 import pytest
 
 from data_prep.synthetic import cli
+from data_prep.synthetic.camera import Camera
 from data_prep.synthetic.clips import generate_clip, write_clip
 from data_prep.synthetic.corpus import MANIFEST_NAME, generate_corpus, load_manifest
 from data_prep.synthetic.face import FaceRenderer
+from data_prep.synthetic.identity import HAIR_BOB, HAIR_LONG, HAIR_SHORT, sample_identity
 from data_prep.synthetic.speech import synthesize_speech
 
 SR = 16000
@@ -166,7 +169,7 @@ def test_clip_determinism():
     assert not np.array_equal(a.audio, c.audio)
 
 
-@pytest.mark.parametrize(("seed", "size"), [(5, 192), (5, 320), (17, 192), (17, 320)])
+@pytest.mark.parametrize(("seed", "size"), [(5, 128), (5, 192), (5, 320), (17, 128), (17, 192), (17, 320)])
 def test_mediapipe_detects_one_face_matching_face_box(detectors, seed, size):
     clip = generate_clip(seed, fps=25.0, num_frames=40, width=size, height=size)
     for model, detector in detectors.items():
@@ -222,6 +225,74 @@ def test_head_motion_moves_boxes_like_the_detected_face(detectors):
     their_moves = theirs[1::2] - theirs[::2]
     assert np.abs(our_moves).max() > 3.0
     assert np.abs(our_moves - their_moves).max() < 4.0
+
+
+def test_renderer_output_does_not_depend_on_earlier_frames():
+    fresh = FaceRenderer(128, 128, seed=6)
+    used = FaceRenderer(128, 128, seed=6)
+    used.render(1.0, 4.0, -3.0, 2.0, 1.0, 0.7)  # mouth open, eyes shut, another pose and time
+    used.render(0.5, -2.0, 1.0, 0.0, 0.4, 1.9)
+    for args in [(0.0, 1.0, 1.0, 0.0, 0.0, 0.3), (0.7, 0.0, 0.0, -1.0, 0.2, 0.3)]:
+        assert np.array_equal(fresh.render(*args).image, used.render(*args).image)
+
+
+# --- photographic look -------------------------------------------------------------------------------
+def test_camera_tone_curve_vignette_fringes_and_noise():
+    camera = Camera(64, 48, np.random.default_rng(0), exposure=1.0)
+    ramp = np.broadcast_to(np.linspace(0.0, 8.0, 2000, dtype=np.float32)[:, None, None], (2000, 1, 3))
+    toned = camera.tone(np.ascontiguousarray(ramp))[:, 0, 0].astype(int)
+    assert toned[0] == 0 and toned[-1] == 255 and np.all(np.diff(toned) >= 0)
+    assert 90 < camera.tone(np.full((1, 1, 3), 0.18, np.float32))[0, 0, 0] < 150  # mid grey stays mid
+
+    assert camera.vignette[24, 32] > 1.15 * camera.vignette[0, 0]
+    # A bright vertical line right of centre: red is imaged larger than blue, so it lands further out.
+    line = np.zeros((48, 64, 3), np.float32)
+    line[:, 58] = 1.0
+    lensed = camera.lens(line, 0, 0) / camera.vignette[..., None]
+    cols = np.arange(64)
+    red, blue = (float((lensed[24, :, c] * cols).sum() / lensed[24, :, c].sum()) for c in (0, 2))
+    assert red - blue > 0.3
+
+    dark, bright = np.full((48, 64, 3), 8, np.uint8), np.full((48, 64, 3), 170, np.uint8)
+    noisy_dark = camera.add_noise(dark, 0.0).astype(float) - 8
+    noisy_bright = camera.add_noise(bright, 0.0).astype(float) - 170
+    assert 0.3 < noisy_dark.std() < noisy_bright.std() < 8.0  # shot noise grows with the signal
+    assert abs(noisy_bright.mean()) < 0.5
+    assert np.array_equal(camera.add_noise(bright, 0.0), camera.add_noise(bright, 0.0))
+    assert not np.array_equal(camera.add_noise(bright, 0.0), camera.add_noise(bright, 0.1))
+
+
+@pytest.mark.parametrize("seed", [3, 9, 21, 36])
+def test_faces_are_lit_from_the_side_and_in_focus_against_a_defocused_room(seed):
+    renderer = FaceRenderer(256, 256, seed=seed)
+    frame = renderer.render(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    # Detail (after smoothing the sensor noise away): sharp face, blurred background corners.
+    detail = np.abs(cv2.Laplacian(cv2.GaussianBlur(grey, (0, 0), 1.0), cv2.CV_32F))
+    x0, y0, x1, y1 = frame.face_box.astype(int)
+    corners = np.concatenate([detail[:40, :40].ravel(), detail[:40, -40:].ravel()])
+    assert detail[y0:y1, x0:x1].mean() > 2.5 * corners.mean()
+    # Modelling: the cheek towards the key light is clearly brighter than the other one.
+    ppu, (ax, ay) = renderer.px_per_unit, renderer.anchor
+    cy, half, reach = int(ay + 0.35 * ppu), int(0.12 * ppu), int(0.5 * ppu)
+    cheeks = [
+        grey[cy - half : cy + half, int(ax) + s * reach - half : int(ax) + s * reach + half].mean() for s in (-1, 1)
+    ]
+    lit, shadowed = (cheeks[1], cheeks[0]) if renderer.identity.key_light[0] > 0 else (cheeks[0], cheeks[1])
+    assert lit > 1.1 * shadowed
+
+
+def test_identities_cover_skin_tones_ages_and_hair():
+    people = [sample_identity(seed) for seed in range(300)]
+    lightness = np.array([np.mean(p.skin) for p in people])
+    assert lightness.min() < 0.3 and lightness.max() > 0.8  # deep to very light skin
+    assert np.histogram(lightness, bins=4, range=(lightness.min(), lightness.max()))[0].min() > 20
+    ages = np.array([p.age for p in people])
+    assert ages.min() < 0.1 and ages.max() > 0.75
+    assert {p.hair_style for p in people} == {HAIR_SHORT, HAIR_BOB, HAIR_LONG}
+    assert 0.35 < np.mean([p.masculine for p in people]) < 0.65
+    assert np.mean([p.hair_grey > 0.3 for p in people]) > 0.05
+    assert np.mean([p.rim_light > 0 for p in people]) > 0.1
 
 
 # --- files -------------------------------------------------------------------------------------------
