@@ -1,0 +1,1 @@
+"""Official-architecture models used by data preparation filters (SyncNet, HyperIQA)."""
