@@ -42,7 +42,8 @@ class ShardWriter:
     def _open(self) -> None:
         self._ctx = atomic_path(self.shard_path(self.index))
         self._tmp = self._ctx.__enter__()
-        self._tar = wds.TarWriter(str(self._tmp))
+        # A fixed member mtime makes the tar bytes a function of the samples alone (reruns write identical shards).
+        self._tar = wds.TarWriter(str(self._tmp), mtime=0.0)
         self._entries = []
 
     def shard_path(self, index: int) -> Path:

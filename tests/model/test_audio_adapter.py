@@ -204,3 +204,20 @@ def test_gradient_checkpointing_gives_same_gradients():
     assert results[0].keys() == results[1].keys()
     for k in results[0]:
         torch.testing.assert_close(results[0][k], results[1][k], rtol=1e-5, atol=1e-6)
+
+
+def test_paper_scale_adapter_is_about_two_billion_parameters():
+    # Built on the meta device: the shapes of the 13B DiT's adapter without allocating it.
+    from omegaconf import OmegaConf
+
+    from trainer.config.compose import compose_config
+    from trainer.model.audio_adapter import AudioCrossAttention
+    from trainer.model.dit import adapter_config
+
+    cfg = compose_config("train", ["experiment=edityourself_stage1"])
+    adapter = adapter_config(OmegaConf.to_object(cfg.audio), OmegaConf.to_object(cfg.model.transformer.arch))
+    with torch.device("meta"):
+        proj, attn = AudioProjection(adapter), AudioCrossAttention(adapter)
+    total = sum(p.numel() for p in proj.parameters()) + adapter.num_layers * sum(p.numel() for p in attn.parameters())
+    assert adapter.num_layers == 48 and adapter.inner_dim == 4096
+    assert 1.8e9 < total < 2.2e9

@@ -28,13 +28,17 @@ _registered = False
 
 
 def register_schemas() -> None:
-    """Register the dataclass schemas that ``conf/*.yaml`` defaults lists name (idempotent)."""
+    """Register the training schema that ``conf/train.yaml``'s defaults list names (idempotent)."""
     global _registered
     if _registered:
         return
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
+    register_schema("train_schema", TrainConfig)
     _registered = True
+
+
+def register_schema(name: str, node: type) -> None:
+    """Register a dataclass schema under ``name`` for a primary config's defaults list."""
+    ConfigStore.instance().store(name=name, node=node)
 
 
 def compose_config(config_name: str, overrides: list[str] | None = None) -> DictConfig:

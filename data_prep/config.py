@@ -1,0 +1,200 @@
+"""Structured configuration of the data preparation pipeline (``conf/data_prep.yaml``).
+
+Every threshold is config. Scores are computed once and stored in the ledger next to (not merged with)
+the thresholds that judged them, so a new threshold re-decides from the ledger without recomputing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+from trainer.config.errors import ConfigError
+from trainer.config.schema import AudioConfig, VAEConfig
+from trainer.config.validate import validate_frames
+
+
+@dataclass
+class ProbeConfig:
+    """Container-level filters (EditYourself §4.1): frame rate, bitrate, length, audio present."""
+
+    min_fps: float = 24.0
+    max_fps: float = 60.0
+    min_bitrate_kbps: float = 2000.0  # total bitrate of the file, as ffprobe's format bit_rate
+    min_frames: int = 121
+    require_audio: bool = True
+
+
+@dataclass
+class SceneConfig:
+    """Scene cuts with PySceneDetect's ContentDetector on downscaled frames; clips never cross a cut."""
+
+    enabled: bool = True
+    threshold: float = 27.0  # ContentDetector's default
+    min_scene_len: int = 15  # frames
+    analysis_width: int = 256  # frames are downscaled to this width for detection
+
+
+@dataclass
+class FaceConfig:
+    """Face detection (MediaPipe) and the segments where one stable, large face is visible."""
+
+    enabled: bool = True
+    analysis_long_side: int = 640  # detection runs on frames downscaled to this long side
+    min_detection_confidence: float = 0.5
+    # The largest face box of a segment (shorter side, source pixels) must reach this (SayAnything: 228).
+    min_face_px: float = 228.0
+    # A second face at least this fraction of the dominant face's area makes a frame ambiguous.
+    max_second_face_ratio: float = 0.25
+    # Box centre displacement between consecutive frames, in units of the box's longer side, that splits a
+    # segment (SayAnything: "split at jumps").
+    max_jump: float = 0.15
+    max_missing_frames: int = 8  # frames without a detection bridged by interpolation (SayAnything: 8)
+    min_segment_s: float = 2.0
+    use_mesh: bool = True  # lower-face boxes from MediaPipe face-mesh landmarks (else from the box)
+
+
+@dataclass
+class SyncConfig:
+    """SyncNet filter (official architecture and ``syncnet_v2.model`` weights)."""
+
+    enabled: bool = True
+    model_path: str | None = None
+    min_confidence: float = 3.0
+    max_offset_ms: float = 40.0  # one frame at 25 fps
+    correct_offset: bool = False  # shift the audio by the measured offset and re-check
+    crop_scale: float = 0.4
+    vshift: int = 15
+    batch_size: int = 20
+
+
+@dataclass
+class QualityConfig:
+    """HyperIQA filter (official architecture and ``koniq_pretrained.pkl`` weights)."""
+
+    enabled: bool = True
+    model_path: str | None = None
+    min_score: float = 40.0  # KonIQ-10k MOS scale (0-100)
+    num_frames: int = 8
+    crops_per_frame: int = 10
+
+
+@dataclass
+class ClipConfig:
+    """How surviving segments are cut into training clips."""
+
+    num_frames: int = 121
+    fps: float | None = 25.0  # clips are resampled by timestamp to this rate; null keeps the source rate
+    stride_frames: int = 121  # between clip starts (in clip frames); equal to num_frames: back to back
+    # Longer image side of stored clips; larger sources are downscaled (aspect kept, even sides). The recipe
+    # trains at up to 2 MP (1080x1920), so null (keep the source size) suits 1080p and smaller sources.
+    max_long_side: int | None = None
+
+
+@dataclass
+class FeatureConfig:
+    """Per-clip features written into the shards."""
+
+    num_reference_frames: int = 6
+    reference_window_s: float = 5.0  # references are drawn from ±this many seconds around the clip
+    vae_latents: bool = False  # also store the LTX VAE posterior (needs `vae`)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    caption_sidecar_suffixes: list[str] = field(default_factory=lambda: [".txt"])  # <video stem><suffix>
+    default_caption: str | None = None  # null: the trainer's data.default_caption applies
+    crf: int = 18  # x264 quality of re-encoded clips
+
+
+@dataclass
+class ExecutionConfig:
+    """Work units and where they run."""
+
+    workers: int = 1  # local process pool size
+    videos_per_unit: int = 4
+    samples_per_shard: int = 64
+    unit_index: int | None = None  # process only this unit (a SLURM array task), then exit
+    merge: bool = True  # merge unit ledgers and write the report when every unit is done
+    window_s: float = 20.0  # seconds of full-resolution frames held in memory per analysis window
+
+
+@dataclass
+class DataPrepConfig:
+    """Root of ``conf/data_prep.yaml``."""
+
+    input_dir: str | None = None  # a folder searched recursively for videos
+    input_list: str | None = None  # or a text file with one video path per line
+    output_dir: str = MISSING
+    video_extensions: list[str] = field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
+    seed: int = 0
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    scenes: SceneConfig = field(default_factory=SceneConfig)
+    faces: FaceConfig = field(default_factory=FaceConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    clips: ClipConfig = field(default_factory=ClipConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+
+def _require(cond: bool, key: str, value: object, rule: str) -> None:
+    if not cond:
+        raise ConfigError(key, value, rule)
+
+
+def validate_data_prep_config(cfg: DataPrepConfig) -> None:
+    """Cross-field rules; raises :class:`ConfigError` naming the key."""
+    _require(
+        (cfg.input_dir is None) != (cfg.input_list is None),
+        "input_dir",
+        cfg.input_dir,
+        "set exactly one of input_dir (a folder) and input_list (a file listing videos)",
+    )
+    p = cfg.probe
+    _require(0 < p.min_fps <= p.max_fps, "probe.min_fps", p.min_fps, "must be > 0 and <= probe.max_fps")
+    _require(p.min_bitrate_kbps >= 0, "probe.min_bitrate_kbps", p.min_bitrate_kbps, "must be >= 0")
+    _require(p.min_frames >= 1, "probe.min_frames", p.min_frames, "must be >= 1")
+    validate_frames("clips.num_frames", cfg.clips.num_frames)
+    _require(cfg.clips.fps is None or cfg.clips.fps > 0, "clips.fps", cfg.clips.fps, "must be > 0 or null")
+    _require(cfg.clips.stride_frames >= 1, "clips.stride_frames", cfg.clips.stride_frames, "must be >= 1")
+    _require(
+        cfg.clips.max_long_side is None or cfg.clips.max_long_side >= 64,
+        "clips.max_long_side",
+        cfg.clips.max_long_side,
+        "must be null or >= 64",
+    )
+    f = cfg.faces
+    _require(f.min_face_px >= 0, "faces.min_face_px", f.min_face_px, "must be >= 0")
+    _require(f.max_jump > 0, "faces.max_jump", f.max_jump, "must be > 0")
+    _require(0 <= f.max_second_face_ratio <= 1, "faces.max_second_face_ratio", f.max_second_face_ratio, "in [0, 1]")
+    _require(f.max_missing_frames >= 0, "faces.max_missing_frames", f.max_missing_frames, "must be >= 0")
+    _require(
+        0 < f.min_detection_confidence < 1, "faces.min_detection_confidence", f.min_detection_confidence, "in (0, 1)"
+    )
+    s = cfg.sync
+    if s.enabled:
+        _require(
+            cfg.clips.fps == 25.0,
+            "clips.fps",
+            cfg.clips.fps,
+            "SyncNet scores 25 fps video; keep clips.fps=25 or set sync.enabled=false",
+        )
+        _require(s.max_offset_ms >= 0, "sync.max_offset_ms", s.max_offset_ms, "must be >= 0")
+    _require(cfg.quality.num_frames >= 1, "quality.num_frames", cfg.quality.num_frames, "must be >= 1")
+    _require(
+        cfg.features.num_reference_frames >= 1,
+        "features.num_reference_frames",
+        cfg.features.num_reference_frames,
+        "must be >= 1",
+    )
+    e = cfg.execution
+    _require(e.workers >= 1, "execution.workers", e.workers, "must be >= 1")
+    _require(e.videos_per_unit >= 1, "execution.videos_per_unit", e.videos_per_unit, "must be >= 1")
+    _require(e.samples_per_shard >= 1, "execution.samples_per_shard", e.samples_per_shard, "must be >= 1")
+    clip_s = cfg.clips.num_frames / (cfg.clips.fps or 25.0)
+    _require(
+        e.window_s >= clip_s,
+        "execution.window_s",
+        e.window_s,
+        f"must hold at least one clip ({clip_s:.2f} s)",
+    )

@@ -1,0 +1,147 @@
+"""Report of a data_prep run: counts and hours by status and reason, and a bar chart of rejections.
+
+``python -m data_prep.report output_dir=<dir>`` rebuilds ``report.md`` and ``report.png`` from
+``ledger.parquet``. Threshold overrides (``sync.min_confidence=2``, ``probe.min_bitrate_kbps=500`` …)
+re-decide the stored scores first (no recomputation) and write ``ledger_redecided.parquet`` beside it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+from omegaconf import OmegaConf
+
+from data_prep.ledger import ERROR, KEPT, read_ledger, write_table
+from trainer.atomic import atomic_write_bytes, atomic_write_text
+
+
+def _hours(rows: list[dict], kind: str) -> float:
+    key = "duration_s" if kind == "video" else None
+    total = 0.0
+    for r in rows:
+        total += (r[key] or 0.0) if key else ((r["end_s"] or 0.0) - (r["start_s"] or 0.0))
+    return total / 3600.0
+
+
+def summarize(table: pa.Table) -> dict:
+    """Counts and hours per kind, status and reason."""
+    rows = table.to_pylist()
+    out: dict = {}
+    for kind in ("video", "clip"):
+        sel = [r for r in rows if r["kind"] == kind]
+        by_status: dict[str, list[dict]] = defaultdict(list)
+        by_reason: dict[str, list[dict]] = defaultdict(list)
+        for r in sel:
+            by_status[r["status"]].append(r)
+            if r["status"] != KEPT:
+                by_reason[r["reason"]].append(r)
+        out[kind] = {
+            "total": len(sel),
+            "hours": _hours(sel, kind),
+            "status": {s: {"count": len(v), "hours": _hours(v, kind)} for s, v in sorted(by_status.items())},
+            "reasons": {
+                k: {"count": len(v), "hours": _hours(v, kind)}
+                for k, v in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+            },
+        }
+    out["stages_ran"] = sorted({s for r in rows for s in (r["stages_ran"] or [])})
+    thresholds = {r["thresholds"] for r in rows if r["thresholds"]}
+    out["thresholds"] = json.loads(sorted(thresholds)[0]) if len(thresholds) == 1 else sorted(thresholds)
+    return out
+
+
+def render_markdown(summary: dict) -> str:
+    """The report as markdown."""
+    v, c = summary["video"], summary["clip"]
+    lines = [
+        "# Data preparation report",
+        "",
+        f"- source videos: {v['total']} ({v['hours']:.3f} h)",
+        f"- clip candidates: {c['total']} ({c['hours']:.3f} h); kept "
+        f"{c['status'].get(KEPT, {}).get('count', 0)} ({c['status'].get(KEPT, {}).get('hours', 0.0):.3f} h)",
+        f"- stages that ran: {', '.join(summary['stages_ran']) or 'none'}",
+        "",
+    ]
+    for title, part in (("Videos", v), ("Clips", c)):
+        lines += [f"## {title} by status", "", "| status | count | hours |", "| --- | ---: | ---: |"]
+        lines += [f"| {s} | {d['count']} | {d['hours']:.3f} |" for s, d in part["status"].items()]
+        lines += ["", f"## {title} rejected, by reason", "", "| reason | count | hours |", "| --- | ---: | ---: |"]
+        lines += [f"| {r} | {d['count']} | {d['hours']:.3f} |" for r, d in part["reasons"].items()]
+        lines.append("")
+    lines += ["## Thresholds", "", "```json", json.dumps(summary["thresholds"], indent=2), "```", ""]
+    lines += ["![rejection reasons](report.png)", ""]
+    return "\n".join(lines)
+
+
+def render_chart(summary: dict) -> bytes:
+    """PNG bar chart of the hours removed by each reason (videos and clips), like EditYourself's Fig. 11."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for ax, kind in zip(axes, ("video", "clip")):
+        reasons = summary[kind]["reasons"]
+        names = list(reasons) or ["(none)"]
+        counts = [reasons[n]["count"] for n in reasons] or [0]
+        ax.barh(names[::-1], counts[::-1], color="#c0504d" if kind == "video" else "#4f81bd")
+        kept = summary[kind]["status"].get(KEPT, {}).get("count", 0)
+        ax.set_title(f"{kind}s rejected by reason (kept: {kept} of {summary[kind]['total']})")
+        ax.set_xlabel("count")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(table: pa.Table, out_dir: Path) -> dict:
+    """Write ``report.md`` and ``report.png`` into ``out_dir`` (atomically); returns the summary."""
+    summary = summarize(table)
+    atomic_write_text(out_dir / "report.md", render_markdown(summary))
+    atomic_write_bytes(out_dir / "report.png", render_chart(summary))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: ``output_dir=<dir> [threshold overrides]``."""
+    from data_prep.config import DataPrepConfig, validate_data_prep_config
+    from data_prep.decisions import redecide
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    out_arg = [a for a in args if a.startswith("output_dir=")]
+    if not out_arg:
+        print("error: output_dir=<data_prep output folder> is required", file=sys.stderr)
+        return 2
+    out = Path(out_arg[0].split("=", 1)[1])
+    ledger = out / "ledger.parquet"
+    if not ledger.is_file():
+        print(f"error: {ledger} does not exist (run python -m data_prep.run first)", file=sys.stderr)
+        return 2
+    table = read_ledger(ledger)
+    overrides = [a for a in args if not a.startswith("output_dir=")]
+    if overrides:
+        saved = OmegaConf.load(out / "config.yaml")
+        try:
+            cfg = OmegaConf.to_object(
+                OmegaConf.merge(OmegaConf.structured(DataPrepConfig), saved, OmegaConf.from_dotlist(overrides))
+            )
+            validate_data_prep_config(cfg)
+        except Exception as err:  # OmegaConf and ConfigError both name the key
+            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+            return 2
+        table = redecide(table, cfg)
+        write_table(table, out / "ledger_redecided.parquet")
+    summary = write_report(table, out)
+    errors = summary["video"]["status"].get(ERROR, {}).get("count", 0)
+    print(f"report: {out / 'report.md'}, {out / 'report.png'} ({errors} videos with errors)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Kill -9 mid-run and rerun: the same ledger and shards as an uninterrupted run; SLURM-array style
+unit-by-unit runs give identical outputs too."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from data_prep.ledger import RUN_DEPENDENT
+from tests.data_prep.conftest import prep_overrides
+
+
+def cli(args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "data_prep.run", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def outputs(out):
+    """Ledger rows without run-dependent columns, and the bytes of every shard file."""
+    rows = pq.read_table(out / "ledger.parquet").to_pylist()
+    for r in rows:
+        for col in RUN_DEPENDENT:
+            r.pop(col)
+        r["source"] = os.path.basename(r["source"])
+    shards = {p.name: p.read_bytes() for p in sorted((out / "shards").iterdir())}
+    return rows, shards
+
+
+@pytest.fixture(scope="module")
+def reference(small_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    proc = cli(prep_overrides(small_corpus, out))
+    assert proc.wait(timeout=900) == 0, proc.stderr.read()[-2000:]
+    return outputs(out)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_uninterrupted(small_corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    proc = cli(prep_overrides(small_corpus, out))
+    marker = out / "units" / "unit-00000.json"
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    time.sleep(1.0)  # let unit 1 start writing
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "ledger.parquet").exists()
+    again = cli(prep_overrides(small_corpus, out))
+    assert again.wait(timeout=900) == 0, again.stderr.read()[-2000:]
+    assert outputs(out) == reference
+
+
+@pytest.mark.slow
+def test_slurm_array_units_equal_the_local_run(small_corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    for unit in (1, 0):  # array tasks finish in any order; the last one merges
+        proc = cli(
+            prep_overrides(small_corpus, out, f"execution.unit_index={unit}"),
+            env={**os.environ, "SLURM_ARRAY_TASK_ID": str(unit)},
+        )
+        assert proc.wait(timeout=900) == 0, proc.stderr.read()[-2000:]
+    assert outputs(out) == reference
