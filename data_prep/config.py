@@ -102,6 +102,9 @@ class FeatureConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     caption_sidecar_suffixes: list[str] = field(default_factory=lambda: [".txt"])  # <video stem><suffix>
     default_caption: str | None = None  # null: the trainer's data.default_caption applies
+    # A pluggable captioner "package.module:function" called as function(frames [F,H,W,3] uint8, fps, source)
+    # -> str for clips without a sidecar caption; null: default_caption.
+    captioner: str | None = None
     crf: int = 18  # x264 quality of re-encoded clips
 
 

@@ -10,6 +10,7 @@ only on what survives; each kept clip is encoded once, straight into its shard s
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import time
@@ -26,8 +27,9 @@ from data_prep.decisions import quality_decision, sync_decision, thresholds_json
 from data_prep.decode import AUDIO_RATE, DecodeError, SourceDecoder
 from data_prep.ledger import ERROR, KEPT, REJECTED
 from data_prep.probe import ProbeError, probe_rejection, probe_video
-from data_prep.samples import ClipArrays, encode_sample, make_clip_id
+from data_prep.samples import ClipArrays, attach_latents, encode_sample, make_clip_id
 from data_prep.segments import FaceTrack, face_sides, find_segments, tile_clips
+from trainer.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +81,33 @@ def clip_settings_fingerprint(cfg: DataPrepConfig) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def find_caption(path: Path, cfg: DataPrepConfig) -> str | None:
-    """Caption from a sidecar file next to the video (``<stem><suffix>``), else the configured default."""
+def sidecar_caption(path: Path, cfg: DataPrepConfig) -> str | None:
+    """Caption from a sidecar file next to the video (``<stem><suffix>``), if any."""
     for suffix in cfg.features.caption_sidecar_suffixes:
         sidecar = path.with_name(path.stem + suffix)
         if sidecar.is_file():
             text = sidecar.read_text(encoding="utf-8", errors="replace").strip()
             if text:
                 return text
-    return cfg.features.default_caption
+    return None
+
+
+def load_captioner(spec: str | None) -> Callable[[np.ndarray, float, str], str] | None:
+    """Import a captioner given as ``"package.module:function"``.
+
+    Raises:
+        ConfigError: The spec is malformed or does not name a callable.
+    """
+    if spec is None:
+        return None
+    module_name, sep, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr) if sep else None
+    except (ImportError, AttributeError) as err:
+        raise ConfigError("features.captioner", spec, f"cannot be imported: {err}") from err
+    if not callable(fn):
+        raise ConfigError("features.captioner", spec, "must name a callable as 'package.module:function'")
+    return fn
 
 
 def audio_window(audio: np.ndarray, start: int, length: int) -> np.ndarray:
@@ -154,6 +174,7 @@ class VideoProcessor:
         self.score_cache = score_cache or {}
         self.thresholds = thresholds_json(cfg)
         self.settings_fp = clip_settings_fingerprint(cfg)
+        self.captioner = load_captioner(cfg.features.captioner)
 
     def _base_row(self, path: Path, unit: int) -> dict:
         return {
@@ -310,6 +331,12 @@ class VideoProcessor:
             )
         return clip_rows
 
+    def _caption(self, path: Path, frames: np.ndarray, fps: float) -> str | None:
+        caption = sidecar_caption(path, self.cfg)
+        if caption is None and self.captioner is not None:
+            caption = str(self.captioner(frames, fps, str(path))).strip() or None
+        return caption if caption is not None else self.cfg.features.default_caption
+
     # ------------------------------------------------------------------ scores
     def _sync_scores(self, frames: np.ndarray, boxes: np.ndarray, audio: np.ndarray, fps: float) -> dict:
         """SyncNet on the clip's face crops (official crop geometry over median-smoothed boxes)."""
@@ -454,12 +481,10 @@ class VideoProcessor:
             lower_face_boxes=out_lower,
             ref_frames=ref_frames,
             ref_lower_face_boxes=ref_lower,
-            caption=find_caption(path, cfg),
+            caption=self._caption(path, out_frames, clip_fps),
             scores={k: row.get(k) for k in ("sync_confidence", "sync_offset_frames", "sync_min_dist", "quality_score")},
         )
         if cfg.features.vae_latents:
-            from data_prep.corpus_shards import attach_latents
-
             attach_latents(clip, self.models.vae)
         row["stages_ran"].append("features")
         clip_t["features"] = time.perf_counter() - t

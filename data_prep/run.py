@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from data_prep.config import DataPrepConfig, validate_data_prep_config
 from data_prep.ledger import merge_parts
-from data_prep.pipeline import Models
+from data_prep.pipeline import Models, load_captioner
 from data_prep.units import (
     MARKERS,
     PARTS,
@@ -180,6 +180,7 @@ def run(cfg: DataPrepConfig) -> dict:
     videos = list_inputs(cfg)
     units = make_units(videos, cfg.execution.videos_per_unit)
     check_weights(cfg)
+    load_captioner(cfg.features.captioner)  # a bad captioner spec fails before any video is touched
     out.mkdir(parents=True, exist_ok=True)
     (out / PARTS).mkdir(exist_ok=True)
     (out / MARKERS).mkdir(exist_ok=True)

@@ -7,9 +7,11 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from data_prep.media import encode_mp4, encode_npy, encode_wav
 from trainer.data.schema import SCHEMA_VERSION
+from trainer.model.vae import encode_posterior
 
 
 def make_clip_id(source_digest: str, start: int, end: int, settings_fingerprint: str) -> str:
@@ -101,3 +103,15 @@ def encode_sample(clip: ClipArrays, crf: int = 18) -> dict:
         for name, arr in clip.latents.items():
             sample[f"{name}.npy"] = encode_npy(arr.astype(np.float16))
     return sample
+
+
+def attach_latents(clip: ClipArrays, vae) -> None:
+    """Store the VAE posterior of the clip and of each reference frame (one latent frame each)."""
+    mean, logvar = encode_posterior(vae, torch.from_numpy(clip.frames)[None])
+    r_mean, r_logvar = encode_posterior(vae, torch.from_numpy(clip.ref_frames)[:, None])
+    clip.latents = {
+        "latent_mean": mean[0].numpy(),
+        "latent_logvar": logvar[0].numpy(),
+        "ref_latent_mean": r_mean[:, :, 0].permute(1, 0, 2, 3).numpy(),
+        "ref_latent_logvar": r_logvar[:, :, 0].permute(1, 0, 2, 3).numpy(),
+    }

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_prep.ledger import RUN_DEPENDENT
+from launch.data_prep_array import main as array_main
 from tests.data_prep.conftest import prep_overrides
 
 
@@ -62,12 +63,18 @@ def test_sigkill_then_rerun_equals_uninterrupted(small_corpus, reference, tmp_pa
 
 
 @pytest.mark.slow
-def test_slurm_array_units_equal_the_local_run(small_corpus, reference, tmp_path):
+def test_rendered_slurm_array_equals_the_local_run(small_corpus, reference, tmp_path):
     out = tmp_path / "out"
-    for unit in (1, 0):  # array tasks finish in any order; the last one merges
-        proc = cli(
-            prep_overrides(small_corpus, out, f"execution.unit_index={unit}"),
-            env={**os.environ, "SLURM_ARRAY_TASK_ID": str(unit)},
+    assert array_main([*prep_overrides(small_corpus, out), "slurm.partition=cpu", "slurm.max_parallel=2"]) == 0
+    script = (out / "slurm" / "data_prep_array.sbatch").read_text()
+    assert "#SBATCH --array=0-1%2" in script and "#SBATCH --partition=cpu" in script
+    for task in (1, 0):  # array tasks finish in any order; the one completing the last unit merges
+        proc = subprocess.run(
+            ["bash", str(out / "slurm" / "data_prep_array.sbatch")],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SLURM_ARRAY_TASK_ID": str(task)},
+            timeout=900,
         )
-        assert proc.wait(timeout=900) == 0, proc.stderr.read()[-2000:]
+        assert proc.returncode == 0, proc.stderr[-2000:]
     assert outputs(out) == reference

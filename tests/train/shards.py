@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.corpus_shards import attach_latents
-from data_prep.samples import ClipArrays, encode_sample, make_clip_id
+from data_prep.samples import ClipArrays, attach_latents, encode_sample, make_clip_id
 from data_prep.shard_writer import ShardWriter
 from trainer.model.whisper_features import WhisperArch, WhisperFeatureExtractor, WhisperFeaturesConfig
 
