@@ -81,6 +81,23 @@ def check_weights(cfg: DataPrepConfig) -> None:
             f"SyncNet weights sync.model_path={cfg.sync.model_path!r} not found; the official syncnet_v2.model "
             f"comes from {SYNCNET_SOURCE}; or set sync.enabled=false"
         )
+    enc = cfg.audio.encoder
+    if not enc.random_init:
+        from trainer.model.whisper_features import WHISPER_SMALL_URL, require_whisper_files
+
+        if enc.path is None:
+            raise FileNotFoundError(
+                f"audio.encoder.path is not set: the Whisper-small folder comes from {WHISPER_SMALL_URL} "
+                "(or export TALKDIT_WHISPER_PATH)"
+            )
+        require_whisper_files(Path(enc.path))
+    if cfg.features.vae_latents and cfg.features.vae.source != "random":
+        vae_path = cfg.features.vae.path
+        if vae_path is None or not Path(vae_path).exists():
+            raise FileNotFoundError(
+                f"features.vae.path={vae_path!r} not found: the LTX-Video VAE comes from "
+                "https://huggingface.co/Lightricks/LTX-Video-0.9.7-dev (vae/); or set features.vae_latents=false"
+            )
     if cfg.quality.enabled and (cfg.quality.model_path is None or not Path(cfg.quality.model_path).is_file()):
         raise FileNotFoundError(
             f"HyperIQA weights quality.model_path={cfg.quality.model_path!r} not found; the official file is "

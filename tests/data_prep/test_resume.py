@@ -78,3 +78,11 @@ def test_rendered_slurm_array_equals_the_local_run(small_corpus, reference, tmp_
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert outputs(out) == reference
+
+
+@pytest.mark.slow
+def test_process_pool_equals_the_in_process_run(small_corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    proc = cli(prep_overrides(small_corpus, out, "execution.workers=2"))
+    assert proc.wait(timeout=900) == 0, proc.stderr.read()[-2000:]
+    assert outputs(out) == reference

@@ -145,3 +145,15 @@ def test_missing_weights_name_the_file_and_source(small_corpus, tmp_path, capsys
     code = run_module.main(prep_overrides(small_corpus, tmp_path / "o", "quality.enabled=true"))
     assert code == 2 and "hyperIQA" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_missing_whisper_and_vae_weights_are_named(small_corpus, tmp_path, capsys):
+    code = run_module.main(
+        [*prep_overrides(small_corpus, tmp_path / "o"), "audio=whisper_small", f"audio.encoder.path={tmp_path}/whisper"]
+    )
+    assert code == 2 and "openai/whisper-small" in capsys.readouterr().err
+    code = run_module.main(
+        [*prep_overrides(small_corpus, tmp_path / "o"), "features.vae_latents=true", "features.vae.source=diffusers"]
+    )
+    assert code == 2 and "LTX-Video-0.9.7" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

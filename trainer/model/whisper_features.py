@@ -40,6 +40,7 @@ __all__ = [
     "WhisperArch",
     "WhisperFeatureExtractor",
     "WhisperFeaturesConfig",
+    "require_whisper_files",
     "tiny_whisper_arch",
 ]
 
@@ -434,7 +435,7 @@ def _random_encoder(arch: WhisperArch, seed: int) -> WhisperEncoder:
         return WhisperEncoder(_whisper_config(arch))
 
 
-def _require_files(folder: Path) -> None:
+def require_whisper_files(folder: Path) -> None:
     """Raise ``FileNotFoundError`` naming what is missing from a Whisper folder and where it comes from."""
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -471,7 +472,7 @@ def _quiet_transformers() -> Iterator[None]:
 
 def _load_encoder(folder: Path, dtype: torch.dtype) -> WhisperEncoder:
     """Load the encoder of a Whisper checkpoint folder with transformers' loading code."""
-    _require_files(folder)
+    require_whisper_files(folder)
     from transformers import WhisperModel
 
     # WhisperModel rather than WhisperEncoder.from_pretrained: the checkpoint names encoder tensors
