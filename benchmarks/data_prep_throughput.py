@@ -31,14 +31,13 @@ from data_prep.probe import probe_video
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
-def single_pass(path: Path) -> tuple[float, dict[str, float]]:
+def single_pass(path: Path, faces: FaceConfig) -> tuple[float, dict[str, float]]:
     """Wall time and per-stage seconds of probe + one decode feeding both analyses."""
     t0 = time.perf_counter()
     probe = probe_video(path)
     t_probe = time.perf_counter() - t0
-    long_side = FaceConfig().analysis_long_side
-    decoder = SourceDecoder(path, expected_frames=probe.num_frames, analysis_long_side=long_side)
-    with FrameAnalysis(SceneConfig(), FaceConfig(), probe.fps) as analysis:
+    decoder = SourceDecoder(path, expected_frames=probe.num_frames, analysis_long_side=faces.analysis_long_side)
+    with FrameAnalysis(SceneConfig(), faces, probe.fps) as analysis:
         for frame in decoder.frames():
             analysis.add(frame)
     wall = time.perf_counter() - t0
@@ -49,14 +48,14 @@ def single_pass(path: Path) -> tuple[float, dict[str, float]]:
     return wall, stages
 
 
-def decode_per_stage(path: Path) -> float:
+def decode_per_stage(path: Path, face_cfg: FaceConfig) -> float:
     """Wall time of the same work with the file decoded anew by each stage."""
     t0 = time.perf_counter()
     probe = probe_video(path)
     decoder = SourceDecoder(path, expected_frames=probe.num_frames)
     for _ in decoder.frames():  # decode check
         pass
-    for scenes, faces in ((SceneConfig(), FaceConfig(enabled=False)), (SceneConfig(enabled=False), FaceConfig())):
+    for scenes, faces in ((SceneConfig(), FaceConfig(enabled=False)), (SceneConfig(enabled=False), face_cfg)):
         with FrameAnalysis(scenes, faces, probe.fps) as analysis:
             decoder = SourceDecoder(path, expected_frames=probe.num_frames, analysis_long_side=faces.analysis_long_side)
             for frame in decoder.frames():
@@ -69,7 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", nargs="*", type=Path, default=[REAL / "demo1_video.mp4", REAL / "demo2_video.mp4"])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-mesh", action="store_true", help="lower-face boxes from detector keypoints only")
     args = parser.parse_args()
+    face_cfg = FaceConfig(use_mesh=not args.no_mesh)
     missing = [str(v) for v in args.videos if not v.is_file()]
     if missing:
         raise SystemExit(f"videos not found: {missing} (the real recordings live in ../shared/data/real)")
@@ -78,13 +79,13 @@ def main() -> None:
     for _ in range(args.rounds):
         wall, stages = 0.0, {}
         for v in args.videos:
-            w, s = single_pass(v)
+            w, s = single_pass(v, face_cfg)
             wall += w
             for k, x in s.items():
                 stages[k] = stages.get(k, 0.0) + x
         single.append(wall)
         shares.append({k: x / wall for k, x in stages.items()})
-        baseline.append(sum(decode_per_stage(v) for v in args.videos))
+        baseline.append(sum(decode_per_stage(v, face_cfg) for v in args.videos))
     s_med, b_med = statistics.median(single), statistics.median(baseline)
     print(
         json.dumps(
@@ -93,6 +94,7 @@ def main() -> None:
                 "videos": [v.name for v in args.videos],
                 "source_seconds": round(seconds, 3),
                 "rounds": args.rounds,
+                "face_mesh": face_cfg.use_mesh,
                 "single_pass_video_s_per_s": round(seconds / s_med, 3),
                 "decode_per_stage_video_s_per_s": round(seconds / b_med, 3),
                 "ratio_single_over_per_stage": round(b_med / s_med, 3),

@@ -8,7 +8,7 @@ checkpointing off, as they are not per-step work). Per-step wall times are taken
 step ends after a warm-up, in rounds that alternate the two loops so that machine noise hits both
 alike. Prints one JSON object.
 
-Usage: python benchmarks/step_overhead.py [--steps 30] [--rounds 3] [--warmup 5] [--batch 2]
+Usage: python benchmarks/step_overhead.py [--steps 30] [--rounds 5] [--warmup 5] [--batch 2]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def main() -> None:
     """Run the comparison and print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 
@@ -68,7 +69,7 @@ class FrameAnalysis:
         self.times.append(frame.time_s)
         if self.scenes_cfg.enabled:
             t = time.perf_counter()
-            k = max(1, round(small.shape[1] / self.scenes_cfg.analysis_width))
+            k = max(1, math.ceil(small.shape[1] / self.scenes_cfg.analysis_width))
             tiny = small if k == 1 else cv2.resize(small, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
             for cut in self.scene.process_frame(FrameTimecode(frame.index, fps=self.fps), tiny[:, :, ::-1]):
                 self.cuts.add(int(cut.frame_num))

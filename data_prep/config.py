@@ -33,7 +33,7 @@ class SceneConfig:
     enabled: bool = True
     threshold: float = 27.0  # ContentDetector's default
     min_scene_len: int = 15  # frames
-    analysis_width: int = 256  # frames are downscaled to this width for detection
+    analysis_width: int = 256  # frames are downscaled to at most this width for detection
 
 
 @dataclass
