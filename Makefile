@@ -48,6 +48,7 @@ format:
 bench:  ## benchmarks print JSON ratios against a baseline measured in the same run
 	$(BIN)/python benchmarks/step_overhead.py
 	$(BIN)/python benchmarks/data_prep_throughput.py
+	$(BIN)/python benchmarks/loader_throughput.py
 
 clean:
 	rm -rf demo_out runs .pytest_cache

@@ -8,7 +8,7 @@ checkpointing off, as they are not per-step work). Per-step wall times are taken
 step ends after a warm-up, in rounds that alternate the two loops so that machine noise hits both
 alike. Prints one JSON object.
 
-Usage: python benchmarks/step_overhead.py [--steps 30] [--rounds 5] [--warmup 5] [--batch 2]
+Usage: python benchmarks/step_overhead.py [--steps 30] [--rounds 5] [--warmup 5]
 """
 
 from __future__ import annotations
@@ -27,13 +27,16 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from trainer.config.compose import load_train_config
+from trainer.data.buckets import make_buckets
 from trainer.lightning_module import TalkingHeadModule
 
 
-def synthetic_batch(cfg, batch_size: int, seed: int = 0) -> dict:
-    """A fixed batch in the collated training format (random frames, boxes and features)."""
+def synthetic_batch(cfg, seed: int = 0) -> dict:
+    """A fixed batch of the config's first bucket in the collated format (random frames, boxes, features)."""
     g = torch.Generator().manual_seed(seed)
-    f, h, w = cfg.data.num_frames, cfg.data.height, cfg.data.width
+    d = cfg.data
+    bucket = make_buckets(d.tokens_per_batch, d.min_megapixels, d.max_megapixels, (d.max_frames - 1) // 8 + 1)[0]
+    batch_size, f, h, w = bucket.batch_size, bucket.video_frames, bucket.height, bucket.width
     refs = cfg.objective.num_reference_frames
     rows = int(np.ceil(f / 25.0 * cfg.audio.feature_rate))
     box = torch.tensor([w * 0.3, h * 0.55, w * 0.7, h * 0.9])
@@ -48,6 +51,7 @@ def synthetic_batch(cfg, batch_size: int, seed: int = 0) -> dict:
         "ref_lower_face_boxes": box.expand(batch_size, refs, 4).clone(),
         "captions": ["a person talking"] * batch_size,
         "keys": [f"k{i}" for i in range(batch_size)],
+        "num_frames": f,
     }
 
 
@@ -111,13 +115,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_train_config(["experiment=demo", f"data.shards={tmp}", "loop.progress_bar=false"])
-        batch = synthetic_batch(cfg, args.batch)
+        batch = synthetic_batch(cfg)
         manual, lightning = [], []
         for r in range(args.rounds):
             manual += manual_round(cfg, batch, args.steps)[args.warmup :]
@@ -128,9 +131,9 @@ def main() -> None:
             {
                 "benchmark": "step_overhead",
                 "model": cfg.model.name,
-                "batch_size": args.batch,
-                "frames": cfg.data.num_frames,
-                "resolution": [cfg.data.height, cfg.data.width],
+                "batch_size": len(batch["keys"]),
+                "frames": batch["num_frames"],
+                "resolution": list(batch["frames"].shape[2:4]),
                 "steps_per_round": args.steps,
                 "rounds": args.rounds,
                 "warmup_steps_dropped": args.warmup,

@@ -18,6 +18,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from launch.run_dir import metrics_files
+
 
 @dataclass
 class DemoConfig:
@@ -38,11 +40,10 @@ class DemoConfig:
 
 def _loss_trend(run_dir: Path) -> str:
     """First and last logged training loss of a run (from its CSV log)."""
-    path = run_dir / "logs" / "metrics.csv"
-    if not path.is_file():
-        return "no loss logged yet"
-    with open(path) as fh:
-        losses = [float(r["train/loss"]) for r in csv.DictReader(fh) if r.get("train/loss")]
+    losses = []
+    for path in metrics_files(run_dir):
+        with open(path) as fh:
+            losses += [float(r["train/loss"]) for r in csv.DictReader(fh) if r.get("train/loss")]
     if not losses:
         return "no loss logged"
     q = max(1, len(losses) // 4)  # single-step losses are noisy (a new t each step): compare quarters
@@ -54,9 +55,12 @@ def _stage_overrides(cfg: DemoConfig, shards: str, run_dir: Path, steps: int) ->
     return [
         "experiment=demo",
         f"data.shards={shards}",
-        f"data.num_frames={cfg.clip_frames}",
-        f"data.height={cfg.size}",
-        f"data.width={cfg.size}",
+        f"data.max_frames={cfg.clip_frames}",
+        # Multi-resolution: clips are resized at random between half and full corpus size; the budget is
+        # 3 full-size clips per batch (at 128 px: buckets 128x128 x 3 clips and 64x64 x 12 clips).
+        f"data.tokens_per_batch={3 * ((cfg.clip_frames - 1) // 8 + 1) * (cfg.size // 32) ** 2}",
+        f"data.min_megapixels={(cfg.size // 2) ** 2 / 1e6}",
+        f"data.max_megapixels={cfg.size * cfg.size / 1e6}",
         f"loop.max_steps={steps}",
         f"run_dir={run_dir}",
         *cfg.train_overrides,

@@ -50,3 +50,10 @@ def prepare_run_dir(cfg, resuming: bool) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     save_resolved_config(cfg, path / CONFIG_FILE)
     return path
+
+
+def metrics_files(run_dir: str | os.PathLike) -> list[Path]:
+    """CSV metric logs of a run, oldest launch first (each launch, a resume included, logs a new version)."""
+    logs = Path(run_dir) / "logs"
+    found = [p for p in logs.glob("version_*/metrics.csv")]
+    return sorted(found, key=lambda p: int(p.parent.name.split("_", 1)[1]))

@@ -19,7 +19,7 @@ from trainer.model.audio_adapter import adapter_parameter_names, load_audio_adap
 from trainer.model.audio_windows import sample_audio_windows
 from trainer.model.dit import AudioInputs, TalkingHeadDiT
 from trainer.model.lora import LoRAReport, add_lora
-from trainer.model.masks import box_to_token_box, face_token_mask
+from trainer.model.masks import adaptive_boxes, box_to_token_box, face_token_mask
 from trainer.model.sequence import (
     batch_token_boxes,
     identity_reference_index,
@@ -101,6 +101,10 @@ class TalkingHeadModule(L.LightningModule):
         self._window_start: float | None = None
         self._window_steps = 0
         self._window_samples = 0
+        # Groups each local dataloader worker delivered that training consumed: the data position.
+        self.data_position: dict[int, int] = {}
+        self.data_layout: dict = {}  # what fixes the sample order (set by the runner); a resume must match it
+        self._stream_counts: dict[int, tuple[int, int, str]] = {}
         self._grad_norm: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -136,6 +140,7 @@ class TalkingHeadModule(L.LightningModule):
             "lora": to_container(self.cfg.stage.lora) if self.cfg.stage.lora.enabled else None,
             "trainable": self.trainable_state_names(),
             "logger_run_id": self.logger_run_id,
+            "data_layout": self.data_layout,
         }
 
     # ------------------------------------------------------------------ checkpoints
@@ -144,11 +149,23 @@ class TalkingHeadModule(L.LightningModule):
         keep = set(self.trainable_state_names())
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["talkdit"] = self.metadata()
+        checkpoint["talkdit"]["data_position"] = self.gathered_data_position()
+
+    def gathered_data_position(self) -> dict[str, dict[str, int]]:
+        """Every rank's data position ``{rank: {worker: groups}}`` (string keys: the checkpoint is JSON-like)."""
+        mine = {str(k): v for k, v in self.data_position.items()}
+        if self._trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            every: list = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(every, mine)
+            return {str(r): pos for r, pos in enumerate(every)}
+        return {str(self.global_rank): mine}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse a checkpoint of another model, stage or size before any tensor is copied."""
         check_resume_compatible(self, checkpoint, source="checkpoint")
         self.logger_run_id = checkpoint["talkdit"].get("logger_run_id")
+        position = checkpoint["talkdit"].get("data_position", {}).get(str(self.global_rank), {})
+        self.data_position = {int(k): int(v) for k, v in position.items()}
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -221,7 +238,10 @@ class TalkingHeadModule(L.LightningModule):
         fps = batch["fps"].to(dev)
 
         flags = sample_conditions(bsz, stage.p_audio, stage.p_ff, stage.p_v2v, stage.p_id, gen, dev)
-        face = face_token_mask(batch["lower_face_boxes"].to(dev), grid_h, grid_w)
+        boxes = batch["lower_face_boxes"].to(dev)
+        if cfg.data.mask == "adaptive":
+            boxes = adaptive_boxes(boxes, cfg.data.mask_padding, cfg.data.mask_alpha)
+        face = face_token_mask(boxes, grid_h, grid_w)
         m = noise_mask(face, flags.v2v, flags.first_frame).flatten(1)  # [B, N]
 
         x0_tok = patchify(x0)
@@ -255,7 +275,7 @@ class TalkingHeadModule(L.LightningModule):
             batch["whisper"].to(dev, torch.float32),
             batch["whisper_len"].to(dev),
             fps,
-            batch["frames"].shape[1],
+            batch["num_frames"],
             cfg.audio.window,
             cfg.audio.feature_rate,
             first_frame=batch["frame_start"].to(dev),
@@ -307,8 +327,37 @@ class TalkingHeadModule(L.LightningModule):
             return False
         return self.trainer._logger_connector.should_update_logs
 
+    def track_stream(self, batch: dict) -> None:
+        """Record the data position the batch advances to, and stop when too many samples were bad.
+
+        Raises:
+            RuntimeError: More than ``data.max_skipped_fraction`` of the samples seen were skipped.
+        """
+        if "stream_worker" not in batch:
+            return
+        worker = int(batch["stream_worker"])
+        self.data_position[worker] = int(batch["stream_group"])
+        self._stream_counts[worker] = (
+            int(batch["stream_seen"]),
+            int(batch["stream_skipped"]),
+            str(batch["stream_first_skipped"]),
+        )
+        seen = sum(c[0] for c in self._stream_counts.values())
+        skipped = sum(c[1] for c in self._stream_counts.values())
+        d = self.cfg.data
+        if skipped and seen >= d.min_samples_before_skip_check and skipped / seen > d.max_skipped_fraction:
+            first = next(c[2] for c in self._stream_counts.values() if c[2])
+            raise RuntimeError(
+                f"{skipped} of {seen} samples were bad ({skipped / seen:.1%} > data.max_skipped_fraction="
+                f"{d.max_skipped_fraction}); the first: {first}"
+            )
+        if self._logging_step():
+            self.log("data/skipped_samples", float(skipped), on_step=True, on_epoch=False, batch_size=1)
+            self.log("data/skipped_fraction", skipped / max(seen, 1), on_step=True, on_epoch=False, batch_size=1)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss."""
+        self.track_stream(batch)
         inputs = self.prepare_step(batch, self.step_generator())
         loss, metrics = self.compute_loss(inputs)
         bsz = inputs.tokens.shape[0]

@@ -7,6 +7,7 @@ then create the run directory and train.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -23,9 +24,10 @@ from launch.run_dir import CHECKPOINT_DIR, RUN_DIR_ENV, prepare_run_dir
 from trainer.atomic import atomic_path
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.schema import TrainConfig
-from trainer.data.datamodule import TalkingHeadDataModule, expand_shards
-from trainer.data.decode import decode_sample
+from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, stream_settings
+from trainer.data.plan import decode_plan, plan_sample
 from trainer.data.schema import FeatureSpec, ShardSampleError
+from trainer.data.stream import readers_for
 from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
 
 log = logging.getLogger("talkdit.train")
@@ -74,18 +76,46 @@ def feature_spec(cfg: TrainConfig) -> FeatureSpec:
 
 
 def preflight_shards(cfg: TrainConfig) -> None:
-    """Decode and validate the first sample of the first shard before anything is written.
+    """Check the first sample of the first shard against the schema before anything is written.
 
     Raises:
         FileNotFoundError: No shard matches ``data.shards``.
         ShardSampleError: The sample breaks the schema (names shard, key and member).
     """
     first = expand_shards(cfg.data.shards)[0]
-    ds = wds.WebDataset([first], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
-    for raw in ds:
-        decode_sample(raw, feature_spec(cfg), decode_latents=cfg.data.use_cached_latents)
+    settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    for raw in wds.tarfile_samples([{"url": first}]):
+        plan = plan_sample(
+            raw,
+            0,
+            cfg.data.seed,
+            settings.buckets,
+            settings.features,
+            settings.num_refs,
+            settings.min_mp,
+            settings.max_mp,
+            settings.use_cached_latents,
+        )
+        decode_plan(plan, settings.num_refs, settings.default_caption)
         return
     raise ShardSampleError(first, "-", "shard holds no sample")
+
+
+def data_layout(cfg: TrainConfig) -> dict:
+    """What fixes each rank's sample order; a resumed run continues the stream only if it is unchanged."""
+    urls = expand_shards(cfg.data.shards)
+    world = cfg.strategy.devices * cfg.strategy.num_nodes
+    d = cfg.data
+    return {
+        "shards": hashlib.sha256("\n".join(urls).encode()).hexdigest()[:16],
+        "readers": world * max(1, readers_for(len(urls), world, d.num_workers)),
+        "seed": d.seed,
+        "tokens_per_batch": d.tokens_per_batch,
+        "megapixels": [d.min_megapixels, d.max_megapixels],
+        "max_frames": d.max_frames,
+        "shuffle_buffer": d.shuffle_buffer,
+        "use_cached_latents": d.use_cached_latents,
+    }
 
 
 def build_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None) -> Logger:
@@ -104,7 +134,8 @@ def build_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None) -> Logger:
             id=run_id,
             resume="allow" if run_id else None,
         )
-    return CSVLogger(save_dir=str(run_dir), name="logs", version="")
+    # A new version folder per launch: a resumed run must not overwrite the metrics logged before it.
+    return CSVLogger(save_dir=str(run_dir), name="logs")
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
@@ -166,16 +197,25 @@ def train(cfg: TrainConfig) -> TrainResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     preflight_shards(cfg)
     module = TalkingHeadModule(cfg)
-    run_id = None
+    module.data_layout = data_layout(cfg)
+    run_id, start_position = None, None
     if cfg.resume is not None:
         ckpt = read_training_checkpoint(cfg.resume)
         check_resume_compatible(module, ckpt, source=cfg.resume)
         run_id = ckpt["talkdit"].get("logger_run_id")
+        saved_layout = ckpt["talkdit"].get("data_layout") or {}
+        changed = sorted(k for k in module.data_layout if saved_layout.get(k) != module.data_layout[k])
+        if changed:
+            raise ValueError(
+                f"{cfg.resume}: the data stream cannot continue where it stopped because {', '.join(changed)} "
+                "changed (shards, seed, workers x ranks, bucketing); restore them to resume"
+            )
+        start_position = ckpt["talkdit"].get("data_position")
     run_dir = prepare_run_dir(cfg, resuming=cfg.resume is not None)
     logger = build_logger(cfg, run_dir, run_id)
     if isinstance(logger, WandbLogger):
         module.logger_run_id = logger.experiment.id
-    data = TalkingHeadDataModule(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    data = TalkingHeadDataModule(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, start_position)
     trainer = build_trainer(cfg, run_dir, logger)
     # Lightning starts the other local ranks as copies of this command; they must find this run dir.
     os.environ[RUN_DIR_ENV] = str(run_dir)

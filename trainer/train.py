@@ -21,7 +21,7 @@ USAGE = f"""usage: python -m trainer.train [key=value ...]
 Hydra overrides of {CONF_DIR}/train.yaml, e.g.
   experiment=edityourself_stage1 data.shards=/data/shards/shard-*.tar
   experiment=edityourself_stage2 stage.adapter_init=<stage-1 export dir>
-  experiment=demo data.shards=demo_out/data/shards_4v_128px_25f_seed0/*.tar loop.max_steps=10
+  experiment=demo data.shards=demo_out/data/prep_6v_128px_25f_seed0/shards/*.tar loop.max_steps=10
 
 Groups: model (tiny, ltxv_2b, ltxv_13b), audio (tiny, whisper_small), stage (stage1_audio, stage2_lora),
 optim (muon_adamw, adamw), data (shards), strategy (ddp_cpu), logger (csv, wandb), experiment.

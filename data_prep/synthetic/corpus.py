@@ -23,6 +23,9 @@ from trainer.atomic import atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+# Bumped whenever the renderer or the speech synthesiser changes what a seed produces, so that an
+# existing corpus made by older code is regenerated rather than silently reused.
+GENERATOR_VERSION = 2
 SAMPLE_RATE = 16000
 
 
@@ -41,6 +44,7 @@ class CorpusEntry:
         sample_rate: audio sample rate, Hz.
         face_boxes: per frame (x0, y0, x1, y1) face box in pixels.
         lower_face_boxes: per frame (x0, y0, x1, y1) lower-face box in pixels.
+        generator: version of the generator that made the video (:data:`GENERATOR_VERSION`).
     """
 
     video_id: str
@@ -53,6 +57,7 @@ class CorpusEntry:
     sample_rate: int
     face_boxes: tuple[tuple[float, float, float, float], ...]
     lower_face_boxes: tuple[tuple[float, float, float, float], ...]
+    generator: int = GENERATOR_VERSION
 
     def to_json(self) -> dict:
         """The manifest record (``video_id`` is stored as ``id``)."""
@@ -127,6 +132,7 @@ def generate_corpus(
             "width": int(width),
             "height": int(height),
             "sample_rate": SAMPLE_RATE,
+            "generator": GENERATOR_VERSION,
         }
         entry = _load_complete(out, video_id, expected)
         if entry is None:

@@ -95,10 +95,10 @@ def test_the_shards_train(corpus_run, tmp_path):
         [
             "experiment=demo",
             f"data.shards={out}/shards/*.tar",
-            "data.num_frames=121",
-            "data.height=192",
-            "data.width=192",
-            "data.batch_size=1",
+            "data.max_frames=121",
+            "data.tokens_per_batch=576",  # one 121-frame clip at 192x192: 16 latent frames x 6x6 tokens
+            "data.min_megapixels=0.036864",
+            "data.max_megapixels=0.036864",
             "data.num_workers=0",
             "objective.num_reference_frames=6",
             "loop.max_steps=2",

@@ -83,3 +83,15 @@ def test_face_mask_matches_hand_drawn_boxes():
     assert not mask[0, 2].any()
     g = group_boxes(boxes)
     assert torch.isnan(g[0, 2]).all()
+
+
+def test_adaptive_boxes_pad_then_smooth_forward_in_time():
+    from trainer.model.masks import adaptive_boxes
+
+    boxes = torch.tensor([[[10.0, 20.0, 30.0, 60.0], [14.0, 20.0, 34.0, 60.0], [float("nan")] * 4]])
+    out = adaptive_boxes(boxes, padding=0.1, alpha=0.75)
+    padded0 = torch.tensor([8.0, 16.0, 32.0, 64.0])  # w=20, h=40: 2 and 4 px per side
+    padded1 = torch.tensor([12.0, 16.0, 36.0, 64.0])
+    torch.testing.assert_close(out[0, 0], 0.75 * padded0 + 0.25 * padded1)  # x'_t = a x_t + (1 - a) x_(t+1)
+    torch.testing.assert_close(out[0, 1], padded1)  # the next box is missing: no NaN spreads backwards
+    assert torch.isnan(out[0, 2]).all()

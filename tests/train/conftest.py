@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.train.shards import write_simple_shards
+from trainer.data.datamodule import expand_shards, stream_settings
+from trainer.data.stream import TalkingHeadStream
 from trainer.export import export_checkpoint
 from trainer.train import run
 
@@ -13,9 +15,11 @@ def tiny_overrides(shards_glob: str, run_dir, steps: int = 3, *extra: str) -> li
     return [
         "experiment=demo",
         f"data.shards={shards_glob}",
-        "data.num_frames=17",
-        "data.height=64",
-        "data.width=64",
+        # 64x64 clips of 17 frames: 3 latent frames of 2x2 tokens, two clips per batch.
+        "data.max_frames=17",
+        "data.tokens_per_batch=24",
+        "data.min_megapixels=0.004096",
+        "data.max_megapixels=0.004096",
         "data.num_workers=0",
         f"loop.max_steps={steps}",
         "loop.checkpoint_every_n_steps=2",
@@ -57,3 +61,13 @@ def stage2(simple_shards, stage1, tmp_path_factory):
     result = run(overrides)
     export = export_checkpoint(result.last_checkpoint, root / "export")
     return result, root / "export", export, overrides
+
+
+def stream_batches(cfg, count: int, start_groups=None, rank: int = 0, world: int = 1) -> list[dict]:
+    """The first ``count`` batches the training stream of ``cfg`` yields (in this process)."""
+    from trainer.runner import feature_spec
+
+    settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    stream = TalkingHeadStream(expand_shards(cfg.data.shards), settings, rank, world, start_groups)
+    it = iter(stream)
+    return [next(it) for _ in range(count)]

@@ -15,14 +15,17 @@ TINY_WHISPER = WhisperFeaturesConfig(
 )
 
 
-def simple_clip(seed: int, frames: int, size: int, fps: float, refs: int, extractor) -> ClipArrays:
+def simple_clip(
+    seed: int, frames: int, size: int, fps: float, refs: int, extractor, width: int | None = None
+) -> ClipArrays:
+    width = width or size
     rng = np.random.default_rng(seed)
     t = np.arange(frames) / fps
-    yy, xx = np.mgrid[0:size, 0:size]
-    cx = size / 2 + 6 * np.sin(2 * np.pi * 0.5 * t + seed)
+    yy, xx = np.mgrid[0:size, 0:width]
+    cx = width / 2 + 6 * np.sin(2 * np.pi * 0.5 * t + seed)
     cy = size / 2
-    base = np.stack([np.full((size, size), 60 + 10 * seed % 80)] * 3, -1).astype(np.float32)
-    video = np.empty((frames, size, size, 3), dtype=np.uint8)
+    base = np.stack([np.full((size, width), 60 + 10 * seed % 80)] * 3, -1).astype(np.float32)
+    video = np.empty((frames, size, width, 3), dtype=np.uint8)
     lower = np.empty((frames, 4), dtype=np.float32)
     for i in range(frames):
         img = base.copy()
@@ -40,7 +43,7 @@ def simple_clip(seed: int, frames: int, size: int, fps: float, refs: int, extrac
     audio = (0.3 * np.sin(2 * np.pi * 180 * ts) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * ts + seed))).astype(np.float32)
     whisper = extractor.encode(audio).numpy()
     return ClipArrays(
-        clip_id=make_clip_id(f"simple{seed}", 0, frames, "test"),
+        clip_id=make_clip_id(f"simple{seed}-{size}x{width}@{fps}", 0, frames, "test"),
         source=f"simple://{seed}",
         span=(0, frames),
         fps=fps,
@@ -62,15 +65,21 @@ def write_simple_shards(
     per_shard: int = 2,
     frames: int = 17,
     size: int = 64,
-    fps: float = 25.0,
+    fps: float | list[float] = 25.0,
     refs: int = 2,
     vae=None,
+    widths: list[int] | None = None,
 ) -> list[Path]:
-    """Write ``num_clips`` clips into shards; with ``vae``, also their cached posteriors."""
+    """Write ``num_clips`` clips into shards; with ``vae``, also their cached posteriors.
+
+    ``fps`` and ``widths`` given as lists cycle over the clips (mixed frame rates and aspect ratios).
+    """
     extractor = WhisperFeatureExtractor(TINY_WHISPER)
+    rates = fps if isinstance(fps, list) else [fps]
     with ShardWriter(out, samples_per_shard=per_shard) as writer:
         for seed in range(num_clips):
-            clip = simple_clip(seed, frames, size, fps, refs, extractor)
+            width = widths[seed % len(widths)] if widths else None
+            clip = simple_clip(seed, frames, size, rates[seed % len(rates)], refs, extractor, width)
             if vae is not None:
                 attach_latents(clip, vae)
             writer.write(encode_sample(clip))

@@ -1,11 +1,14 @@
 """Bad input gets a clear error naming what is wrong, and leaves nothing half-written."""
 
+import csv
+
 import numpy as np
 import pytest
 
 from data_prep.media import encode_npy
 from data_prep.samples import encode_sample
 from data_prep.shard_writer import ShardWriter
+from launch.run_dir import metrics_files
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import TINY_WHISPER, simple_clip
 from trainer.data.schema import ShardSampleError
@@ -44,12 +47,19 @@ def test_wrong_shape_is_named_with_expected_and_found(good_samples, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_bad_sample_mid_stream_stops_with_its_name_and_no_partial_checkpoint(good_samples, tmp_path):
+def test_bad_samples_mid_stream_are_skipped_then_stop_the_run_past_the_limit(good_samples, tmp_path):
     bad = dict(good_samples[1])
     bad["lower_face_boxes.npy"] = encode_npy(np.zeros((16, 4), dtype=np.float32))
     shards = write(tmp_path / "shards", [good_samples[0], bad, good_samples[2]])
-    with pytest.raises(ShardSampleError, match=r"'lower_face_boxes.npy' has shape \[16, 4\], expected \[17, 4\]"):
-        run(tiny_overrides(shards, tmp_path / "run", 6, "data.batch_size=1", "data.shuffle_buffer=1"))
+    limits = ["data.tokens_per_batch=12", "data.shuffle_buffer=1", "data.min_samples_before_skip_check=6"]
+    # Under the limit: skipped, counted, logged; the run finishes.
+    result = run(tiny_overrides(shards, tmp_path / "ok", 4, *limits, "data.max_skipped_fraction=0.5"))
+    with open(metrics_files(result.run_dir)[-1]) as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("data/skipped_samples")]
+    assert rows and float(rows[-1]["data/skipped_samples"]) >= 1
+    # Past the limit: a clear error naming the bad sample, and no partial checkpoint.
+    with pytest.raises(RuntimeError, match=r"samples were bad .*lower_face_boxes.npy' has shape \[16, 4\]"):
+        run(tiny_overrides(shards, tmp_path / "run", 12, *limits, "data.max_skipped_fraction=0.1"))
     ckpts = tmp_path / "run" / "checkpoints"
     leftovers = [p for p in ckpts.rglob("*") if ".tmp" in p.name] if ckpts.exists() else []
     assert leftovers == []

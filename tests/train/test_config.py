@@ -19,7 +19,7 @@ def test_there_are_the_three_experiments():
 def test_every_experiment_composes_onto_the_schema(name):
     cfg = compose_config("train", [f"experiment={name}"])
     assert cfg.experiment_name == name
-    assert cfg.data.num_frames % 8 == 1
+    assert cfg.data.max_frames % 8 == 1
 
 
 def test_paper_experiments_carry_the_recipe_numbers():
@@ -34,18 +34,21 @@ def test_paper_experiments_carry_the_recipe_numbers():
     assert s1.audio.feature_layers == 13 and s1.audio.feature_dim == 768
     assert s1.objective.timestep_loc == 2.05 and s1.objective.knn_candidates == 4
     assert s1.objective.contrastive_lambda == 0.05
-    assert s1.data.batch_size == 4 and s1.data.num_frames == 121
+    assert s1.data.tokens_per_batch == 4 * 16 * 16 * 24 and s1.data.max_frames == 121
+    assert (s1.data.min_megapixels, s1.data.max_megapixels) == (0.25, 2.0)
 
 
 BAD = [
-    (["data.num_frames=24"], "data.num_frames", "8k+1"),
-    (["data.height=100"], "data.height", "multiple of 32"),
+    (["data.max_frames=24"], "data.max_frames", "8k+1"),
+    (["data.tokens_per_batch=7"], "data.tokens_per_batch", "divides this budget"),
+    (["data.min_megapixels=0.5", "data.max_megapixels=0.25"], "data.min_megapixels", "<= data.max_megapixels"),
+    (["data.mask=circle"], "data.mask", "enclosing"),
     (["stage.p_audio=1.5"], "stage.p_audio", "probability"),
     (["stage.p_id=-0.1"], "stage.p_id", "probability"),
     (["stage=stage2_lora"], "stage.adapter_init", "stage-1 audio adapter"),
     (["stage.adapter_init=/nonexistent/stage1"], "stage.adapter_init", "does not exist"),
     (["data.foo=1"], "data.foo", "not in 'DataConfig'"),
-    (["data.batch_size=abc"], "data.batch_size", "could not be converted"),
+    (["data.tokens_per_batch=abc"], "data.tokens_per_batch", "could not be converted"),
     (["optim.lr_adam=-1"], "optim.lr_adam", "> 0"),
     (["optim.schedule=cosine"], "optim.total_steps", "required"),
     (["strategy.accelerator=tpu"], "strategy.accelerator", "one of"),

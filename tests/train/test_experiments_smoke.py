@@ -18,7 +18,7 @@ def test_experiment_runs_one_step(name, simple_shards, stage1, tmp_path, monkeyp
     monkeypatch.setenv("WANDB_MODE", "offline")
     overrides = tiny_overrides(simple_shards, tmp_path / "run", 1)
     overrides[0] = f"experiment={name}"
-    overrides += ["model=tiny", "audio=tiny", "data.batch_size=2", "objective.num_reference_frames=2"]
+    overrides += ["model=tiny", "audio=tiny", "objective.num_reference_frames=2"]
     if "stage2" in name:
         _, stage1_export, _ = stage1
         overrides += [f"stage.adapter_init={stage1_export}", "stage.lora.rank=4"]

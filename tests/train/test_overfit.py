@@ -3,18 +3,13 @@
 import pytest
 import torch
 
-from tests.train.conftest import tiny_overrides
+from tests.train.conftest import stream_batches, tiny_overrides
 from trainer.config.compose import load_train_config
-from trainer.data.datamodule import build_dataset
-from trainer.data.transforms import collate_clips
 from trainer.lightning_module import TalkingHeadModule
-from trainer.runner import feature_spec
 
 
-def fixed_batch(cfg, size=2):
-    ds = build_dataset(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, shuffle=False)
-    it = iter(ds)
-    return collate_clips([next(it) for _ in range(size)])
+def fixed_batch(cfg):
+    return stream_batches(cfg, 1)[0]
 
 
 def fit(module, batch, steps):

@@ -66,9 +66,15 @@ def test_real_recording_becomes_a_shard_and_trains(real_data_dir, tmp_path):
     )
     with ShardWriter(tmp_path / "shards") as writer:
         writer.write(encode_sample(clip))
-    overrides = tiny_overrides(f"{tmp_path}/shards/*.tar", tmp_path / "run", 2, "data.batch_size=1")
-    overrides = [o for o in overrides if not o.startswith(("data.num_frames", "data.height", "data.width"))]
-    overrides += [f"data.num_frames={FRAMES}", f"data.height={HEIGHT}", f"data.width={WIDTH}"]
+    overrides = tiny_overrides(f"{tmp_path}/shards/*.tar", tmp_path / "run", 2)
+    overrides = [o for o in overrides if not o.startswith(("data.max_frames", "data.tokens", "data.m"))]
+    mp = HEIGHT * WIDTH / 1e6  # one clip of 33 frames at 288x512 per batch: 5 latent frames x 9x16 tokens
+    overrides += [
+        f"data.max_frames={FRAMES}",
+        "data.tokens_per_batch=720",
+        f"data.min_megapixels={mp}",
+        f"data.max_megapixels={mp}",
+    ]
     result = run(overrides)
     assert read_training_checkpoint(result.last_checkpoint)["global_step"] == 2
     assert result.final_loss is not None and np.isfinite(result.final_loss)

@@ -178,17 +178,27 @@ class ObjectiveConfig:
 
 @dataclass
 class DataConfig:
-    """WebDataset shards in the schema of DESIGN §5 and how clips become batches."""
+    """WebDataset shards in the schema of DESIGN §5 and how clips become equal-token batches.
 
-    shards: str = MISSING  # brace pattern, glob or comma-separated list of .tar paths
-    batch_size: int = 1
-    num_workers: int = 2
+    Each clip is resized at random to an area in ``[min_megapixels, max_megapixels]`` (aspect kept, sides
+    multiples of 32, never upscaled beyond its stored size) and trimmed to ``8k+1`` frames so that every
+    batch holds exactly ``tokens_per_batch`` video tokens (:mod:`trainer.data.buckets`).
+    """
+
+    shards: str = MISSING  # brace pattern, glob or comma-separated list of .tar paths or URLs
+    tokens_per_batch: int = 24576  # video tokens per batch (the paper: 4 x 121 frames at 512x768)
+    min_megapixels: float = 0.25
+    max_megapixels: float = 2.0
+    max_frames: int = 121  # longest clip in video frames: 8k+1
+    num_workers: int = 4  # per rank; capped so that every worker has a shard
     shuffle_buffer: int = 64
-    num_frames: int = 121  # frames per training clip: 8k+1
-    height: int = 512  # training resolution in pixels: multiples of 32
-    width: int = 768
-    use_cached_latents: bool = True  # use VAE latents stored in the shard when present
+    use_cached_latents: bool = True  # train from VAE latents stored in the shard when present
     default_caption: str = "a person talking to the camera"  # when a sample has no caption
+    mask: str = "enclosing"  # V2V mask from lower-face boxes: "enclosing" or "adaptive" (SayAnything)
+    mask_padding: float = 0.1  # adaptive mask: padding as a fraction of the box size
+    mask_alpha: float = 0.75  # adaptive mask: x'_t = a x_t + (1 - a) x_(t+1) (SayAnything Eq. 6)
+    max_skipped_fraction: float = 0.01  # stop when more of the samples seen were bad than this
+    min_samples_before_skip_check: int = 200
     seed: int = 0
 
 

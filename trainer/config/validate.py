@@ -63,19 +63,6 @@ def validate_frames(key: str, num_frames: int) -> None:
     )
 
 
-def validate_size(key: str, pixels: int) -> None:
-    """Check a frame side against the VAE's 32x spatial compression.
-
-    Args:
-        key: Config key used in the error message.
-        pixels: Height or width in pixels.
-
-    Raises:
-        ConfigError: Unless ``pixels`` is a positive multiple of 32.
-    """
-    _require(pixels > 0 and pixels % 32 == 0, key, pixels, "must be a positive multiple of 32")
-
-
 def validate_train_config(cfg: TrainConfig) -> None:
     """Check every cross-field rule of a composed training config.
 
@@ -192,12 +179,29 @@ def validate_train_config(cfg: TrainConfig) -> None:
         raise ConfigError(key, value, rule or str(err)) from err
 
     d = cfg.data
-    validate_frames("data.num_frames", d.num_frames)
-    validate_size("data.height", d.height)
-    validate_size("data.width", d.width)
-    _require(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be >= 1")
+    validate_frames("data.max_frames", d.max_frames)
+    _require(d.tokens_per_batch >= 1, "data.tokens_per_batch", d.tokens_per_batch, "must be >= 1")
+    _require(
+        0 < d.min_megapixels <= d.max_megapixels,
+        "data.min_megapixels",
+        d.min_megapixels,
+        "must be > 0 and <= data.max_megapixels",
+    )
     _require(d.num_workers >= 0, "data.num_workers", d.num_workers, "must be >= 0")
     _require(d.shuffle_buffer >= 1, "data.shuffle_buffer", d.shuffle_buffer, "must be >= 1")
+    _require(d.mask in ("enclosing", "adaptive"), "data.mask", d.mask, "must be 'enclosing' or 'adaptive'")
+    _require(0 <= d.mask_alpha <= 1, "data.mask_alpha", d.mask_alpha, "must be in [0, 1]")
+    _require(d.mask_padding >= 0, "data.mask_padding", d.mask_padding, "must be >= 0")
+    _require(0 <= d.max_skipped_fraction <= 1, "data.max_skipped_fraction", d.max_skipped_fraction, "in [0, 1]")
+    from trainer.data.buckets import make_buckets
+
+    if not make_buckets(d.tokens_per_batch, d.min_megapixels, d.max_megapixels, (d.max_frames - 1) // 8 + 1):
+        raise ConfigError(
+            "data.tokens_per_batch",
+            d.tokens_per_batch,
+            f"no frame size in [{d.min_megapixels}, {d.max_megapixels}] MP with sides multiple of 32 divides this "
+            "budget into whole latent frames and samples; choose a budget with more divisors (e.g. 24576)",
+        )
 
     st = cfg.strategy
     _require(

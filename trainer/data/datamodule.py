@@ -1,27 +1,23 @@
-"""LightningDataModule streaming WebDataset shards of the DESIGN §5 schema."""
+"""LightningDataModule streaming WebDataset shards of the DESIGN §5 schema as equal-token batches."""
 
 from __future__ import annotations
 
 import glob
 import os
-import zlib
-from functools import partial
 
 import lightning as L
-import numpy as np
 import torch
-import webdataset as wds
 from braceexpand import braceexpand
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import DataLoader
 
 from trainer.config.schema import DataConfig
-from trainer.data.decode import decode_sample
+from trainer.data.buckets import make_buckets
 from trainer.data.schema import FeatureSpec
-from trainer.data.transforms import collate_clips, fit_clip
+from trainer.data.stream import StreamSettings, TalkingHeadStream, readers_for, worker_init
 
 
 def expand_shards(spec: str) -> list[str]:
-    """Shard paths from a brace pattern, glob or comma-separated list (sorted, deduplicated).
+    """Shard paths from a brace pattern, glob or comma-separated list (deduplicated, in order).
 
     Raises:
         FileNotFoundError: A local pattern matches no file (the pattern is named).
@@ -43,79 +39,61 @@ def expand_shards(spec: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _fit(sample, cfg: DataConfig, num_refs: int, seed: int):
-    info = get_worker_info()
-    worker = info.id if info is not None else 0
-    # One stream of start offsets per (seed, rank, worker, sample key) keeps cuts reproducible.
-    rank = int(os.environ.get("RANK", 0))
-    rng = np.random.default_rng([seed, rank, worker, zlib.crc32(sample.key.encode())])
-    return fit_clip(sample, cfg.num_frames, cfg.height, cfg.width, num_refs, rng, cfg.default_caption)
-
-
-def build_dataset(
-    cfg: DataConfig, features: FeatureSpec, num_reference_frames: int, shuffle: bool = True
-) -> wds.WebDataset:
-    """An endless WebDataset pipeline of :class:`~trainer.data.transforms.TrainingClip` samples.
-
-    Shards are split across nodes/ranks and dataloader workers, shuffled by shard and in a buffer,
-    decoded and validated (a bad sample raises :class:`~trainer.data.schema.ShardSampleError` naming
-    the shard, the key and the member).
-
-    Args:
-        cfg: Data settings.
-        features: Expected feature layout.
-        num_reference_frames: Reference frames per sample.
-        shuffle: Shuffle shards and samples.
-    """
-    urls = expand_shards(cfg.shards)
-    ds = wds.WebDataset(
-        urls,
-        shardshuffle=len(urls) if shuffle else False,
-        nodesplitter=wds.split_by_node,
-        workersplitter=wds.split_by_worker,
+def stream_settings(cfg: DataConfig, features: FeatureSpec, num_reference_frames: int) -> StreamSettings:
+    """Stream settings for a data config (buckets included)."""
+    return StreamSettings(
         seed=cfg.seed,
-        empty_check=False,
-    ).repeat()
-    ds = ds.map(partial(decode_sample, features=features, decode_latents=cfg.use_cached_latents))
-    if shuffle:
-        ds = ds.shuffle(cfg.shuffle_buffer)
-    return ds.map(partial(_fit, cfg=cfg, num_refs=num_reference_frames, seed=cfg.seed))
+        shuffle_buffer=cfg.shuffle_buffer,
+        buckets=make_buckets(
+            cfg.tokens_per_batch, cfg.min_megapixels, cfg.max_megapixels, (cfg.max_frames - 1) // 8 + 1
+        ),
+        features=features,
+        num_refs=num_reference_frames,
+        min_mp=cfg.min_megapixels,
+        max_mp=cfg.max_megapixels,
+        use_cached_latents=cfg.use_cached_latents,
+        default_caption=cfg.default_caption,
+    )
 
 
 class TalkingHeadDataModule(L.LightningDataModule):
-    """Training batches from shards.
+    """Equal-token training batches from shards.
 
     Args:
         cfg: Data settings.
         features: Expected feature layout (from the audio config).
         num_reference_frames: Reference frames per sample (from the objective config).
+        start_position: Where each rank's readers stopped (``{rank: {worker: groups}}``) when resuming.
     """
 
-    def __init__(self, cfg: DataConfig, features: FeatureSpec, num_reference_frames: int):
+    def __init__(
+        self,
+        cfg: DataConfig,
+        features: FeatureSpec,
+        num_reference_frames: int,
+        start_position: dict | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
-        self.features = features
-        self.num_reference_frames = num_reference_frames
-
-    def _workers(self, num_shards: int, world: int) -> int:
-        # A worker that receives no shard would spin forever in the endless pipeline; never start one.
-        per_rank = num_shards // world
-        if per_rank < 1:
-            raise ValueError(
-                f"data.shards: {num_shards} shard(s) for {world} ranks; every rank needs at least one shard"
-            )
-        return min(self.cfg.num_workers, per_rank)
+        self.settings = stream_settings(cfg, features, num_reference_frames)
+        self.start_position = start_position or {}
 
     def train_dataloader(self) -> DataLoader:
-        """Endless loader of collated batches (the run length is ``loop.max_steps``)."""
+        """Endless loader of batches (the run length is ``loop.max_steps``)."""
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         world = self.trainer.world_size if self.trainer is not None else 1
-        workers = self._workers(len(expand_shards(self.cfg.shards)), world)
-        ds = build_dataset(self.cfg, self.features, self.num_reference_frames)
+        urls = expand_shards(self.cfg.shards)
+        workers = readers_for(len(urls), world, self.cfg.num_workers)
+        start = {
+            int(k): int(v) for k, v in self.start_position.get(str(rank), self.start_position.get(rank, {})).items()
+        }
+        stream = TalkingHeadStream(urls, self.settings, rank=rank, world=world, start_groups=start)
         return DataLoader(
-            ds,
-            batch_size=self.cfg.batch_size,
+            stream,
+            batch_size=None,
             num_workers=workers,
-            collate_fn=collate_clips,
+            worker_init_fn=worker_init,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            prefetch_factor=2 if workers > 0 else None,
         )

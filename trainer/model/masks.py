@@ -102,3 +102,27 @@ def face_token_mask(
     """
     grouped = group_boxes(boxes, temporal_compression)
     return token_box_mask(box_to_token_box(grouped, grid_h, grid_w, spatial_compression), grid_h, grid_w)
+
+
+def adaptive_boxes(boxes: torch.Tensor, padding: float = 0.1, alpha: float = 0.75) -> torch.Tensor:
+    """SayAnything's adaptive mask boxes: padded, then smoothed forward in time (SayAnything Eq. 6).
+
+    ``x'_t = α x_t + (1 − α) x_{t+1}`` for every coordinate (the last frame keeps its box); each box is
+    first grown by ``padding`` times its width and height on every side.
+
+    Args:
+        boxes: ``[B, F, 4]`` (x0, y0, x1, y1) pixels; NaN rows stay NaN.
+        padding: Growth per side as a fraction of the box size.
+        alpha: Weight of the current frame.
+
+    Returns:
+        ``[B, F, 4]``.
+    """
+    w = (boxes[..., 2] - boxes[..., 0]).unsqueeze(-1)
+    h = (boxes[..., 3] - boxes[..., 1]).unsqueeze(-1)
+    grow = torch.cat([-padding * w, -padding * h, padding * w, padding * h], dim=-1)
+    padded = boxes + grow
+    nxt = torch.cat([padded[:, 1:], padded[:, -1:]], dim=1)
+    # A missing next box leaves the current one as it is instead of spreading NaN backwards.
+    nxt = torch.where(torch.isnan(nxt), padded, nxt)
+    return alpha * padded + (1 - alpha) * nxt
