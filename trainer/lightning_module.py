@@ -143,6 +143,12 @@ class TalkingHeadModule(L.LightningModule):
             "data_layout": self.data_layout,
         }
 
+    def on_fit_start(self) -> None:
+        """On GPUs the frozen VAE and text encoder run in bf16 (they are never trained)."""
+        if self.device.type == "cuda":
+            self.vae.to(dtype=torch.bfloat16)
+            self.text_encoder.to(dtype=torch.bfloat16)
+
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only trainable tensors and add the talkdit metadata."""

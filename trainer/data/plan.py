@@ -9,7 +9,6 @@ Decoding then reads only the planned frames with decord, already scaled on decod
 from __future__ import annotations
 
 import io
-import json
 import zlib
 from dataclasses import dataclass
 
@@ -17,16 +16,8 @@ import decord
 import numpy as np
 
 from trainer.data.buckets import Bucket, choose_bucket, random_area
-from trainer.data.decode import ClipSample, _npy
-from trainer.data.schema import (
-    LATENT_MEMBERS,
-    FeatureSpec,
-    ShardSampleError,
-    check_array,
-    check_members,
-    check_record,
-    expected_feature_rows,
-)
+from trainer.data.decode import SampleMetadata, has_latents, read_latents, read_metadata
+from trainer.data.schema import FeatureSpec, ShardSampleError
 from trainer.data.transforms import TrainingClip
 
 
@@ -37,8 +28,7 @@ class Plan:
     Attributes:
         key: ``clip_id``.
         shard: Shard URL.
-        raw: The sample's member bytes.
-        record: Its JSON record.
+        meta: The sample's checked record, small arrays and member bytes.
         bucket: Batch shape it goes to.
         start: First stored frame of the crop.
         cached: Train from the stored VAE posterior (no video decoding, no VAE).
@@ -46,8 +36,7 @@ class Plan:
 
     key: str
     shard: str
-    raw: dict
-    record: dict
+    meta: SampleMetadata
     bucket: Bucket
     start: int
     cached: bool
@@ -74,42 +63,26 @@ def plan_sample(
     Raises:
         ShardSampleError: A member is missing or malformed, or no bucket fits the clip.
     """
-    key = str(raw.get("__key__", "?"))
-    shard = str(raw.get("__url__", "?"))
-    members = {k: v for k, v in raw.items() if not k.startswith("__")}
-    check_members(members, shard, key)
-    try:
-        record = json.loads(members["json"])
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ShardSampleError(shard, key, f"member 'json' is not JSON: {err}") from err
-    check_record(record, shard, key)
+    meta = read_metadata(raw, features)
+    key, shard, record = meta.key, meta.shard, meta.record
     frames, h, w = int(record["num_frames"]), int(record["height"]), int(record["width"])
-    whisper = _npy(members["whisper.npy"], shard, key, "whisper.npy")
-    check_array(whisper, (None, features.layers, features.dim), "whisper.npy", shard, key)
-    want_rows = expected_feature_rows(frames, float(record["fps"]), features.rate)
-    if abs(whisper.shape[0] - want_rows) > 1:
-        raise ShardSampleError(shard, key, f"member 'whisper.npy' has {whisper.shape[0]} rows, expected {want_rows}")
-    lower = _npy(members["lower_face_boxes.npy"], shard, key, "lower_face_boxes.npy")
-    check_array(lower, (frames, 4), "lower_face_boxes.npy", shard, key)
-    ref_lower = _npy(members["ref_lower_face_boxes.npy"], shard, key, "ref_lower_face_boxes.npy")
     refs = int(record["num_reference_frames"])
-    check_array(ref_lower, (refs, 4), "ref_lower_face_boxes.npy", shard, key)
     if refs < num_refs:
         raise ShardSampleError(shard, key, f"{refs} reference frames, training uses {num_refs}")
     rng = np.random.default_rng([seed, epoch, zlib.crc32(key.encode())])
     max_t = (frames - 1) // 8 + 1
-    cached = use_cached_latents and all(m in members for m in LATENT_MEMBERS)
-    if cached:
+    if use_cached_latents and has_latents(meta):
+        read_latents(meta)  # a malformed latent is skipped here, before it reaches a batch
         # Cached latents fix the resolution; a causal VAE lets the clip be cut after any latent frame.
         bucket = next((b for b in buckets if (b.height, b.width) == (h, w) and b.latent_frames <= max_t), None)
         if bucket is not None:
-            return Plan(key, shard, raw, record, bucket, 0, True)
+            return Plan(key, shard, meta, bucket, 0, True)
     area = random_area(rng, min_mp, max_mp, h * w / 1e6)
     bucket = choose_bucket(buckets, area, h / w, max_t)
     if bucket is None:
         raise ShardSampleError(shard, key, f"{frames} frames fit no bucket (the shortest needs more)")
     start = int(rng.integers(0, frames - bucket.video_frames + 1))
-    return Plan(key, shard, raw, record, bucket, start, False)
+    return Plan(key, shard, meta, bucket, start, False)
 
 
 def _cover(src_h: int, src_w: int, h: int, w: int) -> tuple[int, int, int, int, float]:
@@ -149,19 +122,17 @@ def decode_plan(plan: Plan, num_refs: int, default_caption: str) -> TrainingClip
     Raises:
         ShardSampleError: A member does not decode.
     """
-    rec, members, b = plan.record, plan.raw, plan.bucket
+    rec, members, b = plan.meta.record, plan.meta.members, plan.bucket
     src_hw = (int(rec["height"]), int(rec["width"]))
     out_hw = (b.height, b.width)
     f = b.video_frames
-    lower = _npy(members["lower_face_boxes.npy"], plan.shard, plan.key, "lower_face_boxes.npy")[
-        plan.start : plan.start + f
-    ]
-    ref_lower = _npy(members["ref_lower_face_boxes.npy"], plan.shard, plan.key, "ref_lower_face_boxes.npy")[:num_refs]
-    whisper = _npy(members["whisper.npy"], plan.shard, plan.key, "whisper.npy").astype(np.float16)
+    lower = plan.meta.lower_face_boxes[plan.start : plan.start + f]
+    ref_lower = plan.meta.ref_lower_face_boxes[:num_refs]
+    whisper = plan.meta.whisper
     latents = None
     if plan.cached:
         t = b.latent_frames
-        latents = {m.removesuffix(".npy"): _npy(members[m], plan.shard, plan.key, m) for m in LATENT_MEMBERS}
+        latents = read_latents(plan.meta)
         latents["latent_mean"] = latents["latent_mean"][:, :t]
         latents["latent_logvar"] = latents["latent_logvar"][:, :t]
         latents["ref_latent_mean"] = latents["ref_latent_mean"][:, :num_refs]
@@ -188,6 +159,3 @@ def decode_plan(plan: Plan, num_refs: int, default_caption: str) -> TrainingClip
         latents=latents,
         num_frames=f,
     )
-
-
-__all__ = ["ClipSample", "Plan", "decode_plan", "plan_sample"]
