@@ -27,6 +27,17 @@ def run_dir_name(experiment_name: str, run_root: str) -> Path:
     return Path(run_root) / experiment_name / leaf
 
 
+def resolve_run_dir(cfg) -> Path:
+    """The run directory a config names (explicit ``run_dir`` or the default)."""
+    return Path(cfg.run_dir) if cfg.run_dir else run_dir_name(cfg.experiment_name, cfg.run_root)
+
+
+def auto_resume_checkpoint(cfg) -> Path | None:
+    """For ``resume=auto``: the run directory's ``last.ckpt`` if it exists."""
+    last = resolve_run_dir(cfg) / CHECKPOINT_DIR / "last.ckpt"
+    return last if last.is_file() else None
+
+
 def prepare_run_dir(cfg, resuming: bool) -> Path:
     """Create the run directory and save the resolved config in it (atomically).
 
@@ -40,7 +51,7 @@ def prepare_run_dir(cfg, resuming: bool) -> Path:
     Raises:
         FileExistsError: The folder already holds checkpoints and the run does not resume from one.
     """
-    path = Path(cfg.run_dir) if cfg.run_dir else run_dir_name(cfg.experiment_name, cfg.run_root)
+    path = resolve_run_dir(cfg)
     ckpts = path / CHECKPOINT_DIR
     if not resuming and ckpts.is_dir() and any(ckpts.iterdir()):
         raise FileExistsError(

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from launch.run_dir import CHECKPOINT_DIR, RUN_DIR_ENV, prepare_run_dir
+from launch.run_dir import CHECKPOINT_DIR, RUN_DIR_ENV, auto_resume_checkpoint, prepare_run_dir
 from trainer.atomic import atomic_path
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.schema import TrainConfig
@@ -194,6 +194,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
     # The module's transfer_batch_to_device is meant to win over the datamodule's default.
     warnings.filterwarnings("ignore", message=r"You have overridden `transfer_batch_to_device`", category=UserWarning)
+    if cfg.resume == "auto":
+        found = auto_resume_checkpoint(cfg)
+        cfg = replace(cfg, resume=str(found) if found else None)
+        log.info("resume=auto: %s", f"continuing from {found}" if found else "no checkpoint yet, starting fresh")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     preflight_shards(cfg)
     module = TalkingHeadModule(cfg)

@@ -106,3 +106,10 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(simple_sha
     assert a["talkdit"]["data_position"] == b["talkdit"]["data_position"]
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_resume_auto_continues_the_run_dirs_last_checkpoint_or_starts_fresh(simple_shards, tmp_path):
+    fresh = run(tiny_overrides(simple_shards, tmp_path / "run", 2, "resume=auto"))
+    assert read_training_checkpoint(fresh.last_checkpoint)["global_step"] == 2
+    again = run(tiny_overrides(simple_shards, tmp_path / "run", 3, "resume=auto"))
+    assert read_training_checkpoint(again.last_checkpoint)["global_step"] == 3

@@ -248,7 +248,9 @@ class TrainConfig:
     seed: int = 0
     run_root: str = "runs"  # run directories are created below this folder
     run_dir: str | None = None  # explicit run directory; default run_root/experiment_name/<timestamp>
-    resume: str | None = None  # a training checkpoint to continue from
+    # A training checkpoint to continue from, or "auto": the run directory's last.ckpt when there is one
+    # (what a requeued SLURM job, which reruns the same command in the same job-id folder, needs).
+    resume: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     stage: StageConfig = field(default_factory=StageConfig)

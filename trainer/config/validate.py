@@ -241,5 +241,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
         lp.accumulate_grad_batches,
         "must be >= 1",
     )
-    if cfg.resume is not None:
-        _require(Path(cfg.resume).is_file(), "resume", cfg.resume, "must be an existing training checkpoint file")
+    if cfg.resume not in (None, "auto"):
+        _require(
+            Path(cfg.resume).is_file(), "resume", cfg.resume, "must be an existing training checkpoint file or auto"
+        )
