@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from trainer.atomic import atomic_write_text
 from trainer.checkpoints import MODULE_PREFIX, check_adapter_config, read_adapter_source
@@ -37,6 +38,8 @@ from trainer.objectives.immiscible import knn_noise
 from trainer.objectives.timesteps import sample_timesteps
 from trainer.optim import build_optimizer
 from trainer.optim.clipping import clip_adamw_grad_norm
+from trainer.parallel.mesh import build_mesh, single_process_mesh
+from trainer.parallel.sequence import SequenceParallel, parallelize
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,8 @@ class TalkingHeadModule(L.LightningModule):
         # Groups each local dataloader worker delivered that training consumed: the data position.
         self.data_position: dict[int, int] = {}
         self.data_layout: dict = {}  # what fixes the sample order (set by the runner); a resume must match it
+        self.mesh = single_process_mesh()
+        self.sp: SequenceParallel | None = None
         self._stream_counts: dict[int, tuple[int, int, str]] = {}
         self._grad_norm: torch.Tensor | None = None
 
@@ -142,6 +147,21 @@ class TalkingHeadModule(L.LightningModule):
             "logger_run_id": self.logger_run_id,
             "data_layout": self.data_layout,
         }
+
+    def setup(self, stage: str) -> None:
+        """Build the data x sequence mesh once the process group exists, and parallelize the DiT."""
+        par = self.cfg.parallel
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            self.mesh = build_mesh(par.size)
+        if par.size > 1 and self.sp is None:
+            self.sp = parallelize(self.dit, self.mesh, par.mode, par.ulysses_degree)
+            if self.global_rank == 0:
+                log.info(
+                    "sequence parallel: %d data-parallel group(s) of %d ranks (%s)",
+                    self.mesh.dp_size,
+                    self.mesh.sp_size,
+                    par.mode,
+                )
 
     def on_fit_start(self) -> None:
         """On GPUs the frozen VAE and text encoder run in bf16 (they are never trained)."""
@@ -209,7 +229,8 @@ class TalkingHeadModule(L.LightningModule):
 
     def step_generator(self) -> torch.Generator:
         """RNG of this step: a function of (seed, step, data-parallel rank) only, so runs repeat exactly."""
-        seed = np.random.SeedSequence([self.cfg.seed, self.global_step, self.global_rank]).generate_state(1)[0]
+        # Every rank of a sequence group draws the same noise, timesteps and conditions.
+        seed = np.random.SeedSequence([self.cfg.seed, self.global_step, self.mesh.dp_rank]).generate_state(1)[0]
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(seed))
         return gen
@@ -301,21 +322,61 @@ class TalkingHeadModule(L.LightningModule):
             flags=flags,
         )
 
+    def forward_velocity(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the DiT; returns ``(pred, target, mask)`` over the tokens this rank holds.
+
+        Without sequence parallelism these are the video tokens ``[B, N, C]``. With it, the whole sequence
+        (references first, padding last) is split into equal shards and each rank gets the prediction,
+        target and mask of its shard; references and padding carry mask 0.
+        """
+        sp = self.sp
+        if sp is None:
+            pred = self.dit(inputs.tokens, inputs.timestep, inputs.text, inputs.text_mask, inputs.coords, inputs.audio)
+            return pred[:, inputs.num_ref :], inputs.target, inputs.mask
+        n = inputs.tokens.shape[1]
+        sp.state.valid_tokens = n
+        pred = self.dit(
+            sp.shard(inputs.tokens),
+            sp.shard(inputs.timestep),
+            inputs.text,
+            inputs.text_mask,
+            sp.shard(inputs.coords, dim=2),
+            sp.shard_audio(inputs.audio),
+        )
+        head = inputs.num_ref
+        target = F.pad(inputs.target, (0, 0, head, 0))
+        mask = F.pad(inputs.mask, (head, 0))
+        return pred, sp.shard(target), sp.shard(mask)
+
     def compute_loss(self, inputs: StepInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward the DiT and compute Eq. 8 with the contrastive term.
+
+        The masked squared error is normalised by the masked element count of the whole sequence group
+        (Eq. 8 over all shards). Under sequence parallelism each rank's loss is its own shard's share times
+        the group size, so that data-parallel gradient averaging over every rank yields the gradient of the
+        group's loss.
 
         Returns:
             ``(loss, metrics)``; metrics include the plain flow-matching loss and per-condition losses.
         """
-        pred = self.dit(inputs.tokens, inputs.timestep, inputs.text, inputs.text_mask, inputs.coords, inputs.audio)
-        pred = pred[:, inputs.num_ref :]
-        total, pos, count = contrastive_sq_error(
-            pred, inputs.target, inputs.mask, self.cfg.objective.contrastive_lambda
-        )
-        denom = count.sum().clamp(min=1.0)
-        loss = total.sum() / denom
-        metrics = {"loss_fm": (pos.sum() / denom).detach(), "masked_fraction": inputs.mask.float().mean()}
-        per_sample = (pos / count.clamp(min=1.0)).detach()
+        pred, target, mask = self.forward_velocity(inputs)
+        negatives = torch.roll(target, 1, 0) if pred.shape[0] > 1 else None
+        total, pos, count = contrastive_sq_error(pred, target, mask, self.cfg.objective.contrastive_lambda, negatives)
+        scale = 1.0
+        if self.sp is not None:
+            sums = self.sp.all_reduce(torch.stack([total.detach(), pos.detach(), count]))
+            count_all = sums[2]
+            scale = float(self.sp.mesh.sp_size)
+        else:
+            sums, count_all = torch.stack([total.detach(), pos.detach(), count]), count
+        denom = count_all.sum().clamp(min=1.0)
+        loss = scale * total.sum() / denom
+        metrics = {
+            "loss": (sums[0].sum() / denom).detach(),  # the group's loss, whatever this rank's share
+            "loss_fm": (sums[1].sum() / denom).detach(),
+            "masked_fraction": inputs.mask.float().mean(),
+        }
+        per_sample = (sums[1] / count_all.clamp(min=1.0)).detach()
         for name, flag in (
             ("v2v", inputs.flags.v2v),
             ("ff", inputs.flags.first_frame),
@@ -367,7 +428,7 @@ class TalkingHeadModule(L.LightningModule):
         inputs = self.prepare_step(batch, self.step_generator())
         loss, metrics = self.compute_loss(inputs)
         bsz = inputs.tokens.shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=bsz)
+        self.log("train/loss", metrics.pop("loss"), prog_bar=True, on_step=True, on_epoch=False, batch_size=bsz)
         if self._logging_step():
             metrics["identity_refs"] = float(inputs.flags.identity)
             self.log_dict({f"train/{k}": v for k, v in metrics.items()}, on_step=True, on_epoch=False, batch_size=bsz)

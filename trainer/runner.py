@@ -104,11 +104,11 @@ def preflight_shards(cfg: TrainConfig) -> None:
 def data_layout(cfg: TrainConfig) -> dict:
     """What fixes each rank's sample order; a resumed run continues the stream only if it is unchanged."""
     urls = expand_shards(cfg.data.shards)
-    world = cfg.strategy.devices * cfg.strategy.num_nodes
+    groups = cfg.strategy.devices * cfg.strategy.num_nodes // cfg.parallel.size  # data-parallel degree
     d = cfg.data
     return {
         "shards": hashlib.sha256("\n".join(urls).encode()).hexdigest()[:16],
-        "readers": world * max(1, readers_for(len(urls), world, d.num_workers)),
+        "readers": groups * max(1, readers_for(len(urls), groups, d.num_workers)),
         "seed": d.seed,
         "tokens_per_batch": d.tokens_per_batch,
         "megapixels": [d.min_megapixels, d.max_megapixels],

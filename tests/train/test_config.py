@@ -60,6 +60,11 @@ BAD = [
     ),
     (["model=ltxv_13b"], "model.transformer.path", "Lightricks/LTX-Video-0.9.7"),
     (["loop.max_steps=0"], "loop.max_steps", ">= 1"),
+    (["parallel=ulysses"], "parallel.size", "must divide the world size 1"),
+    (["parallel=ulysses", "strategy.devices=4", "parallel.size=4"], "parallel.size", "2 attention heads"),
+    (["parallel=ring", "strategy.devices=2"], "parallel.mode", "needs CUDA"),
+    (["parallel=hybrid", "strategy.devices=4", "parallel.ulysses_degree=3"], "parallel.ulysses_degree", "heads"),
+    (["parallel.mode=tree"], "parallel.mode", "one of"),
 ]
 
 

@@ -217,6 +217,21 @@ class StrategyConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """Sequence parallelism over the DiT's video + reference tokens (applied by :mod:`trainer.parallel`).
+
+    ``mode``: ``none``, ``ulysses`` (all-to-all over heads; runs on CPU and GPU), ``ring`` (yunchang's ring
+    attention; GPU) or ``hybrid`` (Ulysses within ``ulysses_degree`` ranks, ring across; GPU). ``size`` ranks
+    form one sequence group that works on the same samples; data parallelism runs across the groups.
+    """
+
+    name: str = "none"
+    mode: str = "none"
+    size: int = 1
+    ulysses_degree: int = 1  # hybrid only: size = ulysses_degree x ring degree
+
+
+@dataclass
 class LoggerConfig:
     """Experiment logger: ``csv`` or ``wandb`` (offline unless ``mode`` says otherwise)."""
 
@@ -258,5 +273,6 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)

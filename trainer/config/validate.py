@@ -221,6 +221,40 @@ def validate_train_config(cfg: TrainConfig) -> None:
             "CPU runs support 32-true or bf16-mixed",
         )
 
+    par = cfg.parallel
+    _require(
+        par.mode in ("none", "ulysses", "ring", "hybrid"),
+        "parallel.mode",
+        par.mode,
+        "must be one of none, ulysses, ring, hybrid",
+    )
+    _require(par.size >= 1, "parallel.size", par.size, "must be >= 1")
+    world = st.devices * st.num_nodes
+    _require(world % par.size == 0, "parallel.size", par.size, f"must divide the world size {world} (devices x nodes)")
+    if par.mode in ("ulysses", "hybrid"):
+        ulysses = par.size if par.mode == "ulysses" else par.ulysses_degree
+        heads = cfg.model.transformer.arch.num_attention_heads
+        _require(
+            heads % ulysses == 0,
+            "parallel.size" if par.mode == "ulysses" else "parallel.ulysses_degree",
+            ulysses,
+            f"must divide the DiT's {heads} attention heads (Ulysses splits heads)",
+        )
+    if par.mode == "hybrid":
+        _require(
+            par.size % par.ulysses_degree == 0,
+            "parallel.ulysses_degree",
+            par.ulysses_degree,
+            f"must divide parallel.size={par.size}",
+        )
+    if par.mode in ("ring", "hybrid"):
+        _require(
+            st.accelerator in ("gpu", "cuda"),
+            "parallel.mode",
+            par.mode,
+            "ring attention needs CUDA (yunchang's ring kernels call flash attention); use ulysses on CPU",
+        )
+
     lg = cfg.logger
     _require(lg.name in _LOGGERS, "logger.name", lg.name, f"must be one of {_LOGGERS}")
     _require(lg.mode in _WANDB_MODES, "logger.mode", lg.mode, f"must be one of {_WANDB_MODES}")

@@ -80,8 +80,15 @@ class TalkingHeadDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Endless loader of batches (the run length is ``loop.max_steps``)."""
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        world = self.trainer.world_size if self.trainer is not None else 1
+        rank, world = 0, 1
+        if self.trainer is not None:
+            # Ranks of one sequence group read the same samples: the data is split over groups.
+            mesh = getattr(self.trainer.lightning_module, "mesh", None)
+            rank, world = (
+                (mesh.dp_rank, mesh.dp_size)
+                if mesh is not None
+                else (self.trainer.global_rank, self.trainer.world_size)
+            )
         urls = expand_shards(self.cfg.shards)
         workers = readers_for(len(urls), world, self.cfg.num_workers)
         start = {
