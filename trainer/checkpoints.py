@@ -3,6 +3,9 @@
 A training checkpoint (Lightning ``.ckpt``) holds only the trainable tensors under ``state_dict`` (the
 frozen backbone, VAE and text encoder are reloaded from their sources) plus a ``talkdit`` entry with
 the resolved config, the adapter shape and fingerprints. It is read with ``weights_only=True``.
+
+Under DeepSpeed a checkpoint is a folder (``<name>.ckpt/<tag>/``: the client state beside every rank's
+ZeRO partitions); reading it consolidates the fp32 master weights of the trainable tensors first.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def read_training_checkpoint(path: str | Path) -> dict:
         ValueError: Not a readable checkpoint, or not one written by talkdit.
     """
     path = Path(path)
+    if path.is_dir():
+        return read_deepspeed_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
@@ -37,6 +42,40 @@ def read_training_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"{path} is not a readable training checkpoint: {err}") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "talkdit" not in ckpt:
         raise ValueError(f"{path} is not a talkdit training checkpoint (no 'state_dict'/'talkdit' entries)")
+    return ckpt
+
+
+def read_deepspeed_checkpoint(path: Path) -> dict:
+    """A DeepSpeed checkpoint folder as one talkdit checkpoint dict (fp32 trainable tensors consolidated).
+
+    Raises:
+        ValueError: The folder is not a complete talkdit DeepSpeed checkpoint.
+    """
+    tag_file = path / "latest"
+    if not tag_file.is_file():
+        raise ValueError(f"{path} is a folder but not a complete DeepSpeed checkpoint (no 'latest' file)")
+    tag = tag_file.read_text().strip()
+    # Rank 0's client state: ZeRO-2 writes one model-states file, ZeRO-3 one per rank.
+    states = path / tag / "mp_rank_00_model_states.pt"
+    if not states.is_file():
+        states = path / tag / "zero_pp_rank_0_mp_rank_00_model_states.pt"
+    try:
+        client = torch.load(states, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read DeepSpeed client state {states}: {err}") from err
+    if not isinstance(client, dict) or "talkdit" not in client:
+        raise ValueError(f"{path} is not a talkdit DeepSpeed checkpoint (no 'talkdit' entry in {states.name})")
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    try:
+        tensors = get_fp32_state_dict_from_zero_checkpoint(str(path), tag=tag, exclude_frozen_parameters=True)
+    except Exception as err:  # DeepSpeed raises ValueError/FileNotFoundError/KeyError for partial folders
+        raise ValueError(f"{path}: cannot consolidate the ZeRO partitions of tag {tag!r}: {err}") from err
+    keep = ("talkdit", "global_step", "epoch", "loops", "callbacks", "lr_schedulers", "pytorch-lightning_version")
+    ckpt = {k: client[k] for k in keep if k in client}
+    # DeepSpeed adds the module's buffers; a talkdit checkpoint keeps the trainable tensors only.
+    trainable = set(client["talkdit"].get("trainable", tensors))
+    ckpt["state_dict"] = {k: v.float().contiguous() for k, v in tensors.items() if k in trainable}
     return ckpt
 
 

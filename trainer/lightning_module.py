@@ -187,8 +187,13 @@ class TalkingHeadModule(L.LightningModule):
         return {str(self.global_rank): mine}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse a checkpoint of another model, stage or size before any tensor is copied."""
-        check_resume_compatible(self, checkpoint, source="checkpoint")
+        """Refuse a checkpoint of another model, stage or size before any tensor is copied.
+
+        DeepSpeed hands over only its client state (the tensors stay with DeepSpeed); the runner has
+        checked those, consolidated, before training started.
+        """
+        if "state_dict" in checkpoint:
+            check_resume_compatible(self, checkpoint, source="checkpoint")
         self.logger_run_id = checkpoint["talkdit"].get("logger_run_id")
         position = checkpoint["talkdit"].get("data_position", {}).get(str(self.global_rank), {})
         self.data_position = {int(k): int(v) for k, v in position.items()}
@@ -196,7 +201,12 @@ class TalkingHeadModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         """Muon for hidden 2-D matrices of trainable modules, AdamW for the rest (see :mod:`trainer.optim`)."""
-        bundle = build_optimizer(self.dit.transformer, self.cfg.optim)
+        if self.cfg.strategy.strategy == "deepspeed":
+            from trainer.optim.zero import build_zero_optimizer
+
+            bundle = build_zero_optimizer(self.dit.transformer, self.cfg.optim)
+        else:
+            bundle = build_optimizer(self.dit.transformer, self.cfg.optim)
         if self._trainer is not None and self.trainer.is_global_zero:
             table = bundle.table()
             # Groups to the console; every parameter's row (thousands with LoRA at 13B) to the run dir.
@@ -207,8 +217,16 @@ class TalkingHeadModule(L.LightningModule):
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Clip AdamW gradients only; Muon's orthogonalised update is never clipped."""
-        if self.cfg.optim.grad_clip_norm is not None:
-            self._grad_norm = clip_adamw_grad_norm(optimizer, self.cfg.optim.grad_clip_norm).detach()
+        if self.cfg.optim.grad_clip_norm is None:
+            return
+        if self.cfg.strategy.strategy == "deepspeed":
+            from trainer.optim.zero import clip_zero_adamw_grad_norm
+
+            norm = clip_zero_adamw_grad_norm(self.dit.transformer, optimizer, self.cfg.optim.grad_clip_norm)
+        else:
+            norm = clip_adamw_grad_norm(optimizer, self.cfg.optim.grad_clip_norm)
+        # FSDP gradients are DTensors: their norm is one too.
+        self._grad_norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).detach()
 
     # ------------------------------------------------------------------ the step
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:

@@ -29,6 +29,7 @@ from trainer.data.plan import decode_plan, plan_sample
 from trainer.data.schema import FeatureSpec, ShardSampleError
 from trainer.data.stream import readers_for
 from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
+from trainer.strategies import build_strategy, write_deepspeed_config
 
 log = logging.getLogger("talkdit.train")
 
@@ -141,15 +142,6 @@ def build_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None) -> Logger:
 def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
     """The ``lightning.Trainer`` for a config (devices, strategy, precision, checkpointing)."""
     st = cfg.strategy
-    strategy = st.strategy
-    if st.devices * st.num_nodes == 1 and strategy == "ddp":
-        strategy = "auto"
-    elif strategy == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = DDPStrategy(
-            process_group_backend=st.process_group_backend, find_unused_parameters=st.find_unused_parameters
-        )
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / CHECKPOINT_DIR),
         filename="step{step:07d}",
@@ -167,7 +159,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
         accelerator=st.accelerator,
         devices=st.devices,
         num_nodes=st.num_nodes,
-        strategy=strategy,
+        strategy=build_strategy(st),
         precision=st.precision,
         max_steps=cfg.loop.max_steps,
         log_every_n_steps=cfg.loop.log_every_n_steps,
@@ -194,6 +186,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
     # The module's transfer_batch_to_device is meant to win over the datamodule's default.
     warnings.filterwarnings("ignore", message=r"You have overridden `transfer_batch_to_device`", category=UserWarning)
+    # talkdit clips (AdamW only) in configure_gradient_clipping under DeepSpeed too (trainer.optim.zero).
+    warnings.filterwarnings("ignore", message=r"Since DeepSpeed handles gradient clipping internally")
     if cfg.resume == "auto":
         found = auto_resume_checkpoint(cfg)
         cfg = replace(cfg, resume=str(found) if found else None)
@@ -216,6 +210,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             )
         start_position = ckpt["talkdit"].get("data_position")
     run_dir = prepare_run_dir(cfg, resuming=cfg.resume is not None)
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        write_deepspeed_config(cfg.strategy, run_dir)
     logger = build_logger(cfg, run_dir, run_id)
     if isinstance(logger, WandbLogger):
         module.logger_run_id = logger.experiment.id

@@ -65,6 +65,11 @@ BAD = [
     (["parallel=ring", "strategy.devices=2"], "parallel.mode", "needs CUDA"),
     (["parallel=hybrid", "strategy.devices=4", "parallel.ulysses_degree=3"], "parallel.ulysses_degree", "heads"),
     (["parallel.mode=tree"], "parallel.mode", "one of"),
+    (["strategy.strategy=horovod"], "strategy.strategy", "one of"),
+    (["strategy=deepspeed_cpu", "strategy.zero_stage=1"], "strategy.zero_stage", "2 or 3"),
+    (["strategy=deepspeed_cpu", "strategy.offload_parameters=true"], "strategy.offload_parameters", "zero_stage=3"),
+    (["strategy=deepspeed_cpu", "optim.muon_adjust_lr=match_rms_adamw"], "optim.muon_adjust_lr", "DeepSpeed's Muon"),
+    (["strategy=deepspeed_cpu", "optim.muon_ns_steps=6"], "optim.muon_ns_steps", "DeepSpeed's Muon"),
 ]
 
 

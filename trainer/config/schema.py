@@ -204,16 +204,29 @@ class DataConfig:
 
 @dataclass
 class StrategyConfig:
-    """Devices and distribution strategy handed to ``lightning.Trainer``."""
+    """Devices and distribution strategy handed to ``lightning.Trainer`` (built by :mod:`trainer.strategies`).
+
+    ``strategy``: ``ddp`` (replicated weights; CPU and GPU) or ``deepspeed`` (ZeRO stage ``zero_stage``; the
+    GPU default; on CPU it runs through DeepSpeed's CPU accelerator over gloo, which the tests use). The
+    DeepSpeed JSON is generated from the fields below (:func:`trainer.strategies.deepspeed_config`) and
+    saved in the run directory; it never holds an optimizer, scheduler or gradient clipping: the two
+    learning rates, their schedule and the AdamW-only clipping stay talkdit's.
+    """
 
     name: str = MISSING
     accelerator: str = "cpu"
-    devices: int = 1
+    devices: int = 1  # processes per node (one per GPU)
     num_nodes: int = 1
-    strategy: str = "ddp"  # a Lightning strategy name; single-device runs use "auto"
-    process_group_backend: str | None = "gloo"
+    strategy: str = "ddp"  # ddp or deepspeed; single-process ddp runs use Lightning's "auto"
+    process_group_backend: str | None = "gloo"  # gloo on CPU, nccl on GPU
     precision: str = "32-true"
-    find_unused_parameters: bool = False
+    find_unused_parameters: bool = False  # ddp only
+    zero_stage: int = 2  # deepspeed: 2 shards gradients and optimizer state, 3 also the weights
+    offload_optimizer: bool = False  # deepspeed: optimizer state and step on the CPU (ZeRO-Offload)
+    offload_parameters: bool = False  # deepspeed stage 3: weights on the CPU between uses
+    reduce_bucket_size: int = 500_000_000  # deepspeed: elements per gradient reduction bucket
+    allgather_bucket_size: int = 500_000_000  # deepspeed stage 2: elements per weight all-gather bucket
+    overlap_comm: bool = True  # deepspeed: overlap gradient reduction with the backward pass
 
 
 @dataclass

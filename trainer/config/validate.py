@@ -15,6 +15,7 @@ from trainer.config.schema import COMPONENT_SOURCES, TrainConfig
 _STRATEGY_ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 _LOGGERS = ("csv", "wandb")
 _WANDB_MODES = ("offline", "online", "disabled")
+_STRATEGIES = ("ddp", "deepspeed")
 _PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed")
 
 
@@ -221,6 +222,38 @@ def validate_train_config(cfg: TrainConfig) -> None:
             "CPU runs support 32-true or bf16-mixed",
         )
 
+    _require(st.strategy in _STRATEGIES, "strategy.strategy", st.strategy, f"must be one of {_STRATEGIES}")
+    if st.strategy == "deepspeed":
+        _require(st.zero_stage in (2, 3), "strategy.zero_stage", st.zero_stage, "must be 2 or 3")
+        _require(
+            st.precision in ("32-true", "32", "bf16-mixed"),
+            "strategy.precision",
+            st.precision,
+            "DeepSpeed runs take 32-true or bf16-mixed (ZeRO keeps fp32 master weights)",
+        )
+        _require(
+            not st.offload_parameters or st.zero_stage == 3,
+            "strategy.offload_parameters",
+            st.offload_parameters,
+            "needs strategy.zero_stage=3 (only ZeRO-3 partitions the weights)",
+        )
+        _require(
+            st.reduce_bucket_size > 0 and st.allgather_bucket_size > 0,
+            "strategy.reduce_bucket_size",
+            st.reduce_bucket_size,
+            "bucket sizes must be > 0",
+        )
+        if cfg.optim.name == "muon_adamw":
+            # DeepSpeed orthogonalises inside ZeRO with its own fixed Muon step (Nesterov, 5 Newton-Schulz
+            # steps, lr x sqrt(max(1, out/in))); other settings would silently differ from torch's Muon.
+            o = cfg.optim
+            for key, value, want in (
+                ("optim.muon_adjust_lr", o.muon_adjust_lr, "original"),
+                ("optim.muon_nesterov", o.muon_nesterov, True),
+                ("optim.muon_ns_steps", o.muon_ns_steps, 5),
+            ):
+                _require(value == want, key, value, f"must be {want!r} under strategy=deepspeed (DeepSpeed's Muon)")
+
     par = cfg.parallel
     _require(
         par.mode in ("none", "ulysses", "ring", "hybrid"),
@@ -277,5 +310,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
     )
     if cfg.resume not in (None, "auto"):
         _require(
-            Path(cfg.resume).is_file(), "resume", cfg.resume, "must be an existing training checkpoint file or auto"
+            Path(cfg.resume).is_file() or (Path(cfg.resume) / "latest").is_file(),
+            "resume",
+            cfg.resume,
+            "must be an existing training checkpoint (a .ckpt file, or a DeepSpeed checkpoint folder) or auto",
         )

@@ -1,0 +1,164 @@
+"""Lightning strategies from ``StrategyConfig``: DDP and DeepSpeed ZeRO (with its generated JSON).
+
+DeepSpeed is driven entirely by :func:`deepspeed_config`: the JSON has no ``optimizer``, ``scheduler`` or
+``gradient_clipping`` entry, so DeepSpeed never replaces talkdit's two learning rates, their schedule or
+its AdamW-only clipping (see :mod:`trainer.optim.zero`). :class:`TalkditDeepSpeedStrategy` adds what
+Lightning's strategy lacks: CPU runs through DeepSpeed's CPU accelerator (gloo), and checkpoint folders
+written next to their destination and renamed into place, so a killed job never leaves a half-written
+``last.ckpt`` behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, Strategy
+
+from trainer.config.schema import StrategyConfig
+
+DEEPSPEED_TAG = "checkpoint"  # the one tag every talkdit DeepSpeed checkpoint folder holds
+DEEPSPEED_CONFIG_FILE = "deepspeed_config.json"
+
+
+def deepspeed_config(st: StrategyConfig) -> dict:
+    """The DeepSpeed JSON for a strategy config.
+
+    Returns:
+        A DeepSpeed config dict: ZeRO stage, buckets, overlap, offload switches and bf16; never an
+        optimizer, scheduler or gradient clipping (talkdit owns those).
+    """
+    zero: dict = {
+        "stage": st.zero_stage,
+        "overlap_comm": st.overlap_comm,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": int(st.reduce_bucket_size),
+    }
+    if st.zero_stage == 2:
+        zero["allgather_bucket_size"] = int(st.allgather_bucket_size)
+        zero["reduce_scatter"] = True
+    else:
+        # DeepSpeed's ZeRO-3 Muon gathers whole gradients itself and refuses reduce-scatter.
+        zero["reduce_scatter"] = False
+    if st.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": st.accelerator != "cpu"}
+    if st.offload_parameters:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": st.accelerator != "cpu"}
+    return {
+        "zero_optimization": zero,
+        "bf16": {"enabled": st.precision.startswith("bf16")},
+        # 0 disables DeepSpeed's clipping: it would scale Muon's orthogonalised update with the rest.
+        "gradient_clipping": 0.0,
+        # Batches are token budgets, not a fixed sample count; DeepSpeed only uses this for logging.
+        "train_micro_batch_size_per_gpu": 1,
+        # The optimizer is talkdit's (DeepSpeed's Muon-with-AdamW class with talkdit's routing).
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+class TalkditDeepSpeedStrategy(DeepSpeedStrategy):
+    """Lightning's DeepSpeed strategy, also on CPU, with checkpoint folders renamed into place.
+
+    Checkpoints hold only the trainable tensors (``exclude_frozen_parameters``); the frozen backbone
+    comes back from its source, as with every talkdit checkpoint.
+    """
+
+    def __init__(self, st: StrategyConfig):
+        if st.accelerator == "cpu":
+            # DeepSpeed picks its accelerator when first imported; on CPU it then talks over gloo.
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        super().__init__(
+            config=deepspeed_config(st),
+            process_group_backend=st.process_group_backend,
+            exclude_frozen_parameters=True,
+        )
+        self._cpu = st.accelerator == "cpu"
+
+    def setup_environment(self) -> None:
+        """Skip Lightning's CUDA-only check on CPU; otherwise unchanged."""
+        if not self._cpu:
+            super().setup_environment()
+            return
+        # DDPStrategy.setup_environment: accelerator set-up, then this strategy's setup_distributed.
+        super(DeepSpeedStrategy, self).setup_environment()
+
+    def setup_distributed(self) -> None:
+        """Start DeepSpeed's process group (CPU devices have no index to validate)."""
+        if not self._cpu:
+            super().setup_distributed()
+            return
+        from lightning.fabric.utilities.seed import reset_seed
+
+        reset_seed()
+        self.set_world_ranks()
+        self._init_deepspeed_distributed()
+
+    def _setup_model_and_optimizer(self, model, optimizer, lr_scheduler=None):
+        """``deepspeed.initialize`` with a device rank that also exists on CPU."""
+        import deepspeed
+
+        index = self.root_device.index
+        engine, ds_optimizer, _, _ = deepspeed.initialize(
+            args=argparse.Namespace(device_rank=self.local_rank if index is None else index),
+            config=self.config,
+            model=model,
+            model_parameters=[p for p in model.parameters() if p.requires_grad],
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            dist_init_required=False,
+        )
+        return engine, ds_optimizer
+
+    def save_checkpoint(self, checkpoint: dict, filepath, storage_options=None) -> None:
+        """Write the checkpoint folder beside ``filepath`` and rename it into place once every rank is done."""
+        if storage_options is not None:
+            raise TypeError("TalkditDeepSpeedStrategy.save_checkpoint takes no storage_options")
+        final = Path(self.broadcast(str(filepath)))
+        partial = final.with_name(final.name + ".partial")
+        if self.is_global_zero and partial.exists():
+            shutil.rmtree(partial)  # left by a job killed while saving
+        self.barrier("talkdit_ds_save_start")
+        state = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer_states")}
+        self.deepspeed_engine.save_checkpoint(
+            str(partial), client_state=state, tag=DEEPSPEED_TAG, exclude_frozen_parameters=True
+        )
+        self.barrier("talkdit_ds_save_written")
+        if self.is_global_zero:
+            old = final.with_name(final.name + ".old")
+            if final.exists():
+                final.rename(old)
+            partial.rename(final)
+            if old.exists():
+                shutil.rmtree(old)
+        self.barrier("talkdit_ds_save_done")
+
+    def remove_checkpoint(self, filepath) -> None:
+        """Delete a checkpoint folder (rank 0)."""
+        if self.is_global_zero:
+            shutil.rmtree(filepath, ignore_errors=True)
+
+
+def build_strategy(st: StrategyConfig) -> str | Strategy:
+    """The Lightning strategy for a config (``"auto"`` for a single-process DDP run)."""
+    if st.strategy == "deepspeed":
+        return TalkditDeepSpeedStrategy(st)
+    if st.devices * st.num_nodes == 1:
+        return "auto"
+    return DDPStrategy(process_group_backend=st.process_group_backend, find_unused_parameters=st.find_unused_parameters)
+
+
+def write_deepspeed_config(st: StrategyConfig, run_dir: Path) -> Path | None:
+    """Save the generated DeepSpeed JSON in the run directory (DeepSpeed runs only)."""
+    if st.strategy != "deepspeed":
+        return None
+    from trainer.atomic import atomic_write_text
+
+    path = run_dir / DEEPSPEED_CONFIG_FILE
+    atomic_write_text(path, json.dumps(deepspeed_config(st), indent=2) + "\n")
+    return path
