@@ -111,6 +111,7 @@ class TalkingHeadModule(L.LightningModule):
         self.sp: SequenceParallel | None = None
         self._stream_counts: dict[int, tuple[int, int, str]] = {}
         self._grad_norm: torch.Tensor | None = None
+        self._sharded = False
 
     # ------------------------------------------------------------------ set-up
     def _setup_stage(self) -> None:
@@ -162,6 +163,14 @@ class TalkingHeadModule(L.LightningModule):
                     self.mesh.sp_size,
                     par.mode,
                 )
+
+    def configure_model(self) -> None:
+        """Under FSDP, shard the DiT over the data-parallel mesh (the frozen VAE and text encoder stay whole)."""
+        if self.cfg.strategy.strategy == "fsdp" and not self._sharded:
+            from trainer.strategies import shard_dit
+
+            shard_dit(self.dit, self.device_mesh["data_parallel"], self.cfg.strategy.reshard_after_forward)
+            self._sharded = True
 
     def on_fit_start(self) -> None:
         """On GPUs the frozen VAE and text encoder run in bf16 (they are never trained)."""

@@ -1,4 +1,4 @@
-"""Lightning strategies from ``StrategyConfig``: DDP and DeepSpeed ZeRO (with its generated JSON).
+"""Lightning strategies from ``StrategyConfig``: DDP, FSDP2 and DeepSpeed ZeRO (with its generated JSON).
 
 DeepSpeed is driven entirely by :func:`deepspeed_config`: the JSON has no ``optimizer``, ``scheduler`` or
 ``gradient_clipping`` entry, so DeepSpeed never replaces talkdit's two learning rates, their schedule or
@@ -6,6 +6,11 @@ its AdamW-only clipping (see :mod:`trainer.optim.zero`). :class:`TalkditDeepSpee
 Lightning's strategy lacks: CPU runs through DeepSpeed's CPU accelerator (gloo), and checkpoint folders
 written next to their destination and renamed into place, so a killed job never leaves a half-written
 ``last.ckpt`` behind.
+
+FSDP2 (:class:`TalkditFSDPStrategy`) shards every DiT block, the audio projection and the DiT's remaining
+weights over all ranks with ``fully_shard``; weights stay 2-D ``DTensor``s, so torch's Muon orthogonalises
+each matrix whole. Its checkpoints are ordinary single files with the full trainable tensors and optimizer
+state, like DDP's.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import os
 import shutil
 from pathlib import Path
 
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, Strategy
+import torch
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, ModelParallelStrategy, Strategy
 
 from trainer.config.schema import StrategyConfig
 
@@ -144,10 +150,107 @@ class TalkditDeepSpeedStrategy(DeepSpeedStrategy):
             shutil.rmtree(filepath, ignore_errors=True)
 
 
+def shard_dit(dit: torch.nn.Module, mesh, reshard_after_forward: bool) -> None:
+    """Apply FSDP2 to the audio-conditioned DiT: each block, the audio projection, then the rest at the root.
+
+    The root unit is the wrapper (``TalkingHeadDiT``), whose forward runs the audio projection before the
+    transformer; FSDP2 needs the root's forward to come first.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    transformer = dit.transformer
+    units = list(transformer.transformer_blocks)
+    if hasattr(transformer, "audio_projection"):
+        units.append(transformer.audio_projection)
+    for unit in units:
+        fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    fully_shard(dit, mesh=mesh, reshard_after_forward=reshard_after_forward)
+
+
+def _full(value):
+    """A ``DTensor`` gathered to a plain CPU tensor; containers walked; anything else unchanged."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(value, DTensor):
+        return value.full_tensor().cpu()
+    if isinstance(value, dict):
+        return {k: _full(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_full(v) for v in value)
+    return value
+
+
+class TalkditFSDPStrategy(ModelParallelStrategy):
+    """FSDP2 over all ranks with single-file checkpoints of the trainable tensors and optimizer state.
+
+    Lightning's own full-state path gathers the whole model (frozen backbone included) and converts the
+    optimizer state through ``get_optimizer_state_dict``, which only knows plain torch optimizers; this
+    gathers the trainable ``DTensor``s and the ``MuonAdamW`` state (every rank takes part in the gathers,
+    rank 0 writes) and shards them back on load.
+    """
+
+    def __init__(self, st: StrategyConfig):
+        super().__init__(
+            data_parallel_size=st.devices * st.num_nodes,
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=False,
+            process_group_backend=st.process_group_backend,
+        )
+
+    def lightning_module_state_dict(self) -> dict:
+        """The trainable tensors, gathered (the frozen ones come back from their sources)."""
+        module = self.lightning_module
+        return {n: _full(p.detach()) for n, p in module.named_parameters() if p.requires_grad}
+
+    def optimizer_state(self, optimizer) -> dict:
+        """The optimizer's own state dict with every ``DTensor`` gathered."""
+        inner = getattr(optimizer, "_optimizer", optimizer)
+        return _full(inner.state_dict())
+
+    def save_checkpoint(self, checkpoint: dict, filepath, storage_options=None) -> None:
+        """Rank 0 writes the gathered checkpoint through the (atomic) checkpoint I/O."""
+        Strategy.save_checkpoint(self, checkpoint, filepath, storage_options)
+
+    def load_checkpoint(self, checkpoint_path, weights_only=None) -> dict:
+        """Read the file on every rank and shard its tensors and optimizer state into place."""
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        checkpoint = torch.load(self.broadcast(str(checkpoint_path)), map_location="cpu", weights_only=True)
+
+        def shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            if isinstance(like, DTensor):
+                return distribute_tensor(full.to(like.device, like.dtype), like.device_mesh, like.placements)
+            return full.to(like.device)
+
+        params = dict(self.lightning_module.named_parameters())
+        with torch.no_grad():
+            for name, full in checkpoint["state_dict"].items():
+                if name in params:
+                    params[name].copy_(shard_like(full, params[name]))
+        if self.lightning_module.trainer.state.fn == "fit" and checkpoint.get("optimizer_states"):
+            optimizer = getattr(self.optimizers[0], "_optimizer", self.optimizers[0])
+            saved = checkpoint["optimizer_states"][0]
+            # MuonAdamW nests one torch state dict per side; their per-parameter tensors (momentum, Adam
+            # moments) are sharded like the parameter they belong to (matched by torch's parameter index).
+            for kind, inner in (("muon", optimizer.muon), ("adamw", optimizer.adamw)):
+                if inner is None or saved.get(kind) is None:
+                    continue
+                order = [p for group in inner.param_groups for p in group["params"]]
+                for index, entry in saved[kind]["state"].items():
+                    param = order[int(index)]
+                    for key, value in entry.items():
+                        if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                            entry[key] = shard_like(value, param)
+            optimizer.load_state_dict(saved)
+        return checkpoint
+
+
 def build_strategy(st: StrategyConfig) -> str | Strategy:
     """The Lightning strategy for a config (``"auto"`` for a single-process DDP run)."""
     if st.strategy == "deepspeed":
         return TalkditDeepSpeedStrategy(st)
+    if st.strategy == "fsdp":
+        return TalkditFSDPStrategy(st)
     if st.devices * st.num_nodes == 1:
         return "auto"
     return DDPStrategy(process_group_backend=st.process_group_backend, find_unused_parameters=st.find_unused_parameters)

@@ -8,7 +8,13 @@ from lightning.pytorch.strategies import DDPStrategy
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.compose import load_train_config
 from trainer.config.errors import ConfigError
-from trainer.strategies import TalkditDeepSpeedStrategy, build_strategy, deepspeed_config, write_deepspeed_config
+from trainer.strategies import (
+    TalkditDeepSpeedStrategy,
+    TalkditFSDPStrategy,
+    build_strategy,
+    deepspeed_config,
+    write_deepspeed_config,
+)
 
 
 def strategy_config(tmp_path, *overrides):
@@ -47,6 +53,8 @@ def test_build_strategy(tmp_path):
     assert isinstance(build_strategy(strategy_config(tmp_path, "strategy.devices=2")), DDPStrategy)
     ds = build_strategy(strategy_config(tmp_path, "strategy=deepspeed_cpu"))
     assert isinstance(ds, TalkditDeepSpeedStrategy) and ds.exclude_frozen_parameters
+    fsdp = build_strategy(strategy_config(tmp_path, "strategy=fsdp_cpu", "strategy.devices=2"))
+    assert isinstance(fsdp, TalkditFSDPStrategy) and fsdp._data_parallel_size == 2
 
 
 def test_a_half_written_deepspeed_folder_is_refused_by_name(tmp_path):

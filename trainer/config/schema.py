@@ -206,8 +206,9 @@ class DataConfig:
 class StrategyConfig:
     """Devices and distribution strategy handed to ``lightning.Trainer`` (built by :mod:`trainer.strategies`).
 
-    ``strategy``: ``ddp`` (replicated weights; CPU and GPU) or ``deepspeed`` (ZeRO stage ``zero_stage``; the
-    GPU default; on CPU it runs through DeepSpeed's CPU accelerator over gloo, which the tests use). The
+    ``strategy``: ``ddp`` (replicated weights), ``fsdp`` (FSDP2 ``fully_shard`` per DiT block) or
+    ``deepspeed`` (ZeRO stage ``zero_stage``; the GPU default; on CPU it runs through DeepSpeed's CPU
+    accelerator over gloo, which the tests use); all three run on CPU and GPU. The
     DeepSpeed JSON is generated from the fields below (:func:`trainer.strategies.deepspeed_config`) and
     saved in the run directory; it never holds an optimizer, scheduler or gradient clipping: the two
     learning rates, their schedule and the AdamW-only clipping stay talkdit's.
@@ -217,7 +218,7 @@ class StrategyConfig:
     accelerator: str = "cpu"
     devices: int = 1  # processes per node (one per GPU)
     num_nodes: int = 1
-    strategy: str = "ddp"  # ddp or deepspeed; single-process ddp runs use Lightning's "auto"
+    strategy: str = "ddp"  # ddp, fsdp or deepspeed; single-process ddp runs use Lightning's "auto"
     process_group_backend: str | None = "gloo"  # gloo on CPU, nccl on GPU
     precision: str = "32-true"
     find_unused_parameters: bool = False  # ddp only
@@ -227,6 +228,7 @@ class StrategyConfig:
     reduce_bucket_size: int = 500_000_000  # deepspeed: elements per gradient reduction bucket
     allgather_bucket_size: int = 500_000_000  # deepspeed stage 2: elements per weight all-gather bucket
     overlap_comm: bool = True  # deepspeed: overlap gradient reduction with the backward pass
+    reshard_after_forward: bool = True  # fsdp: free gathered block weights after forward (re-gather in backward)
 
 
 @dataclass

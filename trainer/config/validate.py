@@ -15,7 +15,7 @@ from trainer.config.schema import COMPONENT_SOURCES, TrainConfig
 _STRATEGY_ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 _LOGGERS = ("csv", "wandb")
 _WANDB_MODES = ("offline", "online", "disabled")
-_STRATEGIES = ("ddp", "deepspeed")
+_STRATEGIES = ("ddp", "fsdp", "deepspeed")
 _PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed")
 
 
