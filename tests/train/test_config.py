@@ -36,6 +36,9 @@ def test_paper_experiments_carry_the_recipe_numbers():
     assert s1.objective.contrastive_lambda == 0.05
     assert s1.data.tokens_per_batch == 4 * 16 * 16 * 24 and s1.data.max_frames == 121
     assert (s1.data.min_megapixels, s1.data.max_megapixels) == (0.25, 2.0)
+    for s in (s1, s2):  # paper scale: 8 GPUs per node, DeepSpeed ZeRO-2 in bf16
+        assert (s.strategy.strategy, s.strategy.zero_stage, s.strategy.devices) == ("deepspeed", 2, 8)
+        assert s.strategy.precision == "bf16-mixed" and s.strategy.accelerator == "gpu"
 
 
 BAD = [
