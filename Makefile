@@ -3,8 +3,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-# ffmpeg: ffprobe/ffmpeg for media work; libgl1 + libglib2.0-0: OpenCV (pulled by MediaPipe) loads them.
-SYSTEM_PACKAGES := ffmpeg libgl1 libglib2.0-0
+# ffmpeg: ffprobe/ffmpeg for media work; libgl1 + libglib2.0-0: OpenCV (pulled by MediaPipe) loads them;
+# slurm-wlm + munge: the single-node SLURM the launch tests submit real jobs to (launch/local_slurm.py).
+SYSTEM_PACKAGES := ffmpeg libgl1 libglib2.0-0 slurm-wlm munge
 # The torch trio is pinned together (DESIGN §2); installed first so nothing else picks another torch.
 TORCH_TRIO := torch==2.11.0 torchaudio==2.11.0 torchvision==0.26.0
 

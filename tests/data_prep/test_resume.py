@@ -1,7 +1,9 @@
-"""Kill -9 mid-run and rerun: the same ledger and shards as an uninterrupted run; SLURM-array style
-unit-by-unit runs give identical outputs too."""
+"""Kill -9 mid-run and rerun: the same ledger and shards as an uninterrupted run; SLURM array jobs
+(the script ``launch.slurm`` renders, run task by task with bash and submitted to a real local SLURM)
+give identical outputs too."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_prep.ledger import RUN_DEPENDENT
-from launch.data_prep_array import main as array_main
+from launch.slurm import main as launch_main
 from tests.data_prep.conftest import prep_overrides
 
 
@@ -62,21 +64,42 @@ def test_sigkill_then_rerun_equals_uninterrupted(small_corpus, reference, tmp_pa
     assert outputs(out) == reference
 
 
+def render_array(corpus, out, *extra):
+    args = ["job=data_prep", "cluster=local", *extra, *prep_overrides(corpus, out)]
+    assert launch_main(args) == 0
+    return out / "slurm" / "data_prep.sbatch"
+
+
 @pytest.mark.slow
 def test_rendered_slurm_array_equals_the_local_run(small_corpus, reference, tmp_path):
     out = tmp_path / "out"
-    assert array_main([*prep_overrides(small_corpus, out), "slurm.partition=cpu", "slurm.max_parallel=2"]) == 0
-    script = (out / "slurm" / "data_prep_array.sbatch").read_text()
-    assert "#SBATCH --array=0-1%2" in script and "#SBATCH --partition=cpu" in script
+    script = render_array(
+        small_corpus, out, "dry_run=true", "cluster.partition=cpu", "cluster.data_prep.max_parallel=2"
+    )
+    text = script.read_text()
+    assert "#SBATCH --array=0-1%2" in text and "#SBATCH --partition=cpu" in text
     for task in (1, 0):  # array tasks finish in any order; the one completing the last unit merges
         proc = subprocess.run(
-            ["bash", str(out / "slurm" / "data_prep_array.sbatch")],
+            ["bash", str(script)],
             capture_output=True,
             text=True,
             env={**os.environ, "SLURM_ARRAY_TASK_ID": str(task)},
             timeout=900,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
+    assert outputs(out) == reference
+
+
+@pytest.mark.slow
+def test_slurm_array_job_equals_the_local_run(local_slurm, small_corpus, reference, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    monkeypatch.setenv("SLURM_CONF", str(local_slurm.conf))  # launch.slurm submits from this process
+    render_array(small_corpus, out)
+    job = re.search(r"submitted job (\d+)", capsys.readouterr().out).group(1)
+    records = local_slurm.wait(job, timeout=900)
+    logs = "\n".join(p.read_text()[-1500:] for p in sorted((out / "slurm").glob("*.out")))
+    assert len(records) == 2, records  # one task per work unit
+    assert all(r["JobState"] == "COMPLETED" and r["ExitCode"] == "0:0" for r in records), (records, logs)
     assert outputs(out) == reference
 
 
