@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -10,8 +12,13 @@ from trainer.config.compose import save_resolved_config
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+# Left in the run directory by launch.requeue.RequeueOnSignal after its checkpoint; the batch script that
+# launch.slurm renders requeues the job when it finds it.
+REQUEUE_REQUEST = "requeue.request"
 # Set by the launching process for the worker processes it starts, so all ranks share one run dir.
 RUN_DIR_ENV = "TALKDIT_RUN_DIR"
+
+log = logging.getLogger("talkdit.run_dir")
 
 
 def run_dir_name(experiment_name: str, run_root: str) -> Path:
@@ -32,10 +39,55 @@ def resolve_run_dir(cfg) -> Path:
     return Path(cfg.run_dir) if cfg.run_dir else run_dir_name(cfg.experiment_name, cfg.run_root)
 
 
+def _saved_step(path: Path) -> int | None:
+    """Training step a checkpoint in the run directory holds, or ``None`` when it is incomplete or unreadable."""
+    import torch
+
+    m = re.fullmatch(r"step(\d+)\.ckpt", path.name)
+    if m:  # periodic checkpoints are named after their step (trainer.runner.build_trainer)
+        return int(m.group(1)) if path.is_file() or (path / "latest").is_file() else None
+    if path.is_dir():  # DeepSpeed: the client state of the tag named in 'latest'
+        latest = path / "latest"
+        if not latest.is_file():
+            return None
+        tag = path / latest.read_text().strip()
+        states = [tag / "mp_rank_00_model_states.pt", tag / "zero_pp_rank_0_mp_rank_00_model_states.pt"]
+        path = next((p for p in states if p.is_file()), states[0])
+    try:
+        # mmap: tensors stay on disk, only the pickled metadata is parsed.
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception as err:  # a damaged file must not hide the intact ones beside it
+        log.warning("resume=auto: ignoring %s (%s)", path, " ".join(str(err).split())[:200])
+        return None
+
+
 def auto_resume_checkpoint(cfg) -> Path | None:
-    """For ``resume=auto``: the run directory's ``last.ckpt`` if it exists."""
-    last = resolve_run_dir(cfg) / CHECKPOINT_DIR / "last.ckpt"
-    return last if last.is_file() else None
+    """For ``resume=auto``: the newest complete checkpoint of the run directory, or ``None`` (fresh start).
+
+    Candidates are ``checkpoints/last.ckpt`` (periodic and final saves, and the save on SLURM's warning
+    signal, :class:`launch.requeue.RequeueOnSignal`) and the periodic ``step<n>.ckpt``. Both are written by
+    rename, but a process killed between the periodic save and the ``last.ckpt`` copy leaves ``last.ckpt``
+    one period behind, so the highest step wins (``last.ckpt`` on a tie). A DeepSpeed checkpoint is a
+    folder, complete once its ``latest`` tag file exists.
+
+    Args:
+        cfg: The training config (its run directory is resolved as for the run itself).
+
+    Returns:
+        The checkpoint to continue from, or ``None`` when there is none yet.
+    """
+    folder = resolve_run_dir(cfg) / CHECKPOINT_DIR
+    last = folder / "last.ckpt"
+    candidates = [last, *sorted(folder.glob("step*.ckpt"))] if folder.is_dir() else []
+    best: tuple[int, int] | None = None
+    chosen = None
+    for path in candidates:
+        if not path.exists():
+            continue
+        step = _saved_step(path)
+        if step is not None and (best is None or (step, path == last) > best):
+            best, chosen = (step, path == last), path
+    return chosen
 
 
 def prepare_run_dir(cfg, resuming: bool) -> Path:

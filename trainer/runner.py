@@ -18,8 +18,10 @@ import lightning as L
 import webdataset as wds
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from launch.requeue import RequeueOnSignal
 from launch.run_dir import CHECKPOINT_DIR, RUN_DIR_ENV, auto_resume_checkpoint, prepare_run_dir
 from trainer.atomic import atomic_path
 from trainer.checkpoints import read_training_checkpoint
@@ -155,6 +157,12 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
     callbacks = [checkpoint, FinalCheckpoint(run_dir / CHECKPOINT_DIR / "last.ckpt")]
     if cfg.loop.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
+    plugins = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        # Lightning's own requeue handler checkpoints inside the signal handler, which can interleave with a
+        # gradient all-reduce and hang the job; RequeueOnSignal checkpoints at a step boundary instead.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+        callbacks.append(RequeueOnSignal(run_dir))
     return L.Trainer(
         accelerator=st.accelerator,
         devices=st.devices,
@@ -170,7 +178,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
         enable_progress_bar=cfg.loop.progress_bar,
         enable_model_summary=False,
         deterministic=cfg.loop.deterministic,
-        plugins=[AtomicCheckpointIO()],
+        plugins=plugins,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )
@@ -188,6 +196,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     warnings.filterwarnings("ignore", message=r"You have overridden `transfer_batch_to_device`", category=UserWarning)
     # talkdit clips (AdamW only) in configure_gradient_clipping under DeepSpeed too (trainer.optim.zero).
     warnings.filterwarnings("ignore", message=r"Since DeepSpeed handles gradient clipping internally")
+    # Lightning nags whenever an `srun` binary exists; a run outside a SLURM job is not a mistake.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
     if cfg.resume == "auto":
         found = auto_resume_checkpoint(cfg)
         cfg = replace(cfg, resume=str(found) if found else None)

@@ -1,0 +1,71 @@
+"""Two-rank DDP (gloo) toy training with :class:`launch.requeue.RequeueOnSignal`; run as a script.
+
+``python tests/launch/requeue_worker.py <out_dir>``: Lightning starts rank 1 as a copy of this command.
+Each rank writes ``pid.<rank>`` once training runs and ``stopped.<rank>.json`` when fit returns. Like the
+talkdit module, saving a checkpoint gathers every rank's data position (a collective), which is what
+makes a checkpoint taken inside a signal handler hang.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+from torch.utils.data import DataLoader, IterableDataset
+
+from launch.requeue import RequeueOnSignal
+
+OUT = Path(sys.argv[1])
+
+
+class Forever(IterableDataset):
+    def __iter__(self):
+        g = torch.Generator().manual_seed(0)
+        while True:
+            yield torch.randn(64, generator=g)
+
+
+class Toy(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 64))
+        self.position = 0  # batches this rank consumed
+
+    def on_train_start(self):
+        (OUT / f"pid.{self.global_rank}").write_text(str(os.getpid()))
+
+    def training_step(self, batch, batch_idx):
+        self.position += 1
+        return (self.net(batch) - batch).pow(2).mean()
+
+    def on_save_checkpoint(self, checkpoint):
+        every = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(every, self.position)
+        checkpoint["positions"] = every
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    callback = RequeueOnSignal(OUT)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy=DDPStrategy(process_group_backend="gloo"),
+        max_steps=1_000_000,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(OUT),
+    )
+    module = Toy()
+    trainer.fit(module, DataLoader(Forever(), batch_size=8))
+    result = {"global_step": trainer.global_step, "saved_step": callback.saved_step, "position": module.position}
+    (OUT / f"stopped.{trainer.global_rank}.json").write_text(json.dumps(result))
