@@ -2,7 +2,8 @@
 
 generate a corpus of synthetic talking heads → data_prep pipeline (probe, decode, scenes, faces, clips,
 features, ledger) → shards → stage 1 (audio adapter) → export →
-stage 2 (LoRA + adapter, starting from the stage-1 adapter) → export. Tiny random models; no network,
+stage 2 (LoRA + adapter, starting from the stage-1 adapter) → export → a short stage-2 run on 2 processes
+with DeepSpeed ZeRO-2 (CPU, gloo) and Ulysses sequence parallelism. Tiny random models; no network,
 no account. Usage: ``python -m launch.demo [out_dir=demo_out] [key=value ...]``.
 """
 
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +38,11 @@ class DemoConfig:
     seed: int = 0
     stage1_steps: int = 120
     stage2_steps: int = 60
-    train_overrides: list[str] = field(default_factory=list)  # extra trainer overrides for both stages
+    # The scale step: stage 2 again on 2 processes that shard the optimiser (ZeRO-2) and each sample's
+    # tokens (Ulysses); 0 steps skips it.
+    scale_steps: int = 10
+    scale_overrides: list[str] = field(default_factory=lambda: ["strategy=deepspeed_cpu", "parallel=ulysses"])
+    train_overrides: list[str] = field(default_factory=list)  # extra trainer overrides for every training run
     prep_overrides: list[str] = field(default_factory=list)  # extra data_prep overrides
 
 
@@ -67,6 +75,31 @@ def _stage_overrides(cfg: DemoConfig, shards: str, run_dir: Path, steps: int) ->
     ]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_in_processes(overrides: list[str], log_file: Path) -> None:
+    """``python -m trainer.train`` as a child process; Lightning starts the other ranks as copies of it.
+
+    A child, not this process: Lightning launches extra ranks by rerunning the parent's command line.
+
+    Raises:
+        RuntimeError: The run failed (with the tail of its log).
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1"}
+    with open(log_file, "w") as fh:
+        done = subprocess.run(
+            [sys.executable, "-m", "trainer.train", *overrides], stdout=fh, stderr=subprocess.STDOUT, env=env
+        )
+    if done.returncode != 0:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"training run failed (exit {done.returncode}), log {log_file}:\n{tail}")
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     """Run every step of the demo and return where each output is."""
     from data_prep.ledger import read_ledger
@@ -97,10 +130,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         width=cfg.size,
         height=cfg.size,
     )
-    print(f"[1/6] corpus: {len(entries)} synthetic talking-head videos in {corpus} ({time.perf_counter() - t0:.0f}s)")
+    print(f"[1/7] corpus: {len(entries)} synthetic talking-head videos in {corpus} ({time.perf_counter() - t0:.0f}s)")
 
     stage1_overrides = _stage_overrides(cfg, shards, runs / "stage1", cfg.stage1_steps)
     stage1_cfg = load_train_config(stage1_overrides)  # fail on a bad override before any work
+    scaled = runs / "stage2_zero2_ulysses" if cfg.scale_steps > 0 else None
+    if scaled is not None:
+        scaled_overrides = _stage_overrides(cfg, shards, scaled, cfg.scale_steps) + cfg.scale_overrides
+        # stage2_lora needs its adapter_init only once stage 1 has exported it; check the rest now.
+        load_train_config(scaled_overrides)
+        scaled_overrides.append("stage=stage2_lora")
     # The data_prep pipeline (its demo filters: no SyncNet/HyperIQA weights here) turns the corpus into
     # shards; finished units are skipped when the demo runs again.
     prep_cfg = load_prep_config(
@@ -119,31 +158,38 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     clips = [r for r in read_ledger(prep_dir / "ledger.parquet").to_pylist() if r["kind"] == "clip"]
     kept = sum(r["status"] == "kept" for r in clips)
     print(
-        f"[2/6] data_prep: {summary['videos']} videos -> {kept} of {len(clips)} clip candidates kept, in "
+        f"[2/7] data_prep: {summary['videos']} videos -> {kept} of {len(clips)} clip candidates kept, in "
         f"{prep_dir / 'shards'}; ledger {prep_dir / 'ledger.parquet'}, report {prep_dir / 'report.md'} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
 
     stage1 = train(stage1_cfg)
     print(
-        f"[3/6] stage 1 (audio adapter): {stage1.run_dir}, {_loss_trend(stage1.run_dir)} "
+        f"[3/7] stage 1 (audio adapter): {stage1.run_dir}, {_loss_trend(stage1.run_dir)} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
     export1 = runs / "stage1_export"
     export_checkpoint(stage1.last_checkpoint, export1)
-    print(f"[4/6] stage-1 adapter exported to {export1}")
+    print(f"[4/7] stage-1 adapter exported to {export1}")
 
     stage2 = run(
         _stage_overrides(cfg, shards, runs / "stage2", cfg.stage2_steps)
         + ["stage=stage2_lora", f"stage.adapter_init={export1}"]
     )
     print(
-        f"[5/6] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
+        f"[5/7] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
     export2 = runs / "export"
     files = export_checkpoint(stage2.last_checkpoint, export2)
-    print(f"[6/6] stage-2 export in {export2} ({time.perf_counter() - t0:.0f}s)")
+    print(f"[6/7] stage-2 export in {export2} ({time.perf_counter() - t0:.0f}s)")
+
+    if scaled is not None:
+        _train_in_processes(scaled_overrides + [f"stage.adapter_init={export1}"], scaled / "train.log")
+        print(
+            f"[7/7] stage 2 on 2 processes ({', '.join(cfg.scale_overrides)}): {scaled}, {_loss_trend(scaled)} "
+            f"({time.perf_counter() - t0:.0f}s)"
+        )
 
     outputs = {
         "corpus": corpus,
@@ -158,6 +204,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         "stage2_checkpoint": stage2.last_checkpoint,
         **{f"export_{k}": v for k, v in files.items()},
     }
+    if scaled is not None:
+        outputs["scaled_run"] = scaled
+        outputs["scaled_checkpoint"] = scaled / "checkpoints" / "last.ckpt"
     print("\nOutputs:")
     for name, path in outputs.items():
         print(f"  {name:28s} {path}")

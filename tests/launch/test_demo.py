@@ -8,6 +8,7 @@ import pytest
 import webdataset as wds
 
 from launch.demo import DemoConfig, main, run_demo
+from trainer.checkpoints import read_training_checkpoint
 from trainer.data.decode import decode_sample
 from trainer.data.schema import FeatureSpec
 
@@ -22,6 +23,7 @@ def demo_outputs(tmp_path_factory):
         size=64,
         stage1_steps=4,
         stage2_steps=3,
+        scale_steps=2,
         train_overrides=["loop.progress_bar=false", "data.num_workers=0"],
     )
     return run_demo(cfg)
@@ -42,6 +44,12 @@ def test_demo_produces_every_output(demo_outputs):
     assert (demo_outputs["stage1_export"] / "audio_adapter.safetensors").is_file()
     meta = json.loads(demo_outputs["export_audio_adapter_config"].read_text())
     assert meta["provenance"]["stage"] == "stage2_lora"
+    # The scale step: a DeepSpeed checkpoint folder from 2 ranks, one Ulysses group, at its last step.
+    scaled = read_training_checkpoint(demo_outputs["scaled_checkpoint"])
+    assert scaled["global_step"] == 2
+    config = scaled["talkdit"]["config"]
+    assert config["strategy"]["strategy"] == "deepspeed" and config["strategy"]["devices"] == 2
+    assert config["parallel"]["mode"] == "ulysses" and config["stage"]["name"] == "stage2_lora"
 
 
 @pytest.mark.slow
