@@ -17,18 +17,11 @@ from trainer.checkpoints import MODULE_PREFIX, check_adapter_config, read_adapte
 from trainer.config.compose import config_fingerprint, to_container
 from trainer.config.schema import TrainConfig
 from trainer.model.audio_adapter import adapter_parameter_names, load_audio_adapter_state_dict
-from trainer.model.audio_windows import sample_audio_windows
 from trainer.model.dit import AudioInputs, TalkingHeadDiT
+from trainer.model.dit_inputs import assemble_dit_inputs, batch_audio_windows, identity_references
 from trainer.model.lora import LoRAReport, add_lora
-from trainer.model.masks import adaptive_boxes, box_to_token_box, face_token_mask
-from trainer.model.sequence import (
-    batch_token_boxes,
-    identity_reference_index,
-    patchify,
-    reference_tokens,
-    video_coords,
-    video_token_grid,
-)
+from trainer.model.masks import lower_face_token_mask
+from trainer.model.sequence import patchify
 from trainer.model.text_encoder import TextEncoder
 from trainer.model.vae import encode_posterior, load_vae, normalize_latents, sample_posterior
 from trainer.objectives.conditions import ConditionFlags, sample_conditions
@@ -292,60 +285,34 @@ class TalkingHeadModule(L.LightningModule):
         fps = batch["fps"].to(dev)
 
         flags = sample_conditions(bsz, stage.p_audio, stage.p_ff, stage.p_v2v, stage.p_id, gen, dev)
-        boxes = batch["lower_face_boxes"].to(dev)
-        if cfg.data.mask == "adaptive":
-            boxes = adaptive_boxes(boxes, cfg.data.mask_padding, cfg.data.mask_alpha)
-        face = face_token_mask(boxes, grid_h, grid_w)
+        data = cfg.data
+        face = lower_face_token_mask(
+            batch["lower_face_boxes"].to(dev), grid_h, grid_w, data.mask, data.mask_padding, data.mask_alpha
+        )
         m = noise_mask(face, flags.v2v, flags.first_frame).flatten(1)  # [B, N]
 
         x0_tok = patchify(x0)
         noise, _ = knn_noise(x0_tok, m, obj.knn_candidates, gen)
         t = sample_timesteps(bsz, obj.timestep_loc, obj.timestep_scale, gen, dev)
         x_t, t_tok = noise_tokens(x0_tok, noise, t, m)
-        coords = video_coords(bsz, frames_lat, grid_h, grid_w, fps, dev)
-        frame_idx = video_token_grid(bsz, frames_lat, grid_h, grid_w, dev)[0]
-        gate = m
-
-        num_ref = 0
+        references = []
         if flags.identity:
-            refs_n = ref_lat.shape[2]
-            boxes = box_to_token_box(batch["ref_lower_face_boxes"].to(dev), grid_h, grid_w)  # [B, R, 4]
-            union = torch.stack(
-                [boxes[..., 0].amin(1), boxes[..., 1].amin(1), boxes[..., 2].amax(1), boxes[..., 3].amax(1)],
-                dim=1,
-            )
-            ref = reference_tokens(
-                ref_lat, batch_token_boxes(union, grid_h, grid_w), identity_reference_index(refs_n, dev), fps
-            )
-            num_ref = ref.count
-            zeros = torch.zeros(bsz, num_ref, device=dev)
-            x_t = torch.cat([ref.tokens.to(x_t.dtype), x_t], dim=1)
-            t_tok = torch.cat([zeros, t_tok], dim=1)
-            coords = torch.cat([ref.coords, coords], dim=2)
-            frame_idx = torch.cat([torch.full((bsz, num_ref), -1, device=dev, dtype=torch.long), frame_idx], dim=1)
-            gate = torch.cat([zeros, gate], dim=1)
-
-        windows, valid = sample_audio_windows(
-            batch["whisper"].to(dev, torch.float32),
-            batch["whisper_len"].to(dev),
-            fps,
-            batch["num_frames"],
-            cfg.audio.window,
-            cfg.audio.feature_rate,
-            first_frame=batch["frame_start"].to(dev),
-        )
+            refs = batch["ref_lower_face_boxes"].to(dev)
+            references.append(identity_references(ref_lat, refs, grid_h, grid_w, fps))
+        windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
         windows = windows * flags.audio[:, None, None, None, None].to(windows.dtype)
+        inputs = assemble_dit_inputs(x_t, t_tok, m, (frames_lat, grid_h, grid_w), fps, windows, valid, references)
         text, text_mask = self.text_encoder(batch["captions"])
         return StepInputs(
-            tokens=x_t,
-            timestep=t_tok,
-            coords=coords,
-            audio=AudioInputs(windows=windows, window_valid=valid, token_frame_index=frame_idx, gate=gate),
+            tokens=inputs.tokens,
+            timestep=inputs.timestep,
+            coords=inputs.coords,
+            audio=inputs.audio,
             text=text,
             text_mask=text_mask,
             target=velocity_target(x0_tok, noise),
             mask=m,
-            num_ref=num_ref,
+            num_ref=inputs.num_ref,
             flags=flags,
         )
 

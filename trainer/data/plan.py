@@ -127,6 +127,7 @@ def decode_plan(plan: Plan, num_refs: int, default_caption: str) -> TrainingClip
     out_hw = (b.height, b.width)
     f = b.video_frames
     lower = plan.meta.lower_face_boxes[plan.start : plan.start + f]
+    face = plan.meta.face_boxes[plan.start : plan.start + f]
     ref_lower = plan.meta.ref_lower_face_boxes[:num_refs]
     whisper = plan.meta.whisper
     latents = None
@@ -139,12 +140,14 @@ def decode_plan(plan: Plan, num_refs: int, default_caption: str) -> TrainingClip
         latents["ref_latent_logvar"] = latents["ref_latent_logvar"][:, :num_refs]
         frames = refs = None
         boxes, ref_boxes = lower.astype(np.float32), ref_lower.astype(np.float32)
+        face_boxes = face.astype(np.float32)
     else:
         frames, scale, offset = _decode_frames(
             members["video.mp4"], list(range(plan.start, plan.start + f)), src_hw, out_hw, plan, "video.mp4"
         )
         refs, _, _ = _decode_frames(members["ref.mp4"], list(range(num_refs)), src_hw, out_hw, plan, "ref.mp4")
         boxes = _move_boxes(lower, scale, offset, out_hw)
+        face_boxes = _move_boxes(face, scale, offset, out_hw)
         ref_boxes = _move_boxes(ref_lower, scale, offset, out_hw)
     return TrainingClip(
         key=plan.key,
@@ -153,6 +156,7 @@ def decode_plan(plan: Plan, num_refs: int, default_caption: str) -> TrainingClip
         frame_start=plan.start,
         whisper=whisper,
         lower_face_boxes=boxes,
+        face_boxes=face_boxes,
         ref_frames=refs,
         ref_lower_face_boxes=ref_boxes,
         caption=rec.get("caption") or default_caption,

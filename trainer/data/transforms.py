@@ -19,6 +19,7 @@ class TrainingClip:
         frame_start: Index in the stored clip of the first frame (audio features start at stored frame 0).
         whisper: ``[L, B, C]`` float16.
         lower_face_boxes: ``[F, 4]`` float32 pixels at the training resolution.
+        face_boxes: ``[F, 4]`` float32 pixels at the training resolution (the sampler's face/head masks).
         ref_frames: ``[R, H, W, 3]`` uint8, or ``None`` with cached latents.
         ref_lower_face_boxes: ``[R, 4]`` float32.
         caption: Caption text.
@@ -33,6 +34,7 @@ class TrainingClip:
     frame_start: int
     whisper: np.ndarray
     lower_face_boxes: np.ndarray
+    face_boxes: np.ndarray
     ref_frames: np.ndarray | None
     ref_lower_face_boxes: np.ndarray
     caption: str
@@ -45,7 +47,7 @@ def collate_clips(clips: list[TrainingClip]) -> dict:
 
     Returns:
         ``fps [B]``, ``frame_start [B]``, ``whisper [B, L, Bl, C]`` float16, ``whisper_len [B]``,
-        ``lower_face_boxes [B, F, 4]``, ``ref_lower_face_boxes [B, R, 4]``, ``captions``, ``keys``,
+        ``lower_face_boxes [B, F, 4]``, ``face_boxes [B, F, 4]``, ``ref_lower_face_boxes [B, R, 4]``, ``captions``, ``keys``,
         ``num_frames`` (int), and either ``frames [B, F, H, W, 3]`` + ``ref_frames [B, R, H, W, 3]`` uint8
         or ``latents`` (dict of ``[B, …]`` float32 tensors).
     """
@@ -61,6 +63,7 @@ def collate_clips(clips: list[TrainingClip]) -> dict:
         "whisper": torch.from_numpy(whisper),
         "whisper_len": torch.tensor([c.whisper.shape[0] for c in clips], dtype=torch.long),
         "lower_face_boxes": torch.from_numpy(np.stack([c.lower_face_boxes for c in clips])),
+        "face_boxes": torch.from_numpy(np.stack([c.face_boxes for c in clips])),
         "ref_lower_face_boxes": torch.from_numpy(np.stack([c.ref_lower_face_boxes for c in clips])),
         "captions": [c.caption for c in clips],
         "keys": [c.key for c in clips],

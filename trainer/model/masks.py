@@ -126,3 +126,26 @@ def adaptive_boxes(boxes: torch.Tensor, padding: float = 0.1, alpha: float = 0.7
     # A missing next box leaves the current one as it is instead of spreading NaN backwards.
     nxt = torch.where(torch.isnan(nxt), padded, nxt)
     return alpha * padded + (1 - alpha) * nxt
+
+
+def lower_face_token_mask(
+    boxes: torch.Tensor, grid_h: int, grid_w: int, kind: str = "enclosing", padding: float = 0.1, alpha: float = 0.75
+) -> torch.Tensor:
+    """The V2V lip mask of the trainer and the sampler: lower-face boxes, optionally adaptive, per latent frame.
+
+    Args:
+        boxes: Lower-face boxes per video frame ``[B, F, 4]`` (x0, y0, x1, y1 pixels).
+        grid_h: Latent rows.
+        grid_w: Latent columns.
+        kind: ``"enclosing"`` (the boxes as they are) or ``"adaptive"`` (:func:`adaptive_boxes`).
+        padding: Adaptive mask padding.
+        alpha: Adaptive mask smoothing weight.
+
+    Returns:
+        ``[B, T, grid_h, grid_w]`` bool.
+    """
+    if kind == "adaptive":
+        boxes = adaptive_boxes(boxes, padding, alpha)
+    elif kind != "enclosing":
+        raise ValueError(f"mask kind {kind!r}: expected 'enclosing' or 'adaptive'")
+    return face_token_mask(boxes, grid_h, grid_w)

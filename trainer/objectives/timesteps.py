@@ -7,6 +7,8 @@ without listening to the audio.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -31,3 +33,26 @@ def sample_timesteps(
     """
     z = torch.randn(batch_size, generator=generator, device=device, dtype=torch.float32)
     return torch.sigmoid(loc + scale * z)
+
+
+def sampling_times(num_steps: int, loc: float = 2.05) -> torch.Tensor:
+    """Flow times of an Euler sampler, from pure noise (1) to clean (0), shifted like the training law.
+
+    ``t_i = e^loc s_i / (e^loc s_i + 1 − s_i)`` on a uniform grid ``s_i = 1 − i / num_steps``: the
+    time shift whose median matches ``sigmoid(N(loc, ·))`` (the same form as LTX's shifted flow-matching
+    schedule with ``shift = e^loc``), so sampling spends its steps where training put its timesteps.
+
+    Args:
+        num_steps: Euler steps (40 in the paper).
+        loc: The training law's location (``objective.timestep_loc``).
+
+    Returns:
+        ``[num_steps + 1]`` float64, strictly decreasing from 1 to 0.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps={num_steps}: expected >= 1")
+    s = torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64)
+    shift = math.exp(loc)
+    t = shift * s / (shift * s + 1 - s)
+    t[0], t[-1] = 1.0, 0.0  # exact ends: the first step starts from pure noise, the last lands on t = 0
+    return t

@@ -1,0 +1,75 @@
+"""Sampler inputs from a loader batch, built with the training module's own encoders and settings."""
+
+from __future__ import annotations
+
+import torch
+
+from eval.sampler.modes import mode_mask
+from eval.sampler.sampler import SampleInputs
+from trainer.model.dit_inputs import batch_audio_windows, identity_references
+
+
+@torch.no_grad()
+def sample_inputs_from_batch(
+    module,
+    batch: dict,
+    latents: torch.Tensor,
+    ref_latents: torch.Tensor | None,
+    mode: str = "v2v",
+    v2v_mask: str = "lip",
+    identity_refs: bool = True,
+    head_scale: float = 1.6,
+) -> SampleInputs:
+    """Conditions of one sampling run over a batch of the training stream's layout.
+
+    Args:
+        module: A :class:`trainer.lightning_module.TalkingHeadModule` (its config, text encoder, device).
+        batch: A loader batch (``lower_face_boxes``, ``face_boxes``, ``whisper``…, ``captions``, ``fps``).
+        latents: Normalised clip latents ``[B, C, T, H, W]`` (``module.encode_latents``).
+        ref_latents: Normalised identity reference latents ``[B, C, R, H, W]`` or ``None``.
+        mode: ``t2v``, ``i2v`` or ``v2v``.
+        v2v_mask: ``lip``, ``face`` or ``head``.
+        identity_refs: Prepend face reference tokens (paper §3.4) when ``ref_latents`` is given.
+        head_scale: Face-box growth of the ``head`` mask.
+
+    Returns:
+        The inputs of :meth:`eval.sampler.sampler.EulerSampler.sample`.
+    """
+    cfg = module.cfg
+    dev = latents.device
+    bsz, _, frames, grid_h, grid_w = latents.shape
+    fps = batch["fps"].to(dev)
+    face_boxes = batch.get("face_boxes")
+    mask = mode_mask(
+        mode,
+        (frames, grid_h, grid_w),
+        bsz,
+        v2v_mask,
+        lower_face_boxes=batch["lower_face_boxes"],
+        face_boxes=face_boxes,
+        mask_kind=cfg.data.mask,
+        mask_padding=cfg.data.mask_padding,
+        mask_alpha=cfg.data.mask_alpha,
+        head_scale=head_scale,
+        spatial_compression=cfg.model.vae.spatial_compression,
+        device=dev,
+    )
+    windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
+    text, text_mask = module.text_encoder(batch["captions"])
+    null_text, null_mask = module.text_encoder([""] * bsz)
+    references = []
+    if identity_refs and ref_latents is not None:
+        boxes = batch["ref_lower_face_boxes"].to(dev)
+        references.append(identity_references(ref_latents, boxes, grid_h, grid_w, fps))
+    return SampleInputs(
+        latents=latents,
+        mask=mask,
+        fps=fps,
+        windows=windows,
+        window_valid=valid,
+        text=text,
+        text_mask=text_mask,
+        null_text=null_text,
+        null_text_mask=null_mask,
+        references=references,
+    )

@@ -1,0 +1,216 @@
+"""The Euler sampler of the audio-conditioned DiT (EditYourself §3.1, §3.4).
+
+``x_{t_{i+1}} = x_{t_i} − (t_i − t_{i+1}) · v_θ(x_{t_i}, t_i, c)`` over ``num_steps`` shifted flow times
+(:func:`trainer.objectives.timesteps.sampling_times`). The initial state, per-token times, RoPE
+coordinates, reference tokens and audio routing come from the trainer's own functions
+(:mod:`trainer.objectives.flow_matching`, :mod:`trainer.model.dit_inputs`), so the first model input of
+a sample equals the training input at ``t = 1`` for the same latents, noise and conditions (tested).
+
+Tokens outside the mask ``M`` are clean conditions at time 0 and never change; only masked tokens move.
+Classifier-free guidance combines up to three passes:
+``v = v(∅, ∅) + s_text (v(text, ∅) − v(∅, ∅)) + s_audio (v(text, audio) − v(text, ∅))`` (text, audio)
+with the audio null being zeroed features (as in training dropout) and the text null the empty caption;
+a scale of 1 skips the passes it would need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from trainer.model.dit import TalkingHeadDiT
+from trainer.model.dit_inputs import DiTInputs, assemble_dit_inputs
+from trainer.model.sequence import ReferenceTokens, patchify, unpatchify
+from trainer.objectives.flow_matching import noise_tokens
+from trainer.objectives.timesteps import sampling_times
+
+
+@dataclass
+class GuidanceConfig:
+    """Classifier-free guidance scales (1 = off; the paper does not fix them)."""
+
+    audio: float = 2.0  # audio vs zeroed audio features
+    text: float = 1.0  # caption vs empty caption
+
+
+@dataclass
+class SamplerConfig:
+    """Euler sampling settings.
+
+    Attributes:
+        num_steps: Euler steps (40 in the paper).
+        timestep_loc: Location of the time shift; ``None`` takes the training config's
+            ``objective.timestep_loc`` so sampling spends its steps where training put its timesteps.
+        guidance: Classifier-free guidance scales.
+        seed: Seed of the initial noise.
+    """
+
+    num_steps: int = 40
+    timestep_loc: float | None = None
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    seed: int = 0
+
+
+@dataclass
+class SampleInputs:
+    """Everything one sampling run conditions on (latents already normalised as in training).
+
+    Attributes:
+        latents: Clean latents ``[B, C, T, H, W]``: the source video (V2V), the first frame in latent frame 0
+            (I2V; the rest is ignored under ``M = 1``) or zeros (T2V).
+        mask: ``M`` per latent token ``[B, T, H, W]`` in {0, 1}: 1 = generated (:mod:`eval.sampler.modes`).
+        fps: ``[B]``.
+        windows: Eq. 3 audio windows of the whole video ``[B, F, W, Bl, C]``.
+        window_valid: ``[B, F, W]``.
+        text: Caption embeddings ``[B, L, C_text]``; ``text_mask`` ``[B, L]``.
+        null_text: Empty-caption embeddings ``[B, L', C_text]``; ``null_text_mask`` ``[B, L']``.
+        references: Clean reference token sets (identity face references, frame references).
+    """
+
+    latents: torch.Tensor
+    mask: torch.Tensor
+    fps: torch.Tensor
+    windows: torch.Tensor
+    window_valid: torch.Tensor
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    null_text: torch.Tensor
+    null_text_mask: torch.Tensor
+    references: Sequence[ReferenceTokens] = ()
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """``(T, H, W)`` of the latent grid."""
+        return tuple(self.latents.shape[2:])  # type: ignore[return-value]
+
+
+class EulerSampler:
+    """Samples latents from a :class:`TalkingHeadDiT` with the trainer's input assembly.
+
+    Args:
+        dit: The DiT with its audio adapter (and LoRA) loaded, in eval mode.
+        cfg: Sampler settings.
+        timestep_loc: The training law's location, used when ``cfg.timestep_loc`` is ``None``.
+    """
+
+    def __init__(self, dit: TalkingHeadDiT, cfg: SamplerConfig, timestep_loc: float = 2.05):
+        self.dit = dit
+        self.cfg = cfg
+        loc = cfg.timestep_loc if cfg.timestep_loc is not None else timestep_loc
+        self.times = sampling_times(cfg.num_steps, loc)
+
+    # ---------------------------------------------------------------- inputs
+    def initial_state(self, inputs: SampleInputs, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 5 at ``t = t_0 = 1``: the tokens the first step reads and their times.
+
+        Args:
+            inputs: The conditions.
+            noise: ``ε`` per video token ``[B, T·H·W, C]``.
+
+        Returns:
+            ``(x [B, T·H·W, C], per-token times [B, T·H·W])``.
+        """
+        bsz = inputs.latents.shape[0]
+        t0 = torch.full((bsz,), float(self.times[0]), device=noise.device)
+        return noise_tokens(patchify(inputs.latents), noise, t0, inputs.mask.flatten(1).to(noise.device))
+
+    def model_inputs(
+        self,
+        inputs: SampleInputs,
+        x: torch.Tensor,
+        t: float,
+        audio_on: bool = True,
+        frame_offset: int = 0,
+        grid: tuple[int, int, int] | None = None,
+        mask: torch.Tensor | None = None,
+        references: Sequence[ReferenceTokens] | None = None,
+    ) -> DiTInputs:
+        """The DiT input at flow time ``t`` for video tokens ``x`` (a block of them under TAPSF).
+
+        Args:
+            inputs: The conditions.
+            x: Current video tokens ``[B, N, C]``.
+            t: Current flow time.
+            audio_on: ``False`` gives the audio-null pass (zeroed windows, as training's audio dropout).
+            frame_offset: Global latent index of the first frame of ``x``.
+            grid: ``(T, H, W)`` of ``x``; default the whole video.
+            mask: ``M`` of ``x`` ``[B, N]``; default the whole video's.
+            references: Reference token sets; default ``inputs.references``.
+
+        Returns:
+            The DiT inputs (per-token time ``t·M``, Eq. 6 gate ``M``).
+        """
+        m = (inputs.mask.flatten(1) if mask is None else mask).to(x.device, torch.float32)
+        t_tok = t * m
+        windows = inputs.windows if audio_on else torch.zeros_like(inputs.windows)
+        refs = inputs.references if references is None else references
+        return assemble_dit_inputs(
+            x, t_tok, m, grid or inputs.grid, inputs.fps, windows, inputs.window_valid, refs, frame_offset
+        )
+
+    # -------------------------------------------------------------- velocity
+    def guided_velocity(self, inputs: SampleInputs, build: Callable[[bool], DiTInputs]) -> torch.Tensor:
+        """Classifier-free guided velocity of the video tokens ``[B, N, C]``.
+
+        Args:
+            inputs: The conditions (text and null text).
+            build: ``build(audio_on)`` gives the DiT inputs for the current tokens.
+        """
+        g = self.cfg.guidance
+
+        def run(dit_in: DiTInputs, text_on: bool) -> torch.Tensor:
+            text = inputs.text if text_on else inputs.null_text
+            mask = inputs.text_mask if text_on else inputs.null_text_mask
+            out = self.dit(dit_in.tokens, dit_in.timestep, text, mask, dit_in.coords, dit_in.audio)
+            return out[:, dit_in.num_ref :]
+
+        full_in = build(True)
+        v = run(full_in, True)
+        if g.audio == 1.0 and g.text == 1.0:
+            return v
+        no_audio_in = build(False)
+        v_text = run(no_audio_in, True)  # text on, audio null
+        guided = v_text + g.audio * (v - v_text)
+        if g.text != 1.0:
+            v_null = run(no_audio_in, False)
+            guided = guided + (g.text - 1.0) * (v_text - v_null)
+        return guided
+
+    # ---------------------------------------------------------------- sample
+    @torch.no_grad()
+    def sample(
+        self,
+        inputs: SampleInputs,
+        noise: torch.Tensor | None = None,
+        velocity: Callable[[SampleInputs, torch.Tensor, float, int], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Run the Euler sampler.
+
+        Args:
+            inputs: The conditions.
+            noise: Initial ``ε`` ``[B, T·H·W, C]``; default drawn from ``cfg.seed``.
+            velocity: ``velocity(inputs, x, t, step)`` → ``[B, T·H·W, C]``; default one pass over the whole
+                video (:meth:`full_velocity`). TAPSF passes its blockwise version.
+
+        Returns:
+            Clean latents ``[B, C, T, H, W]``; tokens outside ``M`` equal ``inputs.latents`` exactly.
+        """
+        x0 = patchify(inputs.latents)
+        if noise is None:
+            gen = torch.Generator(device=x0.device).manual_seed(self.cfg.seed)
+            noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
+        x, _ = self.initial_state(inputs, noise)
+        m = inputs.mask.flatten(1).to(x.device)[..., None] > 0
+        velocity = velocity or self.full_velocity
+        for i in range(self.cfg.num_steps):
+            t, t_next = float(self.times[i]), float(self.times[i + 1])
+            v = velocity(inputs, x, t, i)
+            # Unmasked tokens are conditions at time 0: they keep their clean values exactly.
+            x = torch.where(m, x - (t - t_next) * v.to(x.dtype), x0)
+        return unpatchify(x, *inputs.grid)
+
+    def full_velocity(self, inputs: SampleInputs, x: torch.Tensor, t: float, step: int) -> torch.Tensor:
+        """Guided velocity of the whole video in one pass ``[B, T·H·W, C]``."""
+        return self.guided_velocity(inputs, lambda audio_on: self.model_inputs(inputs, x, t, audio_on))

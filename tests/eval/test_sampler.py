@@ -1,0 +1,150 @@
+"""The Euler sampler: train/inference parity of the first model input, exact conditions, the integrator."""
+
+import pytest
+import torch
+
+import trainer.lightning_module as lm
+from eval.sampler.batch import sample_inputs_from_batch
+from eval.sampler.modes import mode_mask
+from eval.sampler.sampler import EulerSampler, GuidanceConfig, SampleInputs, SamplerConfig
+from tests.train.conftest import stream_batches, tiny_overrides
+from trainer.config.compose import load_train_config
+from trainer.lightning_module import TalkingHeadModule
+from trainer.model.sequence import patchify
+from trainer.objectives.timesteps import sampling_times
+
+
+def module_and_batch(shards, tmp_path, *extra):
+    cfg = load_train_config(tiny_overrides(shards, tmp_path, 1, *extra))
+    torch.manual_seed(0)
+    module = TalkingHeadModule(cfg).eval()
+    return module, stream_batches(cfg, 1)[0]
+
+
+@pytest.mark.parametrize("mask", ["enclosing", "adaptive"])
+def test_first_model_input_equals_the_trainers(eval_shards, tmp_path, monkeypatch, mask):
+    # Training conditions that match V2V lip sampling: V2V on, first frame noised too, identity refs, audio.
+    module, batch = module_and_batch(
+        eval_shards,
+        tmp_path,
+        "stage.p_v2v=1.0",
+        "stage.p_ff=0.0",
+        "stage.p_id=1.0",
+        "stage.p_audio=1.0",
+        f"data.mask={mask}",
+    )
+    latents, refs = module.encode_latents(batch, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(module, "encode_latents", lambda b, g: (latents, refs))
+    # The sampler starts at t = 1; make the trainer draw exactly that time.
+    monkeypatch.setattr(lm, "sample_timesteps", lambda b, *a, **k: torch.ones(b))
+    drawn = []
+    knn_noise = lm.knn_noise
+    monkeypatch.setattr(lm, "knn_noise", lambda *a: drawn.append(knn_noise(*a)) or drawn[-1])
+    step = module.prepare_step(batch, torch.Generator().manual_seed(1))
+    noise = drawn[0][0]  # the noise the trainer drew
+
+    sampler = EulerSampler(module.dit, SamplerConfig(num_steps=40), module.cfg.objective.timestep_loc)
+    inputs = sample_inputs_from_batch(module, batch, latents, refs, mode="v2v", v2v_mask="lip")
+    x, _ = sampler.initial_state(inputs, noise)
+    first = sampler.model_inputs(inputs, x, float(sampler.times[0]))
+
+    assert first.num_ref == step.num_ref > 0
+    assert torch.equal(first.tokens, step.tokens)
+    assert torch.equal(first.timestep, step.timestep)
+    assert torch.equal(first.coords, step.coords)
+    assert torch.equal(first.audio.windows, step.audio.windows)
+    assert torch.equal(first.audio.window_valid, step.audio.window_valid)
+    assert torch.equal(first.audio.token_frame_index, step.audio.token_frame_index)
+    assert torch.equal(first.audio.gate, step.audio.gate)
+    assert torch.equal(inputs.mask.flatten(1), step.mask)
+    assert torch.equal(inputs.text, step.text)
+
+
+def test_sampling_keeps_conditions_and_repeats_with_its_seed(eval_shards, tmp_path):
+    module, batch = module_and_batch(eval_shards, tmp_path)
+    latents, refs = module.encode_latents(batch, torch.Generator().manual_seed(0))
+    cfg = SamplerConfig(num_steps=3, guidance=GuidanceConfig(audio=2.0, text=1.5), seed=7)
+    sampler = EulerSampler(module.dit, cfg)
+    for mode, v2v_mask in (("v2v", "lip"), ("v2v", "face"), ("v2v", "head"), ("i2v", "lip"), ("t2v", "lip")):
+        inputs = sample_inputs_from_batch(module, batch, latents, refs, mode=mode, v2v_mask=v2v_mask)
+        out = sampler.sample(inputs)
+        assert out.shape == latents.shape and torch.isfinite(out).all()
+        keep = inputs.mask[:, None].expand_as(out) == 0
+        assert torch.equal(out[keep], latents[keep]), mode  # conditions come back bit for bit
+        assert not torch.equal(out[~keep], latents[~keep])
+        assert torch.equal(sampler.sample(inputs), out)  # the seed fixes the sample
+    lip = sample_inputs_from_batch(module, batch, latents, refs, v2v_mask="lip").mask
+    face = sample_inputs_from_batch(module, batch, latents, refs, v2v_mask="face").mask
+    head = sample_inputs_from_batch(module, batch, latents, refs, v2v_mask="head").mask
+    assert lip.sum() <= face.sum() <= head.sum() and (head >= face).all()
+    i2v = sample_inputs_from_batch(module, batch, latents, refs, mode="i2v").mask
+    assert i2v[:, 0].sum() == 0 and i2v[:, 1:].eq(1).all()
+
+
+class Oracle(torch.nn.Module):
+    """A velocity field whose exact flow ends at ``target``: ``v(x, t) = (x − target) / t`` per token.
+
+    Its output also depends on the audio and text switches, so guidance arithmetic can be checked.
+    """
+
+    def __init__(self, target, audio_shift=0.0, text_shift=0.0):
+        super().__init__()
+        self.target, self.audio_shift, self.text_shift = target, audio_shift, text_shift
+
+    def forward(self, tokens, timestep, text, text_mask, coords, audio):
+        n_ref = tokens.shape[1] - self.target.shape[1]
+        x, t = tokens[:, n_ref:], timestep[:, n_ref:, None]
+        v = torch.where(t > 0, (x - self.target) / t.clamp(min=1e-12), torch.zeros_like(x))
+        v = v + self.audio_shift * float(audio.windows.abs().sum() > 0) + self.text_shift * float(text.abs().sum() > 0)
+        return torch.cat([torch.zeros_like(tokens[:, :n_ref]), v], dim=1)
+
+
+def oracle_inputs(bsz=2, frames=3, h=2, w=2, ch=4):
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(bsz, ch, frames, h, w, generator=gen)
+    mask = mode_mask("v2v", (frames, h, w), bsz, "face", face_boxes=torch.tensor([[[0.0, 0.0, 32.0, 64.0]] * 17] * bsz))
+    return SampleInputs(
+        latents=latents,
+        mask=mask,
+        fps=torch.full((bsz,), 25.0),
+        windows=torch.ones(bsz, 17, 2, 1, 3),
+        window_valid=torch.ones(bsz, 17, 2, dtype=torch.bool),
+        text=torch.ones(bsz, 1, 3),
+        text_mask=torch.ones(bsz, 1),
+        null_text=torch.zeros(bsz, 1, 3),
+        null_text_mask=torch.ones(bsz, 1),
+    )
+
+
+def test_euler_integrates_the_flow_to_its_end():
+    inputs = oracle_inputs()
+    target = torch.randn(patchify(inputs.latents).shape, generator=torch.Generator().manual_seed(1))
+    sampler = EulerSampler(Oracle(target), SamplerConfig(num_steps=40, guidance=GuidanceConfig(1.0, 1.0)))
+    out = patchify(sampler.sample(inputs))
+    m = inputs.mask.flatten(1)[..., None].expand_as(out) > 0
+    # A straight path is integrated exactly by Euler whatever the step sizes.
+    torch.testing.assert_close(out[m], target[m], rtol=0, atol=1e-5)
+    assert torch.equal(out[~m], patchify(inputs.latents)[~m])
+
+
+def test_guidance_combines_the_passes():
+    inputs = oracle_inputs()
+    target = torch.zeros(patchify(inputs.latents).shape)
+    x = torch.randn(target.shape, generator=torch.Generator().manual_seed(2))
+    base = Oracle(target)
+    shifted = Oracle(target, audio_shift=1.0, text_shift=10.0)
+    for s_audio, s_text in ((1.0, 1.0), (3.0, 1.0), (2.0, 4.0)):
+        cfg = SamplerConfig(guidance=GuidanceConfig(audio=s_audio, text=s_text))
+        v0 = EulerSampler(base, cfg).full_velocity(inputs, x, 0.5, 0)
+        v = EulerSampler(shifted, cfg).full_velocity(inputs, x, 0.5, 0)
+        # v(∅,∅) + s_text·(text effect) + s_audio·(audio effect), with effects 10 and 1.
+        torch.testing.assert_close(v - v0, torch.full_like(v, s_text * 10.0 + s_audio * 1.0))
+
+
+def test_sampling_times_follow_the_training_shift():
+    t = sampling_times(40, 2.05)
+    assert t[0] == 1 and t[-1] == 0 and (t[1:] < t[:-1]).all() and len(t) == 41
+    # The median of sigmoid(N(loc, 1)) sits at the schedule's midpoint.
+    torch.testing.assert_close(sampling_times(2, 2.05)[1], torch.sigmoid(torch.tensor(2.05, dtype=torch.float64)))
+    with pytest.raises(ValueError, match="num_steps"):
+        sampling_times(0)
