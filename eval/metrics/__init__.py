@@ -1,0 +1,196 @@
+"""Evaluation metrics for generated talking-head videos, and :func:`compute_metrics` running them all.
+
+Video convention (every module): ``[T, H, W, 3]`` RGB, uint8 in [0, 255] or float in [0, 1]
+(:mod:`eval.metrics.video`). Audio: ``[S]`` mono, float in [-1, 1] or int16.
+
+=====================  ==========================================  =====================================
+name                   what                                        module / weights
+=====================  ==========================================  =====================================
+``psnr``, ``ssim``     per-frame vs ground truth, mean             :mod:`~eval.metrics.pixel`
+``lpips``              LPIPS v0.1 AlexNet, per-frame mean          :mod:`~eval.metrics.perceptual`, alexnet
+``fid``                Inception pool3 Fréchet distance (frames)   :mod:`~eval.metrics.fid`, FID Inception
+``fvd``                I3D Fréchet distance (16-frame clips)       :mod:`~eval.metrics.fvd`, I3D
+``csim``               ArcFace cosine, frame t vs ground truth t   :mod:`~eval.metrics.identity`, ArcFace
+``face_sim``           ArcFace cosine vs one reference image       :mod:`~eval.metrics.identity`, ArcFace
+``sync_c``, ``sync_d``  SyncNet confidence / distance              :mod:`~eval.metrics.sync`, SyncNet
+``av_offset``          SyncNet AV offset (25 fps frames)           :mod:`~eval.metrics.sync`, SyncNet
+``delta_p``            AnyExpress pose diversity ΔP (generated)    :mod:`~eval.metrics.pose`
+``m_lmd``, ``f_lmd``   mouth / full-face landmark distance         :mod:`~eval.metrics.landmarks`
+``mouth_closed_silence``  share of silent frames with closed mouth  :mod:`~eval.metrics.mouth`
+=====================  ==========================================  =====================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from eval.metrics.video import as_video
+from eval.metrics.weights import WEIGHT_SOURCES, MetricWeights, require_file
+
+__all__ = ["METRIC_NAMES", "WEIGHT_SOURCES", "MetricValues", "MetricWeights", "compute_metrics"]
+
+METRIC_NAMES: tuple[str, ...] = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "fid",
+    "fvd",
+    "csim",
+    "face_sim",
+    "sync_c",
+    "sync_d",
+    "av_offset",
+    "delta_p",
+    "m_lmd",
+    "f_lmd",
+    "mouth_closed_silence",
+)
+
+
+class MetricValues(dict):
+    """``name → value`` for every name in :data:`METRIC_NAMES` (``None`` when not computed).
+
+    Attributes:
+        skipped: ``name → reason`` for each metric left at ``None`` (missing weights, no face, shapes that a
+            full-reference metric cannot compare, too few frames, ...).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(dict.fromkeys(METRIC_NAMES))
+        self.skipped: dict[str, str] = {}
+
+
+def compute_metrics(
+    generated: np.ndarray | torch.Tensor,
+    reference: np.ndarray | torch.Tensor,
+    audio: np.ndarray | None,
+    fps: float,
+    weights: MetricWeights,
+    sample_rate: int = 16000,
+    reference_image: np.ndarray | None = None,
+    device: str | torch.device = "cpu",
+) -> MetricValues:
+    """Every metric on one generated video and its reference, skipping (with the reason) what cannot run.
+
+    Args:
+        generated: ``[T, H, W, 3]`` generated video.
+        reference: ``[T', H', W', 3]`` ground-truth / reference video. Full-reference metrics (PSNR, SSIM,
+            LPIPS, CSIM, LMD) need the same shape as ``generated``; FID and FVD compare the two sets.
+        audio: ``[S]`` mono driving audio of the generated video (``None``: audio metrics skipped).
+        fps: Frame rate of ``generated`` (and of ``reference``).
+        weights: Weight-file paths; metrics whose file is absent are skipped.
+        sample_rate: Rate of ``audio``.
+        reference_image: ``[H, W, 3]`` identity image for FaceSim (default: the first reference frame).
+        device: Where the networks run.
+
+    Returns:
+        :class:`MetricValues` (a dict with ``.skipped``).
+    """
+    from eval.metrics import fid as fid_mod
+    from eval.metrics import fvd as fvd_mod
+    from eval.metrics import identity, landmarks, mouth, perceptual, pixel, pose, sync
+
+    gen, ref = as_video(generated, "generated"), as_video(reference, "reference")
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if audio is not None:
+        audio = np.asarray(audio)
+        if audio.ndim != 1:
+            raise ValueError(f"audio must be mono [S], got shape {list(audio.shape)}")
+    out = MetricValues()
+    same = gen.shape == ref.shape
+    shape_reason = f"generated {list(gen.shape)} and reference {list(ref.shape)} differ in shape"
+
+    def run(names: tuple[str, ...], fn: Callable[[], tuple | float | None], needs_same: bool = False) -> None:
+        if needs_same and not same:
+            for n in names:
+                out.skipped[n] = shape_reason
+            return
+        try:
+            values = fn()
+        except (FileNotFoundError, ValueError) as exc:
+            for n in names:
+                out.skipped[n] = str(exc)
+            return
+        values = values if isinstance(values, tuple) else (values,)
+        for n, v in zip(names, values):
+            if v is None:
+                out.skipped.setdefault(n, "not defined for this input")
+            out[n] = None if v is None else float(v)
+
+    def weight(key: str) -> os.PathLike:
+        return require_file(getattr(weights, key), key)
+
+    run(("psnr",), lambda: pixel.psnr(gen, ref), needs_same=True)
+    run(("ssim",), lambda: pixel.ssim(gen, ref), needs_same=True)
+    run(
+        ("lpips",),
+        lambda: perceptual.lpips_distance(perceptual.load_lpips(weight("lpips_alexnet"), device), gen, ref),
+        needs_same=True,
+    )
+
+    def _fid() -> float:
+        model = fid_mod.load_fid_inception(weight("fid_inception"), device)
+        return fid_mod.fid(gen, ref, lambda f: fid_mod.inception_features(model, f))
+
+    run(("fid",), _fid)
+
+    def _fvd() -> float:
+        extractor = fvd_mod.I3DFeatures(fvd_mod.load_i3d(weight("i3d"), device))
+        return fvd_mod.fvd(gen, ref, extractor, clips_per_video=None)
+
+    run(("fvd",), _fvd)
+
+    lm_gen = landmarks.face_landmarks(gen)
+    lm_ref = landmarks.face_landmarks(ref) if same else None
+    run(("delta_p",), lambda: pose.delta_p(pose.head_pose(lm_gen, gen.shape[1:3])))
+    for name, idx in (("m_lmd", landmarks.MOUTH_INDICES), ("f_lmd", landmarks.FACE_INDICES)):
+        run(
+            (name,),
+            lambda idx=idx: landmarks.landmark_distance(lm_gen, lm_ref, idx, gen.shape[1:3], ref.shape[1:3]).value,
+            needs_same=True,
+        )
+    if audio is None:
+        for n in ("mouth_closed_silence", "sync_c", "sync_d", "av_offset"):
+            out.skipped[n] = "no audio given"
+    else:
+        run(
+            ("mouth_closed_silence",),
+            lambda: mouth.mouth_closure_in_silence(lm_gen, audio, sample_rate, fps),
+        )
+
+        def _sync() -> tuple[float, float, float]:
+            model = sync.load_syncnet(weight("syncnet"), device)
+            s = sync.sync_scores(model, gen, audio, fps, sample_rate)
+            return s.confidence, s.min_dist, s.offset_frames
+
+        run(("sync_c", "sync_d", "av_offset"), _sync)
+
+    def _identity() -> tuple[float | None, float]:
+        model = identity.load_arcface(weight("arcface"), device)
+
+        def embed(frames: np.ndarray, lm: np.ndarray) -> np.ndarray:
+            crops, kept = identity.align_faces(frames, identity.five_points(lm))
+            emb = np.full((frames.shape[0], 512), np.nan)
+            if kept.size:
+                emb[kept] = identity.arcface_embeddings(model, crops)
+            return emb
+
+        emb_gen = embed(gen, lm_gen)
+        if reference_image is None:
+            ref_frame, ref_lm = ref[:1], (lm_ref[:1] if lm_ref is not None else landmarks.face_landmarks(ref[:1]))
+        else:
+            ref_frame = as_video(np.asarray(reference_image)[None], "reference_image")
+            ref_lm = landmarks.face_landmarks(ref_frame)
+        face = identity.face_sim(emb_gen, embed(ref_frame, ref_lm)[0])
+        if not same:
+            out.skipped["csim"] = shape_reason
+            return None, face
+        return identity.csim(emb_gen, embed(ref, lm_ref)), face
+
+    run(("csim", "face_sim"), _identity)
+    return out

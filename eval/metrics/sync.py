@@ -1,0 +1,133 @@
+"""Sync-C, Sync-D and the AV offset: a thin wrapper over :mod:`data_prep.models.syncnet`.
+
+The scoring, crops and model are data_prep's reproduction of the official ``joonson/syncnet_python``
+(:func:`~data_prep.models.syncnet.score_clip`, :func:`~data_prep.models.syncnet.crop_faces`,
+:func:`~data_prep.models.syncnet.smooth_boxes`, :func:`~data_prep.models.syncnet.load_syncnet`). This module
+only supplies what a generated video lacks: per-frame face boxes from the repository's MediaPipe detector
+(:class:`data_prep.faces.FaceAnalyzer`, largest face; frames without a detection take the nearest
+detected frame's box) and resampling to SyncNet's 25 fps (nearest source frame at each 40 ms tick) and
+16 kHz (``torchaudio.functional.resample``).
+
+- Sync-C: SyncNet confidence (median − minimum of the per-offset mean distances; higher is better).
+- Sync-D: the minimum mean distance (lower is better).
+- AV offset: frames at 25 fps, positive when the audio leads the video.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from data_prep.faces import FaceAnalyzer
+from data_prep.models.syncnet import (
+    SYNCNET_FPS,
+    SYNCNET_SAMPLE_RATE,
+    SyncNet,
+    SyncScores,
+    crop_faces,
+    load_syncnet,
+    score_clip,
+    smooth_boxes,
+)
+from eval.metrics.video import as_video
+
+__all__ = ["face_boxes", "load_syncnet", "resample_audio", "resample_frames", "sync_scores"]
+
+
+def face_boxes(video: np.ndarray, long_side: int = 640, min_confidence: float = 0.5) -> np.ndarray:
+    """The largest face's box in every frame, gaps filled from the nearest frame with a detection.
+
+    Args:
+        video: ``[T, H, W, 3]`` RGB video.
+        long_side: Detection runs on frames downscaled to this longer side.
+        min_confidence: Detector threshold.
+
+    Returns:
+        float64 ``[T, 4]`` xyxy source-pixel boxes.
+
+    Raises:
+        ValueError: No frame has a face.
+    """
+    frames = as_video(video)
+    boxes = np.full((frames.shape[0], 4), np.nan)
+    with FaceAnalyzer(long_side=long_side, min_confidence=min_confidence, use_mesh=False) as analyzer:
+        for i, frame in enumerate(frames):
+            found = analyzer(frame)
+            if found.count:
+                boxes[i] = found.boxes[0]
+    have = np.flatnonzero(np.isfinite(boxes[:, 0]))
+    if have.size == 0:
+        raise ValueError(f"no face detected in any of the {frames.shape[0]} frames")
+    nearest = have[np.abs(np.arange(frames.shape[0])[:, None] - have[None, :]).argmin(axis=1)]
+    return boxes[nearest]
+
+
+def resample_frames(frames: np.ndarray, fps: float, target_fps: float = SYNCNET_FPS) -> np.ndarray:
+    """Nearest-frame resampling of ``[T, ...]`` to ``target_fps`` (the source frame showing at each tick).
+
+    Returns:
+        ``[T', ...]`` with ``T' = floor(T · target_fps / fps)``; ``frames`` itself when the rates match.
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if abs(fps - target_fps) < 1e-6:
+        return frames
+    count = int(np.floor(frames.shape[0] * target_fps / fps + 1e-9))
+    idx = np.minimum(np.floor(np.arange(count) * fps / target_fps + 1e-9).astype(np.int64), frames.shape[0] - 1)
+    return frames[idx]
+
+
+def resample_audio(audio: np.ndarray, sample_rate: int, target_rate: int = SYNCNET_SAMPLE_RATE) -> np.ndarray:
+    """Mono audio at ``target_rate`` (float32; int16 is scaled by 1/32768)."""
+    a = np.asarray(audio)
+    if a.ndim != 1:
+        raise ValueError(f"audio must be mono [S], got shape {list(a.shape)}")
+    x = a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32)
+    if sample_rate == target_rate:
+        return x
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+    import torchaudio.functional as AF
+
+    return AF.resample(torch.from_numpy(x), int(sample_rate), int(target_rate)).numpy()
+
+
+def sync_scores(
+    model: SyncNet,
+    video: np.ndarray,
+    audio: np.ndarray,
+    fps: float,
+    sample_rate: int = SYNCNET_SAMPLE_RATE,
+    boxes: np.ndarray | None = None,
+    vshift: int = 15,
+    crop_scale: float = 0.4,
+    batch_size: int = 20,
+) -> SyncScores:
+    """SyncNet scores of one talking-head video.
+
+    Args:
+        model: From :func:`load_syncnet` (official ``syncnet_v2.model``).
+        video: ``[T, H, W, 3]`` RGB video.
+        audio: ``[S]`` mono audio of the same span.
+        fps: Video frame rate (resampled to 25 fps when different).
+        sample_rate: Audio rate (resampled to 16 kHz when different).
+        boxes: ``[T, 4]`` xyxy face boxes at the video's own rate; detected when ``None``.
+        vshift: Largest offset searched, in 25 fps frames.
+        crop_scale: Official crop margin.
+        batch_size: Windows per forward pass.
+
+    Returns:
+        data_prep's :class:`~data_prep.models.syncnet.SyncScores` (``confidence`` = Sync-C, ``min_dist`` =
+        Sync-D, ``offset_frames`` = AV offset).
+    """
+    frames = as_video(video)
+    if boxes is None:
+        boxes = face_boxes(frames)
+    boxes = np.asarray(boxes, np.float64)
+    if boxes.shape != (frames.shape[0], 4):
+        raise ValueError(f"boxes must be [T, 4] = [{frames.shape[0]}, 4], got {list(boxes.shape)}")
+    frames_25, boxes_25 = resample_frames(frames, fps), resample_frames(boxes, fps)
+    crops = crop_faces(frames_25, smooth_boxes(boxes_25), crop_scale)
+    return score_clip(
+        model, crops, resample_audio(audio, sample_rate), fps=SYNCNET_FPS, batch_size=batch_size, vshift=vshift
+    )
