@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from eval.sampler.long_video import TAPSFConfig, TAPSFSchedule, blockwise_velocity, slice_block
 from trainer.model.dit import TalkingHeadDiT
 from trainer.model.dit_inputs import DiTInputs, assemble_dit_inputs
 from trainer.model.sequence import ReferenceTokens, patchify, unpatchify
@@ -45,12 +46,19 @@ class SamplerConfig:
             ``objective.timestep_loc`` so sampling spends its steps where training put its timesteps.
         guidance: Classifier-free guidance scales.
         seed: Seed of the initial noise.
+        block_size: Latent frames per TAPSF inference block; longer videos are denoised blockwise
+            (17 latent frames = 136 video frames in the paper); 0 never splits.
+        shift: Latent frames the block partition moves at each early/late step.
+        unshifted_fraction: Middle share of the steps without a shift (75% in the paper).
     """
 
     num_steps: int = 40
     timestep_loc: float | None = None
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     seed: int = 0
+    block_size: int = 17
+    shift: int = 5
+    unshifted_fraction: float = 0.75
 
 
 @dataclass
@@ -203,13 +211,51 @@ class EulerSampler:
             noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
         x, _ = self.initial_state(inputs, noise)
         m = inputs.mask.flatten(1).to(x.device)[..., None] > 0
-        velocity = velocity or self.full_velocity
+        if velocity is None:
+            frames = inputs.grid[0]
+            long = 0 < self.cfg.block_size < frames
+            velocity = self.tapsf_velocity(frames) if long else self.full_velocity
         for i in range(self.cfg.num_steps):
             t, t_next = float(self.times[i]), float(self.times[i + 1])
             v = velocity(inputs, x, t, i)
             # Unmasked tokens are conditions at time 0: they keep their clean values exactly.
             x = torch.where(m, x - (t - t_next) * v.to(x.dtype), x0)
         return unpatchify(x, *inputs.grid)
+
+    def tapsf_velocity(self, num_frames: int):
+        """TAPSF (paper §3.4): per step, the guided velocity of every block, averaged where blocks overlap.
+
+        Each block is a contiguous run of at most ``block_size`` latent frames at global positions (RoPE
+        and audio routing use global frame indices); its tokens, times and mask are sliced from the
+        whole video's; every block carries the same reference tokens.
+
+        Returns:
+            ``velocity(inputs, x, t, step)`` for :meth:`sample`.
+        """
+        schedule = TAPSFSchedule(
+            num_frames,
+            self.cfg.num_steps,
+            TAPSFConfig(self.cfg.block_size, self.cfg.shift, self.cfg.unshifted_fraction),
+        )
+
+        def velocity(inputs: SampleInputs, x: torch.Tensor, t: float, step: int) -> torch.Tensor:
+            frames, grid_h, grid_w = inputs.grid
+            mask = inputs.mask.flatten(1)
+
+            def block(latents: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+                lo, n = int(idx[0]), idx.numel()
+                tokens = patchify(latents)
+                m = slice_block(mask, idx, frames)
+
+                def build(audio_on: bool) -> DiTInputs:
+                    return self.model_inputs(inputs, tokens, t, audio_on, lo, (n, grid_h, grid_w), m)
+
+                return unpatchify(self.guided_velocity(inputs, build), n, grid_h, grid_w)
+
+            v = blockwise_velocity(unpatchify(x, frames, grid_h, grid_w), schedule.blocks(step), block)
+            return patchify(v)
+
+        return velocity
 
     def full_velocity(self, inputs: SampleInputs, x: torch.Tensor, t: float, step: int) -> torch.Tensor:
         """Guided velocity of the whole video in one pass ``[B, T·H·W, C]``."""

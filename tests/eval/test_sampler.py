@@ -102,7 +102,8 @@ class Oracle(torch.nn.Module):
 def oracle_inputs(bsz=2, frames=3, h=2, w=2, ch=4):
     gen = torch.Generator().manual_seed(0)
     latents = torch.randn(bsz, ch, frames, h, w, generator=gen)
-    mask = mode_mask("v2v", (frames, h, w), bsz, "face", face_boxes=torch.tensor([[[0.0, 0.0, 32.0, 64.0]] * 17] * bsz))
+    boxes = torch.tensor([[[0.0, 0.0, 32.0, 64.0]] * (8 * (frames - 1) + 1)] * bsz)
+    mask = mode_mask("v2v", (frames, h, w), bsz, "face", face_boxes=boxes)
     return SampleInputs(
         latents=latents,
         mask=mask,
@@ -148,3 +149,32 @@ def test_sampling_times_follow_the_training_shift():
     torch.testing.assert_close(sampling_times(2, 2.05)[1], torch.sigmoid(torch.tensor(2.05, dtype=torch.float64)))
     with pytest.raises(ValueError, match="num_steps"):
         sampling_times(0)
+
+
+def test_long_videos_sample_in_tapsf_blocks_with_global_positions():
+    frames, h, w = 40, 2, 2
+    inputs = oracle_inputs(bsz=1, frames=frames)
+    inputs.mask = torch.ones_like(inputs.mask)  # every token generated: the oracle's flow must end at target
+    target = torch.randn(patchify(inputs.latents).shape, generator=torch.Generator().manual_seed(3))
+    full_coords = EulerSampler(Oracle(target), SamplerConfig()).model_inputs(inputs, target, 1.0).coords
+    calls = []
+
+    class BlockOracle(Oracle):
+        def forward(self, tokens, timestep, text, text_mask, coords, audio):
+            n = tokens.shape[1]
+            first = int(audio.token_frame_index[0, 0])  # global latent frame of the block's first token
+            calls.append(n)
+            # RoPE and audio routing use the block's global frame positions.
+            assert torch.equal(coords, full_coords[:, :, first * h * w : first * h * w + n])
+            saved = self.target
+            self.target = saved[:, first * h * w : first * h * w + n]
+            try:
+                return super().forward(tokens, timestep, text, text_mask, coords, audio)
+            finally:
+                self.target = saved
+
+    cfg = SamplerConfig(num_steps=8, guidance=GuidanceConfig(1.0, 1.0), block_size=17, shift=5)
+    out = patchify(EulerSampler(BlockOracle(target), cfg).sample(inputs))
+    torch.testing.assert_close(out, target, rtol=0, atol=1e-5)  # a local flow is integrated exactly
+    assert max(calls) == 17 * h * w  # never more than one block in a DiT call
+    assert len(calls) >= 8 * 3  # 40 frames: at least 3 blocks per step

@@ -47,7 +47,8 @@ def collate_clips(clips: list[TrainingClip]) -> dict:
 
     Returns:
         ``fps [B]``, ``frame_start [B]``, ``whisper [B, L, Bl, C]`` float16, ``whisper_len [B]``,
-        ``lower_face_boxes [B, F, 4]``, ``face_boxes [B, F, 4]``, ``ref_lower_face_boxes [B, R, 4]``, ``captions``, ``keys``,
+        ``lower_face_boxes [B, F, 4]``, ``face_boxes [B, F, 4]``, ``ref_lower_face_boxes [B, R, 4]``,
+        ``captions``, ``keys``,
         ``num_frames`` (int), and either ``frames [B, F, H, W, 3]`` + ``ref_frames [B, R, H, W, 3]`` uint8
         or ``latents`` (dict of ``[B, …]`` float32 tensors).
     """
