@@ -50,6 +50,8 @@ bench:  ## benchmarks print JSON ratios against a baseline measured in the same 
 	$(BIN)/python benchmarks/step_overhead.py
 	$(BIN)/python benchmarks/data_prep_throughput.py
 	$(BIN)/python benchmarks/loader_throughput.py
+	$(BIN)/python benchmarks/sampler_overhead.py
+	$(BIN)/python benchmarks/tapsf_memory.py
 
 clean:
 	rm -rf demo_out runs .pytest_cache

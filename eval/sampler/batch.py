@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from eval.sampler.edit_audio import edited_track, source_video_frames
+from eval.sampler.editing import EditedSequence, apply_edits
 from eval.sampler.modes import mode_mask
 from eval.sampler.sampler import SampleInputs
 from trainer.model.dit_inputs import batch_audio_windows, identity_references
+from trainer.model.masks import lower_face_token_mask
 
 
 @torch.no_grad()
@@ -73,3 +77,71 @@ def sample_inputs_from_batch(
         null_text_mask=null_mask,
         references=references,
     )
+
+
+@torch.no_grad()
+def edited_sample_inputs(
+    module,
+    batch: dict,
+    latents: torch.Tensor,
+    ref_latents: torch.Tensor | None,
+    edits: list,
+    identity_refs: bool = True,
+) -> tuple[SampleInputs, EditedSequence, list[int | None]]:
+    """Conditions of sampling an edited clip (visual dialog editing, paper §3.3).
+
+    The kept frames are face-masked with the trainer's lip mask, new and re-rendered frames are generated,
+    and the driving audio features are the source's re-assembled along the edit (silent where frames were
+    inserted, :mod:`eval.sampler.edit_audio`).
+
+    Args:
+        module: The training module (config, text encoder).
+        batch: A one-clip batch (boxes, captions, fps, reference boxes).
+        latents: Normalised source latents ``[B, C, T, H, W]``.
+        ref_latents: Identity reference latents ``[B, C, R, H, W]`` or ``None``.
+        edits: :class:`eval.sampler.editing.Edit` list on the source timeline (seconds).
+        identity_refs: Prepend face reference tokens.
+
+    Returns:
+        ``(inputs, edited, frames)``: the sampler inputs over the edited sequence, the edit result and the
+        source video frame of every output frame (``None``: inserted), for re-assembling the waveform.
+    """
+    cfg = module.cfg
+    dev = latents.device
+    bsz, _, frames, grid_h, grid_w = latents.shape
+    fps = batch["fps"].to(dev)
+    face = lower_face_token_mask(
+        batch["lower_face_boxes"].to(dev), grid_h, grid_w, cfg.data.mask, cfg.data.mask_padding, cfg.data.mask_alpha
+    )
+    edited = apply_edits(latents, edits, float(fps[0]), face_mask=face)
+    frames_map = source_video_frames(edited.source_index, cfg.model.vae.temporal_compression)
+    source = batch["whisper"].cpu().numpy()
+    whisper = torch.from_numpy(
+        np.stack([edited_track(w, frames_map, cfg.audio.feature_rate, float(fps[0])) for w in source])
+    )
+    edited_batch = {
+        "whisper": whisper,
+        "whisper_len": torch.full((bsz,), whisper.shape[1], dtype=torch.long),
+        "fps": fps,
+        "num_frames": edited.video_frames,
+        "frame_start": torch.zeros(bsz, dtype=torch.long),
+    }
+    windows, valid = batch_audio_windows(edited_batch, cfg.audio.window, cfg.audio.feature_rate, dev)
+    text, text_mask = module.text_encoder(batch["captions"])
+    null_text, null_mask = module.text_encoder([""] * bsz)
+    references = []
+    if identity_refs and ref_latents is not None:
+        references.append(identity_references(ref_latents, batch["ref_lower_face_boxes"].to(dev), grid_h, grid_w, fps))
+    inputs = SampleInputs(
+        latents=edited.latents,
+        mask=edited.mask_grid().to(torch.float32),
+        fps=fps,
+        windows=windows,
+        window_valid=valid,
+        text=text,
+        text_mask=text_mask,
+        null_text=null_text,
+        null_text_mask=null_mask,
+        references=references,
+    )
+    return inputs, edited, frames_map

@@ -108,6 +108,25 @@ def load_train_config(overrides: list[str] | None = None) -> TrainConfig:
     return obj
 
 
+def config_from_container(data: dict, source: str = "<config>") -> TrainConfig:
+    """The :class:`TrainConfig` of a resolved config stored as a plain dict (a checkpoint's, a run's).
+
+    Args:
+        data: ``to_container`` output.
+        source: Where it came from, for error messages.
+
+    Raises:
+        ConfigError: The stored config no longer fits the schema or its rules (names the key).
+    """
+    try:
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), data))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or source
+        raise ConfigError(str(key), None, f"{source}: {_first_line(err)}") from err
+    validate_train_config(obj)
+    return obj
+
+
 def to_container(cfg: Any) -> dict:
     """Plain ``dict`` of a dataclass or OmegaConf config, all interpolations resolved."""
     node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
