@@ -3,7 +3,8 @@
 generate a corpus of synthetic talking heads → data_prep pipeline (probe, decode, scenes, faces, clips,
 features, ledger) → shards → stage 1 (audio adapter) → export →
 stage 2 (LoRA + adapter, starting from the stage-1 adapter) → export → a short stage-2 run on 2 processes
-with DeepSpeed ZeRO-2 (CPU, gloo) and Ulysses sequence parallelism. Tiny random models; no network,
+with DeepSpeed ZeRO-2 (CPU, gloo) and Ulysses sequence parallelism → sampling one V2V clip and one edited
+clip from the stage-2 checkpoint, with the metrics whose weights are present. Tiny random models; no network,
 no account. Usage: ``python -m launch.demo [out_dir=demo_out] [key=value ...]``.
 """
 
@@ -42,6 +43,9 @@ class DemoConfig:
     # tokens (Ulysses); 0 steps skips it.
     scale_steps: int = 10
     scale_overrides: list[str] = field(default_factory=lambda: ["strategy=deepspeed_cpu", "parallel=ulysses"])
+    # Sampling from the stage-2 checkpoint: one V2V clip and one edited clip (an inserted latent frame),
+    # with the metrics whose weights are present; 0 steps skips it.
+    sample_steps: int = 8
     train_overrides: list[str] = field(default_factory=list)  # extra trainer overrides for every training run
     prep_overrides: list[str] = field(default_factory=list)  # extra data_prep overrides
 
@@ -100,6 +104,42 @@ def _train_in_processes(overrides: list[str], log_file: Path) -> None:
         raise RuntimeError(f"training run failed (exit {done.returncode}), log {log_file}:\n{tail}")
 
 
+def _sample_from(checkpoint: Path, shards: str, out: Path, steps: int, seed: int) -> dict:
+    """Sample one V2V clip and one edited clip (a latent frame inserted after the first) and score them."""
+    from eval.metrics import MetricWeights, compute_metrics
+    from eval.run import clip_batch, load_module, read_clips, sample_clip, sample_edited_clip
+    from eval.sampler.editing import Edit
+    from eval.sampler.sampler import EulerSampler, SamplerConfig
+    from eval.sampler.video_out import write_sample
+
+    module = load_module(checkpoint)
+    sampler = EulerSampler(module.dit, SamplerConfig(num_steps=steps, seed=seed), module.cfg.objective.timestep_loc)
+    clip, audio, sr = read_clips(shards, module, 1)[0]
+    batch = clip_batch(clip, module.cfg.objective.num_reference_frames)
+    weights = MetricWeights.from_env()
+    v2v = sample_clip(module, sampler, batch, "v2v", "lip", True, seed)
+    write_sample(out / "v2v.mp4", v2v, clip.fps, audio, sr)
+    scores = compute_metrics(v2v, clip.frames, audio, clip.fps, weights, sr, clip.ref_frames[0])
+    # 8 frames of new, silent content after the first frame: the visual-dialog "addition".
+    edit = Edit("add", start_s=8 / clip.fps, duration_s=8 / clip.fps)
+    edited, drive = sample_edited_clip(module, sampler, batch, [edit], audio, sr, seed)
+    write_sample(out / "edited.mp4", edited, clip.fps, drive, sr)
+    edited_scores = compute_metrics(edited, clip.frames, drive, clip.fps, weights, sr, clip.ref_frames[0])
+
+    def fmt(values) -> str:
+        got = {k: v for k, v in values.items() if v is not None}
+        return ", ".join(f"{k} {v:.3f}" for k, v in got.items()) or "none"
+
+    missing = sorted(set(scores.skipped) & set(edited_scores.skipped))
+    report = [
+        f"v2v {out / 'v2v.mp4'} ({v2v.shape[0]} frames): {fmt(scores)}",
+        f"edited {out / 'edited.mp4'} ({edited.shape[0]} frames, +8 inserted): {fmt(edited_scores)}",
+        "not computed (no weights here, or no face the metric can use in a tiny random model's output):",
+        *[f"  {k}: {' '.join(scores.skipped[k].split())[:110]}" for k in missing],
+    ]
+    return {"v2v": out / "v2v.mp4", "edited": out / "edited.mp4", "report": report}
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     """Run every step of the demo and return where each output is."""
     from data_prep.ledger import read_ledger
@@ -130,7 +170,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         width=cfg.size,
         height=cfg.size,
     )
-    print(f"[1/7] corpus: {len(entries)} synthetic talking-head videos in {corpus} ({time.perf_counter() - t0:.0f}s)")
+    print(f"[1/8] corpus: {len(entries)} synthetic talking-head videos in {corpus} ({time.perf_counter() - t0:.0f}s)")
 
     stage1_overrides = _stage_overrides(cfg, shards, runs / "stage1", cfg.stage1_steps)
     stage1_cfg = load_train_config(stage1_overrides)  # fail on a bad override before any work
@@ -158,38 +198,45 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     clips = [r for r in read_ledger(prep_dir / "ledger.parquet").to_pylist() if r["kind"] == "clip"]
     kept = sum(r["status"] == "kept" for r in clips)
     print(
-        f"[2/7] data_prep: {summary['videos']} videos -> {kept} of {len(clips)} clip candidates kept, in "
+        f"[2/8] data_prep: {summary['videos']} videos -> {kept} of {len(clips)} clip candidates kept, in "
         f"{prep_dir / 'shards'}; ledger {prep_dir / 'ledger.parquet'}, report {prep_dir / 'report.md'} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
 
     stage1 = train(stage1_cfg)
     print(
-        f"[3/7] stage 1 (audio adapter): {stage1.run_dir}, {_loss_trend(stage1.run_dir)} "
+        f"[3/8] stage 1 (audio adapter): {stage1.run_dir}, {_loss_trend(stage1.run_dir)} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
     export1 = runs / "stage1_export"
     export_checkpoint(stage1.last_checkpoint, export1)
-    print(f"[4/7] stage-1 adapter exported to {export1}")
+    print(f"[4/8] stage-1 adapter exported to {export1}")
 
     stage2 = run(
         _stage_overrides(cfg, shards, runs / "stage2", cfg.stage2_steps)
         + ["stage=stage2_lora", f"stage.adapter_init={export1}"]
     )
     print(
-        f"[5/7] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
+        f"[5/8] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
     export2 = runs / "export"
     files = export_checkpoint(stage2.last_checkpoint, export2)
-    print(f"[6/7] stage-2 export in {export2} ({time.perf_counter() - t0:.0f}s)")
+    print(f"[6/8] stage-2 export in {export2} ({time.perf_counter() - t0:.0f}s)")
 
     if scaled is not None:
         _train_in_processes(scaled_overrides + [f"stage.adapter_init={export1}"], scaled / "train.log")
         print(
-            f"[7/7] stage 2 on 2 processes ({', '.join(cfg.scale_overrides)}): {scaled}, {_loss_trend(scaled)} "
+            f"[7/8] stage 2 on 2 processes ({', '.join(cfg.scale_overrides)}): {scaled}, {_loss_trend(scaled)} "
             f"({time.perf_counter() - t0:.0f}s)"
         )
+
+    samples = None
+    if cfg.sample_steps > 0:
+        samples = _sample_from(stage2.last_checkpoint, shards, runs / "samples", cfg.sample_steps, cfg.seed)
+        print(f"[8/8] samples from the stage-2 checkpoint in {runs / 'samples'} ({time.perf_counter() - t0:.0f}s)")
+        for line in samples["report"]:
+            print(f"      {line}")
 
     outputs = {
         "corpus": corpus,
@@ -204,6 +251,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         "stage2_checkpoint": stage2.last_checkpoint,
         **{f"export_{k}": v for k, v in files.items()},
     }
+    if samples is not None:
+        outputs["sample_v2v"] = samples["v2v"]
+        outputs["sample_edited"] = samples["edited"]
     if scaled is not None:
         outputs["scaled_run"] = scaled
         outputs["scaled_checkpoint"] = scaled / "checkpoints" / "last.ckpt"

@@ -24,6 +24,7 @@ def demo_outputs(tmp_path_factory):
         stage1_steps=4,
         stage2_steps=3,
         scale_steps=2,
+        sample_steps=2,
         train_overrides=["loop.progress_bar=false", "data.num_workers=0"],
     )
     return run_demo(cfg)
@@ -44,6 +45,13 @@ def test_demo_produces_every_output(demo_outputs):
     assert (demo_outputs["stage1_export"] / "audio_adapter.safetensors").is_file()
     meta = json.loads(demo_outputs["export_audio_adapter_config"].read_text())
     assert meta["provenance"]["stage"] == "stage2_lora"
+    # The sampling step: a V2V clip of the source length and an edited clip 8 frames longer, with audio.
+    import av
+
+    for name, frames in (("sample_v2v", 25), ("sample_edited", 33)):
+        with av.open(str(demo_outputs[name])) as container:
+            assert len(container.streams.audio) == 1, name
+            assert sum(1 for _ in container.decode(video=0)) == frames, name
     # The scale step: a DeepSpeed checkpoint folder from 2 ranks, one Ulysses group, at its last step.
     scaled = read_training_checkpoint(demo_outputs["scaled_checkpoint"])
     assert scaled["global_step"] == 2
