@@ -22,7 +22,7 @@ import torch
 
 from eval.sampler.long_video import TAPSFConfig, TAPSFSchedule, blockwise_velocity, slice_block
 from trainer.model.dit import TalkingHeadDiT
-from trainer.model.dit_inputs import DiTInputs, assemble_dit_inputs
+from trainer.model.dit_inputs import DiTInputs, assemble_dit_inputs, frame_references
 from trainer.model.sequence import ReferenceTokens, patchify, unpatchify
 from trainer.objectives.flow_matching import noise_tokens
 from trainer.objectives.timesteps import sampling_times
@@ -50,6 +50,9 @@ class SamplerConfig:
             (17 latent frames = 136 video frames in the paper); 0 never splits.
         shift: Latent frames the block partition moves at each early/late step.
         unshifted_fraction: Middle share of the steps without a shift (75% in the paper).
+        frame_references: Give a fully synthetic block (every token generated: long I2V, long additions)
+            full-frame reference tokens of the closest clean latent frames before and after it, at their
+            Eq. 7 forward–backward RoPE indices (paper §3.4).
     """
 
     num_steps: int = 40
@@ -59,6 +62,7 @@ class SamplerConfig:
     block_size: int = 17
     shift: int = 5
     unshifted_fraction: float = 0.75
+    frame_references: bool = True
 
 
 @dataclass
@@ -222,6 +226,28 @@ class EulerSampler:
             x = torch.where(m, x - (t - t_next) * v.to(x.dtype), x0)
         return unpatchify(x, *inputs.grid)
 
+    @staticmethod
+    def block_frame_references(inputs: SampleInputs, start: int, end: int) -> list[ReferenceTokens]:
+        """Forward–backward RoPE references of a block ``[start, end]`` (inclusive) that is fully synthetic.
+
+        Clean frames are those with any token not generated (V2V-kept or first-frame conditions); their
+        source latents are the reference content. A block holding a clean frame needs none.
+
+        Returns:
+            ``[]`` or one set with the closest clean frame before and/or after the block.
+        """
+        synthetic = (inputs.mask > 0).flatten(2).all(dim=2).all(dim=0)  # [T]: every token of the frame generated
+        if not bool(synthetic[start : end + 1].all()):
+            return []
+        clean = torch.nonzero(~synthetic).flatten().tolist()
+        past = [f for f in clean if f < start]
+        future = [f for f in clean if f > end]
+        chosen = ([past[-1]] if past else []) + ([future[0]] if future else [])
+        if not chosen:
+            return []
+        source = torch.tensor(chosen, device=inputs.latents.device)
+        return [frame_references(inputs.latents[:, :, source], source, start, end, inputs.fps)]
+
     def tapsf_velocity(self, num_frames: int):
         """TAPSF (paper §3.4): per step, the guided velocity of every block, averaged where blocks overlap.
 
@@ -246,9 +272,12 @@ class EulerSampler:
                 lo, n = int(idx[0]), idx.numel()
                 tokens = patchify(latents)
                 m = slice_block(mask, idx, frames)
+                refs = list(inputs.references)
+                if self.cfg.frame_references:
+                    refs += self.block_frame_references(inputs, lo, lo + n - 1)
 
                 def build(audio_on: bool) -> DiTInputs:
-                    return self.model_inputs(inputs, tokens, t, audio_on, lo, (n, grid_h, grid_w), m)
+                    return self.model_inputs(inputs, tokens, t, audio_on, lo, (n, grid_h, grid_w), m, refs)
 
                 return unpatchify(self.guided_velocity(inputs, build), n, grid_h, grid_w)
 

@@ -178,3 +178,31 @@ def test_long_videos_sample_in_tapsf_blocks_with_global_positions():
     torch.testing.assert_close(out, target, rtol=0, atol=1e-5)  # a local flow is integrated exactly
     assert max(calls) == 17 * h * w  # never more than one block in a DiT call
     assert len(calls) >= 8 * 3  # 40 frames: at least 3 blocks per step
+
+
+def test_fully_synthetic_blocks_get_forward_backward_frame_references():
+    frames, h, w = 40, 2, 2
+    inputs = oracle_inputs(bsz=1, frames=frames)
+    inputs.mask = mode_mask("i2v", (frames, h, w), 1)  # long I2V: only latent frame 0 is clean
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, tokens, timestep, text, text_mask, coords, audio):
+            video = audio.token_frame_index[0] >= 0
+            first = int(audio.token_frame_index[0, video][0])
+            refs = coords[0, 0, ~video]  # temporal RoPE coordinate (seconds) of the reference tokens
+            seen[first] = (int((~video).sum()), sorted(set(refs.tolist())))
+            assert torch.equal(timestep[:, ~video], torch.zeros_like(timestep[:, ~video]))  # clean references
+            return torch.zeros_like(tokens)
+
+    cfg = SamplerConfig(num_steps=1, guidance=GuidanceConfig(1.0, 1.0), block_size=17)
+    EulerSampler(Recorder(), cfg).sample(inputs)
+    assert seen[0][0] == 0  # the block holding the clean first frame needs no reference
+    later = [f for f in seen if f > 0]
+    assert later
+    for lo in later:
+        count, times = seen[lo]
+        assert count == h * w  # one full frame: the closest clean frame before the block (frame 0)
+        # Eq. 7: farther than 3 latent frames -> placed 3 before the block's start (8τ - 7 frames / fps).
+        tau = lo - 3 if lo > 3 else 0
+        assert times == [pytest.approx(max(8 * tau - 7, 0) / 25.0)]
