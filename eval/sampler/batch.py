@@ -13,6 +13,25 @@ from trainer.model.dit_inputs import batch_audio_windows, identity_references
 from trainer.model.masks import lower_face_token_mask
 
 
+def _text_and_references(
+    module, batch: dict, ref_latents: torch.Tensor | None, identity_refs: bool, grid: tuple[int, int], fps
+) -> dict:
+    """Caption and empty-caption embeddings and the identity reference tokens of a batch."""
+    text, text_mask = module.text_encoder(batch["captions"])
+    null_text, null_mask = module.text_encoder([""] * len(batch["captions"]))
+    references = []
+    if identity_refs and ref_latents is not None:
+        boxes = batch["ref_lower_face_boxes"].to(ref_latents.device)
+        references.append(identity_references(ref_latents, boxes, *grid, fps))
+    return {
+        "text": text,
+        "text_mask": text_mask,
+        "null_text": null_text,
+        "null_text_mask": null_mask,
+        "references": references,
+    }
+
+
 @torch.no_grad()
 def sample_inputs_from_batch(
     module,
@@ -59,24 +78,8 @@ def sample_inputs_from_batch(
         device=dev,
     )
     windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
-    text, text_mask = module.text_encoder(batch["captions"])
-    null_text, null_mask = module.text_encoder([""] * bsz)
-    references = []
-    if identity_refs and ref_latents is not None:
-        boxes = batch["ref_lower_face_boxes"].to(dev)
-        references.append(identity_references(ref_latents, boxes, grid_h, grid_w, fps))
-    return SampleInputs(
-        latents=latents,
-        mask=mask,
-        fps=fps,
-        windows=windows,
-        window_valid=valid,
-        text=text,
-        text_mask=text_mask,
-        null_text=null_text,
-        null_text_mask=null_mask,
-        references=references,
-    )
+    common = _text_and_references(module, batch, ref_latents, identity_refs, (grid_h, grid_w), fps)
+    return SampleInputs(latents=latents, mask=mask, fps=fps, windows=windows, window_valid=valid, **common)
 
 
 @torch.no_grad()
@@ -127,21 +130,7 @@ def edited_sample_inputs(
         "frame_start": torch.zeros(bsz, dtype=torch.long),
     }
     windows, valid = batch_audio_windows(edited_batch, cfg.audio.window, cfg.audio.feature_rate, dev)
-    text, text_mask = module.text_encoder(batch["captions"])
-    null_text, null_mask = module.text_encoder([""] * bsz)
-    references = []
-    if identity_refs and ref_latents is not None:
-        references.append(identity_references(ref_latents, batch["ref_lower_face_boxes"].to(dev), grid_h, grid_w, fps))
-    inputs = SampleInputs(
-        latents=edited.latents,
-        mask=edited.mask_grid().to(torch.float32),
-        fps=fps,
-        windows=windows,
-        window_valid=valid,
-        text=text,
-        text_mask=text_mask,
-        null_text=null_text,
-        null_text_mask=null_mask,
-        references=references,
-    )
+    common = _text_and_references(module, batch, ref_latents, identity_refs, (grid_h, grid_w), fps)
+    mask = edited.mask_grid().to(torch.float32)
+    inputs = SampleInputs(latents=edited.latents, mask=mask, fps=fps, windows=windows, window_valid=valid, **common)
     return inputs, edited, frames_map
