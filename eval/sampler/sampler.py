@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from eval.sampler.long_video import TAPSFConfig, TAPSFSchedule, blockwise_velocity, slice_block
+from eval.sampler.long_video import (
+    TAPSFConfig,
+    TAPSFSchedule,
+    blockwise_velocity,
+    progressive_prefix_denoise,
+    slice_block,
+)
 from trainer.model.dit import TalkingHeadDiT
 from trainer.model.dit_inputs import DiTInputs, assemble_dit_inputs, frame_references
 from trainer.model.sequence import ReferenceTokens, patchify, unpatchify
@@ -50,6 +56,11 @@ class SamplerConfig:
             (17 latent frames = 136 video frames in the paper); 0 never splits.
         shift: Latent frames the block partition moves at each early/late step.
         unshifted_fraction: Middle share of the steps without a shift (75% in the paper).
+        long_video: How videos longer than ``block_size`` are denoised: ``tapsf`` (all blocks every step,
+            the paper's choice) or ``prefix`` (window after window with a clean prefix, AnyExpress §3.3;
+            only for T2V/I2V, where every frame but the first is generated).
+        prefix_frames: Prefix mode: clean latent frames carried over from the previous window.
+        anchor_alignment: Prefix mode: re-normalise later windows to the first window's statistics.
         frame_references: Give a fully synthetic block (every token generated: long I2V, long additions)
             full-frame reference tokens of the closest clean latent frames before and after it, at their
             Eq. 7 forward–backward RoPE indices (paper §3.4).
@@ -63,6 +74,9 @@ class SamplerConfig:
     shift: int = 5
     unshifted_fraction: float = 0.75
     frame_references: bool = True
+    long_video: str = "tapsf"  # "tapsf" or "prefix" (AnyExpress progressive prefix conditioning; T2V/I2V)
+    prefix_frames: int = 4  # prefix mode: clean latent frames carried into the next window
+    anchor_alignment: bool = True  # prefix mode: align later windows to the first window's statistics
 
 
 @dataclass
@@ -132,7 +146,7 @@ class EulerSampler:
         self,
         inputs: SampleInputs,
         x: torch.Tensor,
-        t: float,
+        t: float | torch.Tensor,
         audio_on: bool = True,
         frame_offset: int = 0,
         grid: tuple[int, int, int] | None = None,
@@ -144,7 +158,7 @@ class EulerSampler:
         Args:
             inputs: The conditions.
             x: Current video tokens ``[B, N, C]``.
-            t: Current flow time.
+            t: Current flow time, or per token ``[B, N]`` (prefix conditioning: 0 on the clean prefix).
             audio_on: ``False`` gives the audio-null pass (zeroed windows, as training's audio dropout).
             frame_offset: Global latent index of the first frame of ``x``.
             grid: ``(T, H, W)`` of ``x``; default the whole video.
@@ -215,9 +229,11 @@ class EulerSampler:
             noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
         x, _ = self.initial_state(inputs, noise)
         m = inputs.mask.flatten(1).to(x.device)[..., None] > 0
+        frames = inputs.grid[0]
+        long = 0 < self.cfg.block_size < frames
+        if velocity is None and long and self.cfg.long_video == "prefix":
+            return self.sample_with_prefixes(inputs, x)
         if velocity is None:
-            frames = inputs.grid[0]
-            long = 0 < self.cfg.block_size < frames
             velocity = self.tapsf_velocity(frames) if long else self.full_velocity
         for i in range(self.cfg.num_steps):
             t, t_next = float(self.times[i]), float(self.times[i + 1])
@@ -225,6 +241,51 @@ class EulerSampler:
             # Unmasked tokens are conditions at time 0: they keep their clean values exactly.
             x = torch.where(m, x - (t - t_next) * v.to(x.dtype), x0)
         return unpatchify(x, *inputs.grid)
+
+    def sample_with_prefixes(self, inputs: SampleInputs, x: torch.Tensor) -> torch.Tensor:
+        """AnyExpress progressive prefix conditioning (§3.3): one window after another.
+
+        Each window starts from the previous window's last ``prefix_frames`` clean frames; later windows
+        are aligned to the first one's statistics.
+
+        Args:
+            inputs: T2V or I2V conditions (every frame after the first generated).
+            x: Initial tokens ``[B, T·H·W, C]`` (:meth:`initial_state`).
+
+        Returns:
+            Clean latents ``[B, C, T, H, W]``.
+
+        Raises:
+            ValueError: The mask keeps tokens after the first frame (V2V): alignment would alter them.
+        """
+        frames, grid_h, grid_w = inputs.grid
+        if not bool((inputs.mask[:, 1:] > 0).all()):
+            raise ValueError("long_video='prefix' needs every frame after the first generated (T2V/I2V); use 'tapsf'")
+        mask = inputs.mask.flatten(1).to(x.device)
+        tokens_per_frame = grid_h * grid_w
+
+        def fn(latents: torch.Tensor, idx: torch.Tensor, frame_t: torch.Tensor) -> torch.Tensor:
+            lo, n = int(idx[0]), idx.numel()
+            m = slice_block(mask, idx, frames)
+            t_tok = frame_t.repeat_interleave(tokens_per_frame, dim=1).to(m.dtype)  # [B, n·H·W]
+            tokens = patchify(latents)
+
+            def build(audio_on: bool) -> DiTInputs:
+                return self.model_inputs(inputs, tokens, t_tok, audio_on, lo, (n, grid_h, grid_w), m)
+
+            v = self.guided_velocity(inputs, build) * m[..., None]  # conditions (I2V frame 0) do not move
+            return unpatchify(v, n, grid_h, grid_w)
+
+        out = progressive_prefix_denoise(
+            unpatchify(x, frames, grid_h, grid_w),
+            self.times.to(torch.float32),
+            fn,
+            window=self.cfg.block_size,
+            prefix_frames=self.cfg.prefix_frames,
+            anchor_alignment=self.cfg.anchor_alignment,
+        )
+        keep = inputs.mask[:, None].expand_as(out) == 0
+        return torch.where(keep, inputs.latents, out)
 
     @staticmethod
     def block_frame_references(inputs: SampleInputs, start: int, end: int) -> list[ReferenceTokens]:
