@@ -73,6 +73,43 @@ BAD = [
     (["strategy=deepspeed_cpu", "strategy.offload_parameters=true"], "strategy.offload_parameters", "zero_stage=3"),
     (["strategy=deepspeed_cpu", "optim.muon_adjust_lr=match_rms_adamw"], "optim.muon_adjust_lr", "DeepSpeed's Muon"),
     (["strategy=deepspeed_cpu", "optim.muon_ns_steps=6"], "optim.muon_ns_steps", "DeepSpeed's Muon"),
+    (["validation.every_n_steps=-1"], "validation.every_n_steps", ">= 0"),
+    (["validation.every_n_steps=5"], "validation.shards", "is required"),
+    (["validation.timestep_quantiles=[0.0,0.5]"], "validation.timestep_quantiles", "in (0, 1)"),
+    (["validation.timestep_quantiles=[0.5,1.0]"], "validation.timestep_quantiles", "in (0, 1)"),
+    (["validation.timestep_quantiles=[0.5,0.5]"], "validation.timestep_quantiles", "repeat"),
+    (["validation.modes=[t2v]"], "validation.modes", "v2v_self"),
+    (["validation.modes=[]"], "validation.modes", "non-empty"),
+    (["validation.sample_steps=0"], "validation.sample_steps", ">= 1"),
+    (["validation.num_clips=-1"], "validation.num_clips", ">= 0"),
+    (["validation.v2v_mask=mouth"], "validation.v2v_mask", "lip"),
+    (["validation.timestep_quantiles=abc"], "validation.timestep_quantiles", "not a ListConfig"),
+    (
+        ["validation.every_n_steps=5", "validation.shards=x", "validation.loss_batches=0", "validation.num_clips=0"],
+        "validation.loss_batches",
+        "nothing to validate",
+    ),
+    (
+        ["validation.every_n_steps=5", "validation.shards=x", "validation.timestep_quantiles=[]"],
+        "validation.timestep_quantiles",
+        "must not be empty",
+    ),
+    (
+        [
+            "validation.every_n_steps=5",
+            "validation.shards=x",
+            "parallel=ulysses",
+            "strategy.devices=2",
+            "parallel.size=2",
+        ],
+        "validation.every_n_steps",
+        "validation with sequence parallelism is not supported yet",
+    ),
+    (
+        ["validation.every_n_steps=5", "validation.shards=x", "strategy=deepspeed_cpu", "strategy.zero_stage=3"],
+        "validation.every_n_steps",
+        "ZeRO-3 is not supported yet",
+    ),
 ]
 
 

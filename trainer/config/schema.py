@@ -271,6 +271,37 @@ class LoopConfig:
 
 
 @dataclass
+class ValidationConfig:
+    """Validation during training (:class:`trainer.validation.ValidationCallback`); off by default.
+
+    Every ``every_n_steps`` optimizer steps all ranks stop at the same step boundary and, with the model in
+    eval mode and without gradients: (1) compute the masked flow-matching loss (Eq. 8 without the
+    contrastive term) of the first ``loss_batches`` training-layout batches of ``shards`` (read in file
+    order, no shuffle) with every sample at ``t = q`` for each ``q`` in ``timestep_quantiles`` and the
+    conditions of V2V inference (V2V on, first frame off, audio on, identity references as
+    ``identity_refs``), logged as ``val/loss_t<q>`` and their mean ``val/loss``; (2) sample the first
+    ``num_clips`` clips of ``shards`` with the Euler sampler in each of ``modes``, log the means of the
+    metrics whose weights are present (``val/<metric>`` for ``modes[0]``, ``val/<mode>/<metric>`` for the
+    others) and write ``<run_dir>/validation/step<N>/<clip>.mp4`` (``.../<mode>/<clip>.mp4`` for the modes
+    after the first) with the driving audio; under wandb the videos are logged too.
+    """
+
+    every_n_steps: int = 0  # optimizer steps between validations; 0 turns validation off
+    shards: str | None = None  # held-out shards (brace pattern, glob or list, like data.shards)
+    num_clips: int = 2  # clips sampled per validation (the first ones of the shards); 0 skips sampling
+    sample_steps: int = 8  # Euler steps per sample (40 in the paper; fewer keeps validation cheap)
+    # Flow times of the held-out loss, each in (0, 1); the same noise is used at every t and every validation.
+    timestep_quantiles: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    loss_batches: int = 2  # training-layout batches of the held-out loss; 0 skips the loss
+    modes: list[str] = field(default_factory=lambda: ["v2v_self"])  # v2v_self, v2v_novel, i2v (eval.run)
+    v2v_mask: str = "lip"  # lip (as trained), face or head
+    identity_refs: bool = True  # prepend the clips' face reference tokens (loss and samples)
+    audio_guidance: float = 2.0  # classifier-free guidance scale of the audio (1 = one pass per step)
+    text_guidance: float = 1.0  # classifier-free guidance scale of the caption (1 = off)
+    seed: int = 0  # seed of the posterior samples and of the noise (fixed: validations are comparable)
+
+
+@dataclass
 class TrainConfig:
     """Root of ``conf/train.yaml``."""
 
@@ -291,3 +322,4 @@ class TrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)

@@ -17,6 +17,9 @@ _LOGGERS = ("csv", "wandb")
 _WANDB_MODES = ("offline", "online", "disabled")
 _STRATEGIES = ("ddp", "fsdp", "deepspeed")
 _PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed")
+# The sampling modes of eval.run (its MODES; not imported: validation must stay cheap to import).
+_VALIDATION_MODES = ("v2v_self", "v2v_novel", "i2v")
+_V2V_MASKS = ("lip", "face", "head")
 
 
 def _require(cond: bool, key: str, value: object, rule: str) -> None:
@@ -315,3 +318,69 @@ def validate_train_config(cfg: TrainConfig) -> None:
             cfg.resume,
             "must be an existing training checkpoint (a .ckpt file, or a DeepSpeed checkpoint folder) or auto",
         )
+
+    validate_validation(cfg)
+
+
+def validate_validation(cfg: TrainConfig) -> None:
+    """Rules of ``validation.*`` (:class:`trainer.config.schema.ValidationConfig`).
+
+    Raises:
+        ConfigError: Naming the first key that breaks a rule.
+    """
+    v = cfg.validation
+    _require(v.every_n_steps >= 0, "validation.every_n_steps", v.every_n_steps, "must be >= 0 (0 turns it off)")
+    _require(v.num_clips >= 0, "validation.num_clips", v.num_clips, "must be >= 0 (0 skips sampling)")
+    _require(v.loss_batches >= 0, "validation.loss_batches", v.loss_batches, "must be >= 0 (0 skips the loss)")
+    _require(v.sample_steps >= 1, "validation.sample_steps", v.sample_steps, "must be >= 1")
+    for q in v.timestep_quantiles:
+        _require(0.0 < q < 1.0, "validation.timestep_quantiles", list(v.timestep_quantiles), "each must be in (0, 1)")
+    _require(
+        len(set(v.timestep_quantiles)) == len(v.timestep_quantiles),
+        "validation.timestep_quantiles",
+        list(v.timestep_quantiles),
+        "must not repeat a value (each is logged as val/loss_t<q>)",
+    )
+    _require(
+        bool(v.modes) and all(m in _VALIDATION_MODES for m in v.modes) and len(set(v.modes)) == len(v.modes),
+        "validation.modes",
+        list(v.modes),
+        f"must be a non-empty list of distinct modes from {_VALIDATION_MODES}",
+    )
+    _require(v.v2v_mask in _V2V_MASKS, "validation.v2v_mask", v.v2v_mask, f"must be one of {_V2V_MASKS}")
+    _require(v.audio_guidance >= 0, "validation.audio_guidance", v.audio_guidance, "must be >= 0")
+    _require(v.text_guidance >= 0, "validation.text_guidance", v.text_guidance, "must be >= 0")
+    if v.every_n_steps == 0:
+        return
+    _require(
+        bool(v.shards),
+        "validation.shards",
+        v.shards,
+        "is required when validation.every_n_steps > 0 (held-out shards in the data_prep schema)",
+    )
+    _require(
+        v.loss_batches > 0 or v.num_clips > 0,
+        "validation.loss_batches",
+        v.loss_batches,
+        "validation.loss_batches and validation.num_clips are both 0: nothing to validate",
+    )
+    _require(
+        v.loss_batches == 0 or bool(v.timestep_quantiles),
+        "validation.timestep_quantiles",
+        list(v.timestep_quantiles),
+        "must not be empty when validation.loss_batches > 0",
+    )
+    _require(
+        not (cfg.strategy.strategy == "deepspeed" and cfg.strategy.zero_stage == 3),
+        "validation.every_n_steps",
+        v.every_n_steps,
+        "validation under DeepSpeed ZeRO-3 is not supported yet (ZeRO-3 partitions the frozen VAE and text "
+        "encoder too, whose forwards, with cached captions, differ between ranks); use zero_stage=2 or fsdp",
+    )
+    _require(
+        cfg.parallel.size == 1,
+        "validation.every_n_steps",
+        v.every_n_steps,
+        f"validation with sequence parallelism is not supported yet (parallel.size={cfg.parallel.size}); "
+        "set validation.every_n_steps=0 or parallel=none",
+    )

@@ -1,0 +1,510 @@
+"""Validation during training: held-out loss at fixed flow times, sampled clips, metrics and videos.
+
+:class:`ValidationCallback` runs every ``validation.every_n_steps`` optimizer steps, at a step boundary
+(``on_train_batch_end`` of the batch that stepped, as :class:`launch.requeue.RequeueOnSignal`), with the
+model in eval mode and without gradients:
+
+1. **Held-out loss.** The first ``loss_batches`` batches of the validation shards, in the training
+   loader's layout (same buckets and token budget, cached latents when present) but read once in file
+   order without shuffling, with the plans' random resize/crop seeded by ``data.seed``. Each batch is
+   encoded once with a fixed generator, then noised with the same ``ε`` at every ``t = q`` of
+   ``timestep_quantiles`` (all samples at the same ``t``) under the V2V inference conditions (V2V mask on,
+   first frame off, audio on, identity references per ``validation.identity_refs``). The loss is Eq. 8's
+   masked flow-matching error (no contrastive term, no KNN noise choice: those are training devices, the
+   plain error is comparable across runs), normalised over every masked element of every batch and rank:
+   ``val/loss_t<q>``, and ``val/loss`` their mean.
+2. **Samples.** The first ``num_clips`` clips of the shards (:func:`eval.run.read_clips`), each sampled in
+   every mode with :class:`eval.sampler.sampler.EulerSampler` (``sample_steps``), scored with
+   :func:`eval.metrics.compute_metrics` (weights from ``TALKDIT_*``; metrics without weights are absent)
+   and written as mp4 with the driving audio to ``<run_dir>/validation/step<N>/<clip>.mp4`` by global
+   rank 0 (``<mode>/<clip>.mp4`` below it for the modes after the first); under a ``WandbLogger`` the
+   files are logged as videos as well.
+
+Distribution. Every rank takes part, so no collective waits on a rank that skipped validation: clip and
+loss batch ``i`` belong to rank ``i % world``; each rank runs the same number of them (a rank short of
+work repeats its last one, not counted) so that strategies which gather sharded weights inside the
+forward (FSDP, ZeRO-3) see the same number of forwards on every rank (the remaining difference, from
+clips of different lengths under TAPSF blocks, is made up with repeated DiT forwards; FSDP shards the DiT
+only). Loss sums, metric sums and counts are all-reduced, so every rank holds the same values; rank 0's
+loggers write them (already reduced: no ``sync_dist``). Sequence parallelism and DeepSpeed ZeRO-3 (which
+also partitions the VAE and text encoder, whose forward counts differ between ranks) are refused by the
+config rules for now.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import webdataset as wds
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+
+from trainer.config.schema import ValidationConfig
+from trainer.data.datamodule import expand_shards, stream_settings
+from trainer.data.plan import Plan, decode_plan, plan_sample
+from trainer.data.schema import ShardSampleError
+from trainer.data.transforms import collate_clips
+from trainer.lightning_module import StepInputs
+from trainer.model.dit_inputs import assemble_dit_inputs, batch_audio_windows, identity_references
+from trainer.model.masks import lower_face_token_mask
+from trainer.model.sequence import patchify
+from trainer.objectives.conditions import ConditionFlags
+from trainer.objectives.flow_matching import masked_sq_error, noise_mask, noise_tokens, velocity_target
+
+log = logging.getLogger("talkdit.validation")
+
+VALIDATION_DIR = "validation"
+
+
+def rank_share(num_items: int, rank: int, world: int) -> tuple[list[int], int]:
+    """Which items a rank handles: item ``i`` belongs to rank ``i % world``, padded to equal length.
+
+    Args:
+        num_items: Items in all (clips or loss batches).
+        rank: This rank.
+        world: Ranks in all.
+
+    Returns:
+        ``(indices, real)``: ``ceil(num_items / world)`` item indices (the first ``real`` are this rank's
+        own; the rest repeat its last one, or item ``rank % num_items`` when it owns none) — empty when
+        ``num_items`` is 0.
+    """
+    if num_items == 0:
+        return [], 0
+    own = list(range(rank, num_items, world))
+    per_rank = math.ceil(num_items / world)
+    pad = own[-1] if own else rank % num_items
+    return own + [pad] * (per_rank - len(own)), len(own)
+
+
+def quantile_key(q: float) -> str:
+    """Log key of the held-out loss at flow time ``q``, e.g. ``val/loss_t0.3``."""
+    return f"val/loss_t{q:g}"
+
+
+def _distributed(trainer: L.Trainer) -> bool:
+    return trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def loss_plan_groups(cfg, urls: list[str], limit: int) -> list[list[Plan]]:
+    """The first ``limit`` full batches of plans of the validation shards, in file order (no shuffle).
+
+    The plans are the training loader's (:func:`trainer.data.plan.plan_sample`, epoch 0, ``data.seed``), so
+    a batch has the training token budget; nothing is decoded here. Bad samples are skipped with a warning.
+
+    Args:
+        cfg: The training config (``data``, ``audio``, ``objective``).
+        urls: Validation shard paths.
+        limit: Batches wanted.
+
+    Returns:
+        Up to ``limit`` groups of plans, each one batch of one bucket.
+    """
+    from trainer.runner import feature_spec
+
+    settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    pending: OrderedDict[tuple, list[Plan]] = OrderedDict()
+    groups: list[list[Plan]] = []
+    if limit == 0:
+        return groups
+    for url in urls:
+        for raw in wds.tarfile_samples([{"url": url}]):
+            try:
+                plan = plan_sample(
+                    raw,
+                    0,
+                    settings.seed,
+                    settings.buckets,
+                    settings.features,
+                    settings.num_refs,
+                    settings.min_mp,
+                    settings.max_mp,
+                    settings.use_cached_latents,
+                )
+            except ShardSampleError as err:
+                log.warning("validation: skipping a bad sample: %s", err)
+                continue
+            group = pending.setdefault(plan.group_key, [])
+            group.append(plan)
+            if len(group) == plan.bucket.batch_size:
+                del pending[plan.group_key]
+                groups.append(group)
+                if len(groups) == limit:
+                    return groups
+    return groups
+
+
+@torch.no_grad()
+def held_out_errors(
+    module, batch: dict, quantiles: list[float], seed: int, identity_refs: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked flow-matching error of one batch at fixed flow times (the trainer's step, conditions fixed).
+
+    Follows :meth:`trainer.lightning_module.TalkingHeadModule.prepare_step` with the shared functions,
+    replacing its random draws: conditions are V2V inference's (V2V on, first frame off, audio on,
+    identity references per ``identity_refs``), ``ε`` is plain Gaussian noise from a generator seeded
+    with ``seed`` and shared by every ``q``, and every sample is at ``t = q``.
+
+    Args:
+        module: The :class:`~trainer.lightning_module.TalkingHeadModule` (on its device, in eval mode).
+        batch: A loader batch on the module's device.
+        quantiles: Flow times ``Q`` in (0, 1).
+        seed: Seed of the posterior sample and the noise.
+        identity_refs: Prepend the identity reference tokens.
+
+    Returns:
+        ``(error sums [Q], masked element counts [Q])`` float32 on the module's device (Eq. 8 before
+        normalisation, summed over the batch).
+    """
+    cfg, dev = module.cfg, module.device
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    x0, ref_lat = module.encode_latents(batch, gen)
+    bsz, _, frames_lat, grid_h, grid_w = x0.shape
+    fps = batch["fps"].to(dev)
+    d = cfg.data
+    boxes = batch["lower_face_boxes"].to(dev)
+    face = lower_face_token_mask(boxes, grid_h, grid_w, d.mask, d.mask_padding, d.mask_alpha)
+    yes = torch.ones(bsz, dtype=torch.bool, device=dev)
+    flags = ConditionFlags(audio=yes, first_frame=~yes, v2v=yes, identity=identity_refs)
+    m = noise_mask(face, flags.v2v, flags.first_frame).flatten(1)  # [B, N]
+    x0_tok = patchify(x0)
+    noise = torch.randn(x0_tok.shape, generator=gen, device=dev, dtype=torch.float32).to(x0_tok.dtype)
+    references = []
+    if identity_refs:
+        references.append(identity_references(ref_lat, batch["ref_lower_face_boxes"].to(dev), grid_h, grid_w, fps))
+    windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
+    text, text_mask = module.text_encoder(batch["captions"])
+    target = velocity_target(x0_tok, noise)
+    sums, counts = [], []
+    for q in quantiles:
+        x_t, t_tok = noise_tokens(x0_tok, noise, torch.full((bsz,), float(q), device=dev), m)
+        inputs = assemble_dit_inputs(x_t, t_tok, m, (frames_lat, grid_h, grid_w), fps, windows, valid, references)
+        step = StepInputs(
+            tokens=inputs.tokens,
+            timestep=inputs.timestep,
+            coords=inputs.coords,
+            audio=inputs.audio,
+            text=text,
+            text_mask=text_mask,
+            target=target,
+            mask=m,
+            num_ref=inputs.num_ref,
+            flags=flags,
+        )
+        pred, tgt, mask = module.forward_velocity(step)
+        err, count = masked_sq_error(pred, tgt, mask)
+        sums.append(err.sum())
+        counts.append(count.sum())
+    return torch.stack(sums).float(), torch.stack(counts).float()
+
+
+@dataclass
+class _Clip:
+    """One validation clip as read once at set-up (:func:`eval.run.read_clips`)."""
+
+    sample: object  # trainer.data.decode.ClipSample
+    audio: np.ndarray  # [S] float32
+    sample_rate: int
+
+
+class _ForwardCounter:
+    """Counts DiT forwards and keeps the last one's arguments, to equalise forwards across ranks."""
+
+    def __init__(self, dit: torch.nn.Module):
+        self.count = 0
+        self.last: tuple[tuple, dict] | None = None
+        self.handle = dit.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        self.count += 1
+        self.last = (args, kwargs)
+
+    def close(self) -> None:
+        self.handle.remove()
+        self.last = None
+
+
+class ValidationCallback(Callback):
+    """Held-out loss at fixed flow times and sampled clips with metrics, every ``every_n_steps`` steps.
+
+    Args:
+        cfg: ``validation.*`` (enabled: ``every_n_steps > 0``).
+        run_dir: The run directory (videos go to ``validation/step<N>/``).
+        weights: Metric weight files; default :meth:`eval.metrics.MetricWeights.from_env`.
+    """
+
+    def __init__(self, cfg: ValidationConfig, run_dir: str | Path, weights=None):
+        from eval.metrics import MetricWeights
+
+        if cfg.every_n_steps < 1 or not cfg.shards:
+            raise ValueError("ValidationCallback needs validation.every_n_steps >= 1 and validation.shards")
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.urls = expand_shards(cfg.shards)  # a pattern matching nothing fails here, before training
+        self.weights = weights if weights is not None else MetricWeights.from_env()
+        self.clips: list[_Clip] = []
+        self.last_step: int | None = None
+        self.results: dict[int, dict[str, float]] = {}  # step -> logged values (every rank)
+
+    # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        """Read the fixed clips (every rank reads all of them: any rank may pad with any) and check the shards."""
+        from eval.run import read_clips
+
+        if stage != "fit":
+            return
+        if self.cfg.num_clips:
+            self.clips = [_Clip(c, a, sr) for c, a, sr in read_clips(self.cfg.shards, pl_module, self.cfg.num_clips)]
+            if not self.clips:
+                raise FileNotFoundError(f"validation.shards={self.cfg.shards}: no clip found")
+        if self.cfg.loss_batches and not loss_plan_groups(pl_module.cfg, self.urls, 1):
+            raise ValueError(
+                f"validation.shards={self.cfg.shards}: not one full batch of data.tokens_per_batch="
+                f"{pl_module.cfg.data.tokens_per_batch} tokens in these shards; add clips or set "
+                "validation.loss_batches=0"
+            )
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        """At every ``every_n_steps``-th optimizer step boundary, validate (all ranks)."""
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # inside a gradient accumulation window: not a step boundary
+        step = trainer.global_step
+        if step == 0 or step % self.cfg.every_n_steps or step == self.last_step:
+            return
+        self.last_step = step
+        values = self.validate(trainer, pl_module)
+        self.results[step] = values
+        # Every rank reports what it holds (the same values after the all-reduce; tests compare them).
+        log.info("validation at step %d on rank %d: %s", step, trainer.global_rank, json.dumps(values, sort_keys=True))
+        # Lightning logs the training metrics of optimizer step N at index N - 1; use the same row.
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=step - 1)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in values.items()})
+        if hasattr(pl_module, "_window_start"):
+            # The module's step-time window must not count the validation as training time.
+            pl_module._window_start = None
+
+    # ------------------------------------------------------------------ the validation
+    def validate(self, trainer: L.Trainer, pl_module) -> dict[str, float]:
+        """Run one validation on every rank; returns the reduced values (the same on every rank).
+
+        Raises:
+            RuntimeError: Validation failed on some rank (raised on every rank, so none waits forever).
+        """
+        modes = {m: m.training for m in pl_module.modules()}
+        pl_module.eval()
+        sharded = self._sharded(pl_module)
+        counter = _ForwardCounter(pl_module.dit) if sharded else None
+        error: BaseException | None = None
+        loss = metrics = None
+        frames: dict[tuple[str, int], np.ndarray] = {}
+        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        try:
+            # Own RNG streams throughout; the training's global RNG state is left as it was.
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                try:
+                    loss = self._loss_sums(trainer, pl_module)
+                    metrics, frames = self._samples(trainer, pl_module)
+                except Exception as err:  # reported on every rank below, after the collectives
+                    error = err
+                    log.exception("validation failed on rank %d", trainer.global_rank)
+                if counter is not None:
+                    with trainer.precision_plugin.forward_context():
+                        self._equalise_forwards(trainer, pl_module, counter)
+        finally:
+            if counter is not None:
+                counter.close()
+            for m, training in modes.items():
+                m.train(training)  # exactly as before: the frozen VAE and text encoder stay in eval mode
+        failed = torch.tensor([1.0 if error is not None else 0.0], device=pl_module.device)
+        if _distributed(trainer):
+            torch.distributed.all_reduce(failed, op=torch.distributed.ReduceOp.MAX)
+        if failed.item() > 0:
+            raise RuntimeError(f"validation at step {trainer.global_step} failed on a rank") from error
+        values = self._reduce(trainer, pl_module, loss, metrics)
+        self._write_videos(trainer, frames)
+        return values
+
+    @staticmethod
+    def _sharded(pl_module) -> bool:
+        # Strategies whose DiT forward gathers weights (a collective): FSDP, and ZeRO-3 (refused by the config
+        # rules for now, see the module docstring).
+        st = pl_module.cfg.strategy
+        return st.strategy == "fsdp" or (st.strategy == "deepspeed" and st.zero_stage == 3)
+
+    def _loss_sums(self, trainer: L.Trainer, pl_module) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's error sums and counts per quantile ``([Q], [Q])`` over its own loss batches."""
+        cfg = self.cfg
+        qs = list(cfg.timestep_quantiles)
+        dev = pl_module.device
+        sums = torch.zeros(len(qs), device=dev)
+        counts = torch.zeros(len(qs), device=dev)
+        if not cfg.loss_batches:
+            return sums, counts
+        groups = loss_plan_groups(pl_module.cfg, self.urls, cfg.loss_batches)
+        indices, real = rank_share(len(groups), trainer.global_rank, trainer.world_size)
+        data = pl_module.cfg.data
+        num_refs = pl_module.cfg.objective.num_reference_frames
+        for k, j in enumerate(indices):
+            batch = collate_clips([decode_plan(p, num_refs, data.default_caption) for p in groups[j]])
+            batch = pl_module.transfer_batch_to_device(batch, dev, 0)
+            # The training step's precision (autocast under *-mixed), as in training_step.
+            with trainer.precision_plugin.forward_context():
+                s, c = held_out_errors(pl_module, batch, qs, cfg.seed + j, cfg.identity_refs)
+            if k < real:  # padding batches only keep the forwards in step
+                sums += s
+                counts += c
+        return sums, counts
+
+    def _samples(self, trainer: L.Trainer, pl_module) -> tuple[torch.Tensor, dict[tuple[str, int], np.ndarray]]:
+        """Sample this rank's clips in every mode.
+
+        Returns:
+            ``(metric sums and counts [M, K, 2], frames)``: for mode ``M`` and metric ``K`` the sum of the
+            finite values and their count; ``frames[(mode, clip index)]`` ``[F, H, W, 3]`` uint8 of this
+            rank's own clips.
+        """
+        from eval.metrics import METRIC_NAMES, compute_metrics
+        from eval.run import MODES, clip_batch, sample_clip
+        from eval.sampler.sampler import EulerSampler, GuidanceConfig, SamplerConfig
+
+        cfg = self.cfg
+        stats = torch.zeros(len(cfg.modes), len(METRIC_NAMES), 2, dtype=torch.float64)
+        frames_out: dict[tuple[str, int], np.ndarray] = {}
+        if not self.clips:
+            return stats.to(pl_module.device), frames_out
+        sampler_cfg = SamplerConfig(
+            num_steps=cfg.sample_steps,
+            guidance=GuidanceConfig(audio=cfg.audio_guidance, text=cfg.text_guidance),
+            seed=cfg.seed,
+        )
+        sampler = EulerSampler(pl_module.dit, sampler_cfg, pl_module.cfg.objective.timestep_loc)
+        num_refs = pl_module.cfg.objective.num_reference_frames
+        indices, real = rank_share(len(self.clips), trainer.global_rank, trainer.world_size)
+        for k, i in enumerate(indices):
+            clip = self.clips[i]
+            for mi, mode in enumerate(cfg.modes):
+                whisper, drive = None, clip.audio
+                if mode == "v2v_novel":  # driven by the next clip's audio, as eval.run
+                    other = self.clips[(i + 1) % len(self.clips)]
+                    whisper, drive = other.sample.whisper, other.audio
+                batch = clip_batch(clip.sample, num_refs, whisper)
+                with trainer.precision_plugin.forward_context():  # the metrics below run outside autocast
+                    frames = sample_clip(
+                        pl_module, sampler, batch, MODES[mode][0], cfg.v2v_mask, cfg.identity_refs, cfg.seed + i
+                    )
+                if k >= real:
+                    continue  # a padding clip: its forwards keep the ranks in step, it is not scored
+                frames_out[(mode, i)] = frames
+                values = compute_metrics(
+                    frames,
+                    clip.sample.frames,
+                    drive,
+                    clip.sample.fps,
+                    self.weights,
+                    clip.sample_rate,
+                    clip.sample.ref_frames[0],
+                    pl_module.device,
+                )
+                for ki, name in enumerate(METRIC_NAMES):
+                    v = values.get(name)
+                    if v is not None and np.isfinite(v):
+                        stats[mi, ki, 0] += v
+                        stats[mi, ki, 1] += 1
+        return stats.to(pl_module.device), frames_out
+
+    @staticmethod
+    def _equalise_forwards(trainer: L.Trainer, pl_module, counter: _ForwardCounter) -> None:
+        # Clips of different lengths need different numbers of TAPSF block forwards; a rank that ran fewer
+        # repeats its last forward so that every rank's weight gathers pair up.
+        if not _distributed(trainer):
+            return
+        most = torch.tensor([counter.count], device=pl_module.device, dtype=torch.long)
+        torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)
+        missing = int(most.item()) - counter.count
+        if missing and counter.last is None:
+            raise RuntimeError("validation: this rank ran no DiT forward to repeat")
+        for _ in range(missing):
+            args, kwargs = counter.last
+            pl_module.dit(*args, **kwargs)
+
+    def _reduce(
+        self, trainer: L.Trainer, pl_module, loss: tuple[torch.Tensor, torch.Tensor], metrics: torch.Tensor
+    ) -> dict[str, float]:
+        """All-reduce the loss and metric sums; the values every rank logs."""
+        from eval.metrics import METRIC_NAMES
+
+        sums, counts = loss
+        # float64 on the wire: metric sums over many clips keep their digits; one collective for all.
+        flat = torch.cat([sums.double(), counts.double(), metrics.double().flatten()])
+        if _distributed(trainer):
+            torch.distributed.all_reduce(flat)
+        q = len(self.cfg.timestep_quantiles)
+        sums, counts, stats = flat[:q], flat[q : 2 * q], flat[2 * q :].reshape(metrics.shape)
+        values: dict[str, float] = {}
+        if self.cfg.loss_batches:
+            per_q = (sums / counts.clamp(min=1.0)).tolist()
+            for qv, v in zip(self.cfg.timestep_quantiles, per_q):
+                values[quantile_key(qv)] = float(v)
+            values["val/loss"] = float(np.mean(per_q))
+        for mi, mode in enumerate(self.cfg.modes):
+            prefix = "val/" if mi == 0 else f"val/{mode}/"
+            for ki, name in enumerate(METRIC_NAMES):
+                total, n = float(stats[mi, ki, 0]), float(stats[mi, ki, 1])
+                if n > 0:
+                    values[prefix + name] = total / n
+        return values
+
+    def _write_videos(self, trainer: L.Trainer, frames: dict[tuple[str, int], np.ndarray]) -> None:
+        """Gather every rank's sampled frames on global rank 0, which writes the mp4s (and logs them to wandb)."""
+        from eval.sampler.video_out import write_sample
+
+        if not self.clips:
+            return
+        if _distributed(trainer):
+            gathered: list | None = [None] * trainer.world_size if trainer.is_global_zero else None
+            torch.distributed.gather_object(frames, gathered, dst=0)
+            if not trainer.is_global_zero:
+                return
+            frames = {k: v for part in gathered for k, v in part.items()}
+        elif not trainer.is_global_zero:
+            return
+        out = self.run_dir / VALIDATION_DIR / f"step{trainer.global_step:07d}"
+        written: dict[str, list[tuple[str, Path]]] = {}
+        for (mode, i), video in sorted(frames.items(), key=lambda kv: (self.cfg.modes.index(kv[0][0]), kv[0][1])):
+            clip = self.clips[i]
+            drive = clip.audio
+            if mode == "v2v_novel":
+                drive = self.clips[(i + 1) % len(self.clips)].audio
+            sub = out if mode == self.cfg.modes[0] else out / mode
+            path = sub / f"{clip.sample.key}.mp4"
+            write_sample(path, video, clip.sample.fps, drive, clip.sample_rate)
+            written.setdefault(mode, []).append((clip.sample.key, path))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                for mode, items in written.items():
+                    # From the written files: they carry the audio, and wandb needs no video encoder.
+                    logger.log_video(
+                        key=f"val/video/{mode}",
+                        videos=[str(p) for _, p in items],
+                        step=trainer.global_step - 1,
+                        caption=[k for k, _ in items],
+                    )
+
+
+__all__ = [
+    "VALIDATION_DIR",
+    "ValidationCallback",
+    "held_out_errors",
+    "loss_plan_groups",
+    "quantile_key",
+    "rank_share",
+]
