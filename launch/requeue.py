@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from launch.run_dir import CHECKPOINT_DIR, REQUEUE_REQUEST
+from launch.run_dir import CHECKPOINT_DIR, REQUEUE_REQUEST, save_last_checkpoint
 from trainer.atomic import atomic_write_text
 
 log = logging.getLogger("talkdit.requeue")
@@ -80,7 +80,7 @@ class RequeueOnSignal(Callback):
         if not self._any_rank_requested(trainer, pl_module):
             return
         path = self.run_dir / CHECKPOINT_DIR / "last.ckpt"
-        trainer.save_checkpoint(path)  # every rank takes part (sharded strategies save their shard)
+        save_last_checkpoint(trainer, path)
         self.saved_step = trainer.global_step
         if trainer.is_global_zero:
             job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "")

@@ -90,6 +90,26 @@ def auto_resume_checkpoint(cfg) -> Path | None:
     return chosen
 
 
+def save_last_checkpoint(trainer, path: Path) -> None:
+    """Save the trainer's state as ``path`` (``checkpoints/last.ckpt``) on every rank.
+
+    Goes through the ModelCheckpoint's own last-save when it writes to the same folder, so that callback
+    knows ``last.ckpt`` holds this step: it neither writes a second ``last-v1.ckpt`` at train end nor
+    saves the same step again.
+
+    Args:
+        trainer: The Lightning trainer (every rank calls this; sharded strategies save their shard).
+        path: The ``last.ckpt`` to write.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    keeper = trainer.checkpoint_callback
+    if isinstance(keeper, ModelCheckpoint) and keeper.save_last and Path(keeper.dirpath) == path.parent:
+        keeper._save_last_checkpoint(trainer, keeper._monitor_candidates(trainer))
+    else:
+        trainer.save_checkpoint(path)
+
+
 def prepare_run_dir(cfg, resuming: bool) -> Path:
     """Create the run directory and save the resolved config in it (atomically).
 

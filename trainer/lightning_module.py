@@ -145,6 +145,12 @@ class TalkingHeadModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Build the data x sequence mesh once the process group exists, and parallelize the DiT."""
         par = self.cfg.parallel
+        st = self.cfg.strategy
+        if st.strategy == "deepspeed" and st.zero_stage == 3:
+            # ZeRO-3 partitions the frozen text encoder too, so each of its forwards gathers weights from
+            # every rank: all ranks must run it every step. The caption cache would skip the forward on
+            # ranks whose captions are cached and leave the others waiting in the gather.
+            self.text_encoder.cache_size = 0
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             self.mesh = build_mesh(par.size)
         if par.size > 1 and self.sp is None:

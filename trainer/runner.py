@@ -22,7 +22,13 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from launch.requeue import RequeueOnSignal
-from launch.run_dir import CHECKPOINT_DIR, RUN_DIR_ENV, auto_resume_checkpoint, prepare_run_dir
+from launch.run_dir import (
+    CHECKPOINT_DIR,
+    RUN_DIR_ENV,
+    auto_resume_checkpoint,
+    prepare_run_dir,
+    save_last_checkpoint,
+)
 from trainer.atomic import atomic_path
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.schema import TrainConfig
@@ -46,16 +52,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class FinalCheckpoint(Callback):
-    """Save ``last.ckpt`` when training stops between periodic checkpoints, so no finished step is lost."""
+    """Save ``last.ckpt`` when training stops between periodic checkpoints, so no finished step is lost.
+
+    ModelCheckpoint's own train-end save only happens when it saved no ``last`` in this run at all.
+    """
 
     def __init__(self, path: Path):
         self.path = path
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Write the final state unless the periodic checkpoint already holds this step."""
+        """Write the final state unless ``last.ckpt`` already holds this step."""
         saved = getattr(trainer.checkpoint_callback, "_last_global_step_saved", -1)
         if saved != trainer.global_step or not self.path.exists():
-            trainer.save_checkpoint(self.path)
+            save_last_checkpoint(trainer, self.path)
 
 
 @dataclass
@@ -163,6 +172,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
         # gradient all-reduce and hang the job; RequeueOnSignal checkpoints at a step boundary instead.
         plugins.append(SLURMEnvironment(auto_requeue=False))
         callbacks.append(RequeueOnSignal(run_dir))
+    if cfg.validation.every_n_steps > 0:
+        from trainer.validation import ValidationCallback  # imports eval/: only when validation is on
+
+        callbacks.append(ValidationCallback(cfg.validation, run_dir))
     return L.Trainer(
         accelerator=st.accelerator,
         devices=st.devices,

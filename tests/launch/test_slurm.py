@@ -306,6 +306,7 @@ def test_usr1_checkpoints_requeues_and_resumes(local_slurm, shards):
     assert f"resume=auto: continuing from {run_dir}/checkpoints/last.ckpt" in rank0, job_diagnostics(run_dir)
     statuses = [line.split("\t")[1:3] for line in (run_dir / "exit_status.tsv").read_text().splitlines()]
     assert statuses == [["0", "0"], ["1", "0"]]  # the signalled attempt stopped cleanly after its checkpoint
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("last*")) == ["last.ckpt"]
     assert final_step(run_dir) == steps
     assert len(logged_losses(run_dir)) == steps
 

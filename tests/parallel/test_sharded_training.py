@@ -105,3 +105,19 @@ def test_sharded_resume_continues_exactly(single, strategy, tmp_path):
     # The resumed run logged steps 2..3 only; those and its final weights equal the uninterrupted run's.
     assert min(logged(resumed, "train/loss")) == 2
     assert_same_training(one.run_dir, resumed, one.last_checkpoint, resumed / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_zero3_data_parallel_run_with_different_captions_per_rank(single, tmp_path):
+    # Without sequence parallelism the ranks read different clips (different captions). ZeRO-3 partitions
+    # the frozen text encoder too, so every rank must run it every step; a caption cache hit on one rank
+    # used to leave the other waiting in the parameter gather.
+    shards, _ = single
+    overrides = tiny_overrides(shards, tmp_path / "run", STEPS, *COMMON, *STRATEGIES["zero3"])
+    env = {**os.environ, "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.train", *overrides], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert read_training_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == STEPS
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("last*")) == ["last.ckpt"]

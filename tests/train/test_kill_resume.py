@@ -97,6 +97,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     a = read_training_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
     b = read_training_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == STEPS
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("last*")) == ["last.ckpt"]
     assert a["talkdit"]["data_position"] == b["talkdit"]["data_position"]
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
