@@ -38,6 +38,9 @@ class DemoConfig:
     clip_frames: int = 25
     seed: int = 0
     stage1_steps: int = 120
+    # Validation during stage 1 every this many steps (held-out loss at fixed t, one sampled clip); the
+    # demo has no held-out split, so it validates on the training shards. 0 turns it off.
+    validate_every: int = 60
     stage2_steps: int = 60
     # The scale step: stage 2 again on 2 processes that shard the optimiser (ZeRO-2) and each sample's
     # tokens (Ulysses); 0 steps skips it.
@@ -61,6 +64,18 @@ def _loss_trend(run_dir: Path) -> str:
     q = max(1, len(losses) // 4)  # single-step losses are noisy (a new t each step): compare quarters
     first, last = sum(losses[:q]) / q, sum(losses[-q:]) / q
     return f"mean loss of the first/last {q} logged steps {first:.3f} -> {last:.3f}"
+
+
+def _validation_summary(run_dir: Path) -> str:
+    """The held-out loss of each validation of a run and where its sampled clips are."""
+    rows = []
+    for path in metrics_files(run_dir):
+        with open(path) as fh:
+            rows += [r for r in csv.DictReader(fh) if r.get("val/loss")]
+    if not rows:
+        return ""
+    losses = ", ".join(f"step {int(r['step']) + 1}: {float(r['val/loss']):.3f}" for r in rows)
+    return f"; validation loss {losses}, clips in {run_dir / 'validation'}"
 
 
 def _stage_overrides(cfg: DemoConfig, shards: str, run_dir: Path, steps: int) -> list[str]:
@@ -173,6 +188,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     print(f"[1/8] corpus: {len(entries)} synthetic talking-head videos in {corpus} ({time.perf_counter() - t0:.0f}s)")
 
     stage1_overrides = _stage_overrides(cfg, shards, runs / "stage1", cfg.stage1_steps)
+    if cfg.validate_every > 0:
+        stage1_overrides += [
+            f"validation.every_n_steps={cfg.validate_every}",
+            f"validation.shards={shards}",
+            "validation.num_clips=1",
+            "validation.loss_batches=1",
+            "validation.sample_steps=4",
+        ]
     stage1_cfg = load_train_config(stage1_overrides)  # fail on a bad override before any work
     scaled = runs / "stage2_zero2_ulysses" if cfg.scale_steps > 0 else None
     if scaled is not None:
@@ -205,8 +228,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
 
     stage1 = train(stage1_cfg)
     print(
-        f"[3/8] stage 1 (audio adapter): {stage1.run_dir}, {_loss_trend(stage1.run_dir)} "
-        f"({time.perf_counter() - t0:.0f}s)"
+        f"[3/8] stage 1 (audio adapter): {stage1.run_dir}, {_loss_trend(stage1.run_dir)}"
+        f"{_validation_summary(stage1.run_dir)} ({time.perf_counter() - t0:.0f}s)"
     )
     export1 = runs / "stage1_export"
     export_checkpoint(stage1.last_checkpoint, export1)

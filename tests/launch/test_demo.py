@@ -24,6 +24,7 @@ def demo_outputs(tmp_path_factory):
         stage1_steps=4,
         stage2_steps=3,
         scale_steps=2,
+        validate_every=2,
         sample_steps=2,
         train_overrides=["loop.progress_bar=false", "data.num_workers=0"],
     )
@@ -45,6 +46,8 @@ def test_demo_produces_every_output(demo_outputs):
     assert (demo_outputs["stage1_export"] / "audio_adapter.safetensors").is_file()
     meta = json.loads(demo_outputs["export_audio_adapter_config"].read_text())
     assert meta["provenance"]["stage"] == "stage2_lora"
+    # Validation ran during stage 1 (steps 2 and 4) and wrote its sampled clip.
+    assert len(list((demo_outputs["stage1_run"] / "validation").glob("step*/*.mp4"))) == 2
     # The sampling step: a V2V clip of the source length and an edited clip 8 frames longer, with audio.
     import av
 
