@@ -284,13 +284,35 @@ class TalkingHeadModule(L.LightningModule):
 
     def prepare_step(self, batch: dict, gen: torch.Generator) -> StepInputs:
         """Turn a batch into DiT inputs with conditions, noise and masks drawn from ``gen``."""
+        x0, ref_lat = self.encode_latents(batch, gen)
+        return self.step_inputs(batch, x0, ref_lat, gen)
+
+    def step_inputs(
+        self,
+        batch: dict,
+        x0: torch.Tensor,
+        ref_lat: torch.Tensor,
+        gen: torch.Generator,
+        flags: ConditionFlags | None = None,
+        t: torch.Tensor | None = None,
+    ) -> StepInputs:
+        """DiT inputs of encoded latents: conditions, noise, masks and flow times.
+
+        Args:
+            batch: The loader batch (boxes, audio features, captions, fps).
+            x0: Normalised clip latents ``[B, C, T, H, W]``.
+            ref_lat: Normalised reference latents ``[B, C, R, H, W]``.
+            gen: RNG of the random draws.
+            flags: Fixed conditions instead of Table 1's random draw (validation).
+            t: Fixed flow time per sample ``[B]`` instead of the logit-normal draw (validation).
+        """
         cfg, obj, stage = self.cfg, self.cfg.objective, self.cfg.stage
         dev = self.device
-        x0, ref_lat = self.encode_latents(batch, gen)
         bsz, _, frames_lat, grid_h, grid_w = x0.shape
         fps = batch["fps"].to(dev)
 
-        flags = sample_conditions(bsz, stage.p_audio, stage.p_ff, stage.p_v2v, stage.p_id, gen, dev)
+        if flags is None:
+            flags = sample_conditions(bsz, stage.p_audio, stage.p_ff, stage.p_v2v, stage.p_id, gen, dev)
         data = cfg.data
         face = lower_face_token_mask(
             batch["lower_face_boxes"].to(dev), grid_h, grid_w, data.mask, data.mask_padding, data.mask_alpha
@@ -299,7 +321,8 @@ class TalkingHeadModule(L.LightningModule):
 
         x0_tok = patchify(x0)
         noise, _ = knn_noise(x0_tok, m, obj.knn_candidates, gen)
-        t = sample_timesteps(bsz, obj.timestep_loc, obj.timestep_scale, gen, dev)
+        if t is None:
+            t = sample_timesteps(bsz, obj.timestep_loc, obj.timestep_scale, gen, dev)
         x_t, t_tok = noise_tokens(x0_tok, noise, t, m)
         references = []
         if flags.identity:

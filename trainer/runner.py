@@ -33,7 +33,7 @@ from trainer.atomic import atomic_path
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.schema import TrainConfig
 from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, stream_settings
-from trainer.data.plan import decode_plan, plan_sample
+from trainer.data.plan import decode_plan
 from trainer.data.schema import FeatureSpec, ShardSampleError
 from trainer.data.stream import readers_for
 from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
@@ -97,17 +97,7 @@ def preflight_shards(cfg: TrainConfig) -> None:
     first = expand_shards(cfg.data.shards)[0]
     settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
     for raw in wds.tarfile_samples([{"url": first}]):
-        plan = plan_sample(
-            raw,
-            0,
-            cfg.data.seed,
-            settings.buckets,
-            settings.features,
-            settings.num_refs,
-            settings.min_mp,
-            settings.max_mp,
-            settings.use_cached_latents,
-        )
+        plan = settings.plan(raw, 0)
         decode_plan(plan, settings.num_refs, settings.default_caption)
         return
     raise ShardSampleError(first, "-", "shard holds no sample")

@@ -10,7 +10,7 @@ model in eval mode and without gradients:
    encoded once with a fixed generator, then noised with the same ``ε`` at every ``t = q`` of
    ``timestep_quantiles`` (all samples at the same ``t``) under the V2V inference conditions (V2V mask on,
    first frame off, audio on, identity references per ``validation.identity_refs``). The loss is Eq. 8's
-   masked flow-matching error (no contrastive term, no KNN noise choice: those are training devices, the
+   masked flow-matching error (no contrastive term: negatives are a training device, the
    plain error is comparable across runs), normalised over every masked element of every batch and rank:
    ``val/loss_t<q>``, and ``val/loss`` their mean.
 2. **Samples.** The first ``num_clips`` clips of the shards (:func:`eval.run.read_clips`), each sampled in
@@ -49,15 +49,11 @@ from lightning.pytorch.loggers import WandbLogger
 
 from trainer.config.schema import ValidationConfig
 from trainer.data.datamodule import expand_shards, stream_settings
-from trainer.data.plan import Plan, decode_plan, plan_sample
+from trainer.data.plan import Plan, decode_plan
 from trainer.data.schema import ShardSampleError
 from trainer.data.transforms import collate_clips
-from trainer.lightning_module import StepInputs
-from trainer.model.dit_inputs import assemble_dit_inputs, batch_audio_windows, identity_references
-from trainer.model.masks import lower_face_token_mask
-from trainer.model.sequence import patchify
 from trainer.objectives.conditions import ConditionFlags
-from trainer.objectives.flow_matching import masked_sq_error, noise_mask, noise_tokens, velocity_target
+from trainer.objectives.flow_matching import masked_sq_error
 
 log = logging.getLogger("talkdit.validation")
 
@@ -118,17 +114,7 @@ def loss_plan_groups(cfg, urls: list[str], limit: int) -> list[list[Plan]]:
     for url in urls:
         for raw in wds.tarfile_samples([{"url": url}]):
             try:
-                plan = plan_sample(
-                    raw,
-                    0,
-                    settings.seed,
-                    settings.buckets,
-                    settings.features,
-                    settings.num_refs,
-                    settings.min_mp,
-                    settings.max_mp,
-                    settings.use_cached_latents,
-                )
+                plan = settings.plan(raw, 0)
             except ShardSampleError as err:
                 log.warning("validation: skipping a bad sample: %s", err)
                 continue
@@ -148,10 +134,10 @@ def held_out_errors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked flow-matching error of one batch at fixed flow times (the trainer's step, conditions fixed).
 
-    Follows :meth:`trainer.lightning_module.TalkingHeadModule.prepare_step` with the shared functions,
-    replacing its random draws: conditions are V2V inference's (V2V on, first frame off, audio on,
-    identity references per ``identity_refs``), ``ε`` is plain Gaussian noise from a generator seeded
-    with ``seed`` and shared by every ``q``, and every sample is at ``t = q``.
+    The trainer's own step inputs (:meth:`~trainer.lightning_module.TalkingHeadModule.step_inputs`) with
+    its random draws fixed: conditions are V2V inference's (V2V on, first frame off, audio on, identity
+    references per ``identity_refs``), the latents are encoded once and the noise is drawn from the same
+    seeded generator for every ``q``, and every sample is at ``t = q``.
 
     Args:
         module: The :class:`~trainer.lightning_module.TalkingHeadModule` (on its device, in eval mode).
@@ -164,41 +150,16 @@ def held_out_errors(
         ``(error sums [Q], masked element counts [Q])`` float32 on the module's device (Eq. 8 before
         normalisation, summed over the batch).
     """
-    cfg, dev = module.cfg, module.device
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    x0, ref_lat = module.encode_latents(batch, gen)
-    bsz, _, frames_lat, grid_h, grid_w = x0.shape
-    fps = batch["fps"].to(dev)
-    d = cfg.data
-    boxes = batch["lower_face_boxes"].to(dev)
-    face = lower_face_token_mask(boxes, grid_h, grid_w, d.mask, d.mask_padding, d.mask_alpha)
+    dev = module.device
+    x0, ref_lat = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+    bsz = x0.shape[0]
     yes = torch.ones(bsz, dtype=torch.bool, device=dev)
     flags = ConditionFlags(audio=yes, first_frame=~yes, v2v=yes, identity=identity_refs)
-    m = noise_mask(face, flags.v2v, flags.first_frame).flatten(1)  # [B, N]
-    x0_tok = patchify(x0)
-    noise = torch.randn(x0_tok.shape, generator=gen, device=dev, dtype=torch.float32).to(x0_tok.dtype)
-    references = []
-    if identity_refs:
-        references.append(identity_references(ref_lat, batch["ref_lower_face_boxes"].to(dev), grid_h, grid_w, fps))
-    windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
-    text, text_mask = module.text_encoder(batch["captions"])
-    target = velocity_target(x0_tok, noise)
     sums, counts = [], []
     for q in quantiles:
-        x_t, t_tok = noise_tokens(x0_tok, noise, torch.full((bsz,), float(q), device=dev), m)
-        inputs = assemble_dit_inputs(x_t, t_tok, m, (frames_lat, grid_h, grid_w), fps, windows, valid, references)
-        step = StepInputs(
-            tokens=inputs.tokens,
-            timestep=inputs.timestep,
-            coords=inputs.coords,
-            audio=inputs.audio,
-            text=text,
-            text_mask=text_mask,
-            target=target,
-            mask=m,
-            num_ref=inputs.num_ref,
-            flags=flags,
-        )
+        # The same generator state for every q: the same noise at every flow time.
+        gen = torch.Generator(device=dev).manual_seed(seed + 1)
+        step = module.step_inputs(batch, x0, ref_lat, gen, flags, torch.full((bsz,), float(q), device=dev))
         pred, tgt, mask = module.forward_velocity(step)
         err, count = masked_sq_error(pred, tgt, mask)
         sums.append(err.sum())

@@ -83,6 +83,30 @@ def _ramp_weights(length: int, before: int, after: int, device: torch.device) ->
     return w
 
 
+class _Blend:
+    """Running weighted sum of temporal tiles ``[B, C, t, H, W]`` along dim 2, linear ramps on the overlaps."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.out: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None
+
+    def add(self, tile: torch.Tensor, start: int, ramp_in: int, ramp_out: int) -> None:
+        """Add ``tile`` at ``start``, ramping its first ``ramp_in`` and last ``ramp_out`` frames."""
+        if self.out is None:
+            shape = (tile.shape[0], tile.shape[1], self.length, *tile.shape[3:])
+            self.out = torch.zeros(shape, dtype=torch.float32, device=tile.device)
+            self.weight = torch.zeros(self.length, dtype=torch.float32, device=tile.device)
+        n = tile.shape[2]
+        w = _ramp_weights(n, ramp_in, ramp_out, tile.device)
+        self.out[:, :, start : start + n] += tile.float() * w.view(1, 1, -1, 1, 1)
+        self.weight[start : start + n] += w
+
+    def result(self, dtype: torch.dtype) -> torch.Tensor:
+        """The blended sequence ``[B, C, length, H, W]``: each frame's weighted mean over its tiles."""
+        return (self.out / self.weight.view(1, 1, -1, 1, 1)).to(dtype)
+
+
 def _check_overlap(overlap_frames: int, temporal_compression: int) -> int:
     if overlap_frames < 0 or overlap_frames % temporal_compression:
         raise ValueError(f"overlap_frames={overlap_frames}: must be a multiple of {temporal_compression} >= 0")
@@ -121,21 +145,14 @@ def tiled_encode(
     tiles = latent_tiles(num_latents, tile_latents, overlap)
     if len(tiles) == 1:
         return vae.encoder(video)
-    out = weight_sum = None
+    acc = _Blend(num_latents)
     for i, (lo, hi) in enumerate(tiles):
         first = max(s * (lo - 1), 0)
         enc = vae.encoder(video[:, :, first : s * (hi - 1) + 1])
         if lo > 0:
             enc = enc[:, :, 1:]  # the tile's own first-frame latent; not a latent of the full video
-        if out is None:
-            out = torch.zeros(
-                (enc.shape[0], enc.shape[1], num_latents, *enc.shape[3:]), dtype=torch.float32, device=enc.device
-            )
-            weight_sum = torch.zeros(num_latents, dtype=torch.float32, device=enc.device)
-        w = _ramp_weights(hi - lo, overlap if i > 0 else 0, overlap if i < len(tiles) - 1 else 0, enc.device)
-        out[:, :, lo:hi] += enc.float() * w.view(1, 1, -1, 1, 1)
-        weight_sum[lo:hi] += w
-    return (out / weight_sum.view(1, 1, -1, 1, 1)).to(video.dtype)
+        acc.add(enc, lo, overlap if i > 0 else 0, overlap if i < len(tiles) - 1 else 0)
+    return acc.result(video.dtype)
 
 
 def tiled_encode_posterior(
@@ -191,18 +208,11 @@ def tiled_decode(
         return vae.decoder(latents, temb)
     num_frames = s * (num_latents - 1) + 1
     blend = s * (overlap - 1) + 1  # shared decoded frames
-    out = weight_sum = None
+    acc = _Blend(num_frames)
     for i, (lo, hi) in enumerate(tiles):
         dec = vae.decoder(latents[:, :, lo:hi], temb)
         f0, f1 = s * lo, s * (hi - 1) + 1
         if dec.shape[2] != f1 - f0:
             raise RuntimeError(f"decoder gave {dec.shape[2]} frames for {hi - lo} latents, expected {f1 - f0}")
-        if out is None:
-            out = torch.zeros(
-                (dec.shape[0], dec.shape[1], num_frames, *dec.shape[3:]), dtype=torch.float32, device=dec.device
-            )
-            weight_sum = torch.zeros(num_frames, dtype=torch.float32, device=dec.device)
-        w = _ramp_weights(f1 - f0, blend if i > 0 else 0, blend if i < len(tiles) - 1 else 0, dec.device)
-        out[:, :, f0:f1] += dec.float() * w.view(1, 1, -1, 1, 1)
-        weight_sum[f0:f1] += w
-    return (out / weight_sum.view(1, 1, -1, 1, 1)).to(latents.dtype)
+        acc.add(dec, f0, blend if i > 0 else 0, blend if i < len(tiles) - 1 else 0)
+    return acc.result(latents.dtype)

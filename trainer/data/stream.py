@@ -59,6 +59,24 @@ class StreamSettings:
     use_cached_latents: bool
     default_caption: str
 
+    def plan(self, raw: dict, epoch: int) -> Plan:
+        """:func:`trainer.data.plan.plan_sample` of a raw sample under these settings.
+
+        Raises:
+            ShardSampleError: A member is missing or malformed, or no bucket fits the clip.
+        """
+        return plan_sample(
+            raw,
+            epoch,
+            self.seed,
+            self.buckets,
+            self.features,
+            self.num_refs,
+            self.min_mp,
+            self.max_mp,
+            self.use_cached_latents,
+        )
+
 
 def shard_share(num_shards: int, epoch: int, seed: int, reader: int, readers: int) -> list[int]:
     """Shard indices reader ``reader`` of ``readers`` reads in ``epoch`` (a partition over readers)."""
@@ -135,17 +153,7 @@ class TalkingHeadStream(IterableDataset):
         for epoch, raw in self.shuffled(self.raw_samples(reader, readers), reader):
             counters["seen"] += 1
             try:
-                plan = plan_sample(
-                    raw,
-                    epoch,
-                    self.s.seed,
-                    self.s.buckets,
-                    self.s.features,
-                    self.s.num_refs,
-                    self.s.min_mp,
-                    self.s.max_mp,
-                    self.s.use_cached_latents,
-                )
+                plan = self.s.plan(raw, epoch)
             except ShardSampleError as err:
                 self._skip(counters, err, 1)
                 continue
