@@ -33,6 +33,7 @@ class SyntheticCorpusConfig:
         fps: frame rates to draw each video's rate from.
         width: frame width in pixels (even).
         height: frame height in pixels (even).
+        zoom: camera zoom (1: head and shoulders; 1.5: face-centred crops).
     """
 
     out_dir: str = "synthetic_corpus"
@@ -42,6 +43,7 @@ class SyntheticCorpusConfig:
     fps: list[float] = dataclasses.field(default_factory=lambda: [25.0])
     width: int = 256
     height: int = 256
+    zoom: float = 1.0
 
 
 def parse_config(overrides: Sequence[str]) -> SyntheticCorpusConfig:
@@ -92,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration_s=config.duration_s,
         width=config.width,
         height=config.height,
+        zoom=config.zoom,
     )
     out = Path(config.out_dir).resolve()
     print(f"{len(entries)} videos (mp4 + wav) in {out}")

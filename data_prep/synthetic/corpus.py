@@ -25,7 +25,7 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 # Bumped whenever the renderer or the speech synthesiser changes what a seed produces, so that an
 # existing corpus made by older code is regenerated rather than silently reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SAMPLE_RATE = 16000
 
 
@@ -45,6 +45,7 @@ class CorpusEntry:
         face_boxes: per frame (x0, y0, x1, y1) face box in pixels.
         lower_face_boxes: per frame (x0, y0, x1, y1) lower-face box in pixels.
         generator: version of the generator that made the video (:data:`GENERATOR_VERSION`).
+        zoom: camera zoom (1: head and shoulders; 1.5: face-centred).
     """
 
     video_id: str
@@ -58,6 +59,7 @@ class CorpusEntry:
     face_boxes: tuple[tuple[float, float, float, float], ...]
     lower_face_boxes: tuple[tuple[float, float, float, float], ...]
     generator: int = GENERATOR_VERSION
+    zoom: float = 1.0
 
     def to_json(self) -> dict:
         """The manifest record (``video_id`` is stored as ``id``)."""
@@ -97,6 +99,7 @@ def generate_corpus(
     duration_s: float = 5.0,
     width: int = 256,
     height: int = 256,
+    zoom: float = 1.0,
 ) -> list[CorpusEntry]:
     """Generate (or complete) a corpus of synthetic talking-head videos.
 
@@ -111,6 +114,7 @@ def generate_corpus(
         duration_s: target length of every video; num_frames = max(1, round(duration_s * fps)).
         width: frame width in pixels (even, >= 64).
         height: frame height in pixels (even, >= 64).
+        zoom: camera zoom about the frame centre (1: head and shoulders; 1.5: face-centred crops).
 
     Returns:
         The corpus entries in index order.
@@ -133,6 +137,7 @@ def generate_corpus(
             "height": int(height),
             "sample_rate": SAMPLE_RATE,
             "generator": GENERATOR_VERSION,
+            "zoom": float(zoom),
         }
         entry = _load_complete(out, video_id, expected)
         if entry is None:
@@ -174,6 +179,7 @@ def _make_video(out: Path, video_id: str, expected: dict) -> CorpusEntry:
         width=expected["width"],
         height=expected["height"],
         sample_rate=expected["sample_rate"],
+        zoom=expected["zoom"],
     )
     write_clip(clip, out / f"{video_id}.mp4", out / f"{video_id}.wav")
     entry = CorpusEntry(
@@ -187,6 +193,7 @@ def _make_video(out: Path, video_id: str, expected: dict) -> CorpusEntry:
         sample_rate=clip.sample_rate,
         face_boxes=_rounded_boxes(clip.face_boxes),
         lower_face_boxes=_rounded_boxes(clip.lower_face_boxes),
+        zoom=expected["zoom"],
     )
     _write_text_if_changed(out / f"{video_id}.json", json.dumps(entry.to_json()) + "\n")
     return entry

@@ -23,7 +23,7 @@ from data_prep.synthetic.eyes import EyeDrawer
 from data_prep.synthetic.head_model import build_head_layers
 from data_prep.synthetic.identity import FaceIdentity, sample_identity
 from data_prep.synthetic.lighting import Lighting, shade_layers
-from data_prep.synthetic.mouth import MAX_JAW_DROP, MouthRig
+from data_prep.synthetic.mouth import LOWER_FACE_TOP, MAX_JAW_DROP, MouthRig
 
 # The head turns about a point in the neck (face units, canonical frame).
 _PIVOT = np.array([0.0, 1.9, -0.9], np.float32)
@@ -62,18 +62,24 @@ class FaceRenderer:
         width: frame width in pixels (>= 64).
         height: frame height in pixels (>= 64).
         seed: identity seed; the same seed and arguments give bit-identical frames.
+        zoom: camera zoom about the frame centre: 1 frames head and shoulders (the face box about 0.43 of
+            the frame height), 1.5 a face-centred crop like the ones a lip-sync model is trained on.
     """
 
-    def __init__(self, width: int, height: int, seed: int):
+    def __init__(self, width: int, height: int, seed: int, zoom: float = 1.0):
         if width < 64 or height < 64:
             raise ValueError(f"frame must be at least 64x64, got {width}x{height}")
+        if not 0.5 <= zoom <= 2.0:
+            raise ValueError(f"zoom must be in [0.5, 2], got {zoom}")
         self.width = int(width)
         self.height = int(height)
         self.seed = int(seed)
         self.identity: FaceIdentity = sample_identity(seed)
         ident = self.identity
-        self.px_per_unit = ident.scale * min(width, height)
-        self.anchor = np.array([ident.offset[0] * width, ident.offset[1] * height], np.float32)
+        self.px_per_unit = ident.scale * min(width, height) * zoom
+        centre = np.array([0.5 * width, 0.5 * height])
+        offset = np.array([ident.offset[0] * width, ident.offset[1] * height])
+        self.anchor = (centre + zoom * (offset - centre)).astype(np.float32)
         self.light = _lighting(ident)
         self._lens_blur = _LENS_BLUR * min(width, height)
         self.camera = Camera(width, height, np.random.default_rng([seed, 0xCA3]), exposure=ident.exposure)
@@ -191,18 +197,24 @@ class FaceRenderer:
         outline = self.project(u, vv, z, rotation)
         face_box = np.array([*outline.min(axis=0), *outline.max(axis=0)], np.float32)
 
-        top = ident.nose_v + 0.1
+        top = ident.nose_v + LOWER_FACE_TOP
         lv = np.linspace(top, chin, 12, dtype=np.float32)
-        jaw_w = np.maximum(geo.face_half_width(ident, np.minimum(lv, ident.v_chin - 0.02)), 0.3) * 0.92
-        lower = self.project(
-            np.concatenate([-jaw_w, jaw_w]), np.concatenate([lv, lv]), np.full(24, 0.5, np.float32), rotation
+        # Jaw side to jaw side: the jaw line itself moves as the mouth opens.
+        jaw_w = np.maximum(geo.face_half_width(ident, np.minimum(lv, ident.v_chin - 0.02)), 0.3)
+        # The surface lies between these heights: the box holds both projections, so a nod cannot move an
+        # opening mouth's pixels past its edge, plus the lens blur, colour fringes and edge anti-aliasing.
+        u2, v2 = np.concatenate([-jaw_w, jaw_w]), np.concatenate([lv, lv])
+        lower = np.concatenate(
+            [self.project(u2, v2, np.full(24, z, np.float32), rotation) for z in (0.3, 1.0)], axis=0
         )
-        lower_box = np.array([*lower.min(axis=0), *lower.max(axis=0)], np.float32)
+        pad = 2.0 + 3.0 * self._lens_blur
+        lower_box = np.array([*(lower.min(axis=0) - pad), *(lower.max(axis=0) + pad)], np.float32)
+        # The face box holds the lower-face box whole, chin edge included.
+        face_box[3] = max(face_box[3], lower_box[3])
         mid_y = 0.5 * (face_box[1] + face_box[3])
         lower_box[0] = max(lower_box[0], face_box[0])
         lower_box[2] = min(lower_box[2], face_box[2])
         lower_box[1] = max(lower_box[1], mid_y)
-        lower_box[3] = min(lower_box[3], face_box[3])
         mouth = self.project(
             np.zeros(1, np.float32),
             np.array([ident.mouth_v + 0.4 * jaw], np.float32),

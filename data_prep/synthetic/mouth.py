@@ -17,6 +17,8 @@ from data_prep.synthetic.noise import coverage, smoothstep
 
 # Largest jaw drop (face units) at mouth_open = 1; the gap between the lips is a little less.
 MAX_JAW_DROP = 0.24
+# Top of the lower-face box below the nose tip (face units): the mouth rig changes nothing above it.
+LOWER_FACE_TOP = 0.1
 
 
 class MouthRig:
@@ -39,7 +41,9 @@ class MouthRig:
         _, _, profile = geo.lip_outlines(identity, self._u)
         self._lens = profile**0.8
         jaw_edge = geo.face_half_width(identity, np.array(identity.mouth_v + 0.3))
-        self._jaw_weight = smoothstep(float(jaw_edge) + 0.1, 0.35, np.abs(self._u))
+        # The jaw moves nothing beyond the face's edge (hair hanging beside the jaw stays put), which keeps a
+        # mouth's every change inside the lower-face box.
+        self._jaw_weight = smoothstep(float(jaw_edge), 0.35, np.abs(self._u))
         self._teeth_phase = np.arcsin(np.clip(self._u / (identity.mouth_half_width * 1.15), -1.0, 1.0))
         # Teeth are never paper white: ivory to yellowish, a little greyer with age.
         ivory = np.array([0.8, 0.76, 0.66]) * rng.uniform(0.85, 1.0) - np.array([0.0, 0.02, 0.06]) * identity.age
@@ -71,12 +75,16 @@ class MouthRig:
         # Invert the displacement column by column: the forward map v -> v + D(v) is monotone, so
         # interpolating it backwards gives the source row of every destination row. Columns are offset so
         # one flat interpolation serves them all.
-        upper_falloff = smoothstep(ident.mouth_v - 0.35, ident.mouth_v, v)
+        # The upper lip lifts, fading out before the top of the lower-face box (nose_v + LOWER_FACE_TOP) so that
+        # everything a mouth changes stays inside that box: a dub's ground truth differs from the source only there.
+        upper_falloff = smoothstep(max(ident.mouth_v - 0.35, ident.nose_v + LOWER_FACE_TOP), ident.mouth_v, v)
         src_upper = v + raise_ * self._lens * upper_falloff
-        forward = v + self._lower_displacement(v, 0.92 * jaw)
-        stride = np.float32(100.0)
-        column = np.arange(v.shape[1], dtype=np.float32)[None, :] * stride
-        src_lower = np.interp((v + column).T.ravel(), (forward + column).T.ravel(), (v + column).T.ravel())
+        # float64: in float32 the column offsets (thousands) would round v by ~1e-3 face units, shifting pixels
+        # the mouth does not move (hair beside the jaw) by a hundredth of a pixel.
+        v64 = v.astype(np.float64)
+        forward = v64 + self._lower_displacement(v, 0.92 * jaw)
+        column = np.arange(v.shape[1], dtype=np.float64)[None, :] * 100.0
+        src_lower = np.interp((v64 + column).T.ravel(), (forward + column).T.ravel(), (v64 + column).T.ravel())
         src_lower = src_lower.reshape(v.shape[1], v.shape[0]).T - column
         src_lower = np.maximum(src_lower, ident.mouth_v).astype(np.float32)
         below = v >= 0.5 * (gap_top + gap_bottom)

@@ -12,7 +12,7 @@ import pytest
 
 from data_prep.synthetic import cli
 from data_prep.synthetic.camera import Camera
-from data_prep.synthetic.clips import generate_clip, write_clip
+from data_prep.synthetic.clips import generate_clip, generate_dub_ground_truth, plan_clip, render_clip, write_clip
 from data_prep.synthetic.corpus import MANIFEST_NAME, generate_corpus, load_manifest
 from data_prep.synthetic.face import FaceRenderer
 from data_prep.synthetic.identity import HAIR_BOB, HAIR_LONG, HAIR_SHORT, sample_identity
@@ -323,6 +323,37 @@ def test_write_clip_mp4_and_wav(tmp_path, fps):
     assert pcm.shape[0] == clip.audio.shape[0]
     assert np.abs(pcm / 32767.0 - clip.audio).max() < 1e-4
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(("seed", "driving", "size", "zoom"), [(5, 9, 128, 1.5), (21, 4, 128, 1.5), (11, 3, 96, 1.0)])
+def test_dub_ground_truth_changes_only_the_mouth_region(seed, driving, size, zoom):
+    source = generate_clip(seed, fps=25.0, num_frames=40, width=size, height=size, zoom=zoom)
+    dub = generate_dub_ground_truth(seed, driving, fps=25.0, num_frames=40, width=size, height=size, zoom=zoom)
+    drive = generate_clip(driving, fps=25.0, num_frames=40, width=size, height=size, zoom=zoom)
+    # The dub speaks the driving clip's utterance...
+    assert np.array_equal(dub.audio, drive.audio) and np.array_equal(dub.mouth_open, drive.mouth_open)
+    assert np.abs(dub.mouth_open - source.mouth_open).max() > 0.3
+    # ...and differs from the source only inside the lower-face boxes of the two (exactly, pixel for pixel).
+    outside = np.ones(source.frames.shape[:3], bool)
+    for boxes in (source.lower_face_boxes, dub.lower_face_boxes):
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            outside[i, max(int(np.floor(y0)), 0) : int(np.ceil(y1)), max(int(np.floor(x0)), 0) : int(np.ceil(x1))] = 0
+    assert outside.mean() > 0.6
+    assert np.array_equal(dub.frames[outside], source.frames[outside])
+    changed = (dub.frames != source.frames).any(axis=-1)
+    assert changed.sum() > 0.01 * changed.size  # the mouth really moves differently
+    # Same head motion: the face box top (brows) is the source's; its sides follow the jaw by under a pixel.
+    assert np.array_equal(dub.face_boxes[:, 1], source.face_boxes[:, 1])
+    assert np.abs(dub.face_boxes[:, [0, 2]] - source.face_boxes[:, [0, 2]]).max() < 1.0
+
+
+def test_a_window_of_a_plan_renders_the_same_frames_and_audio():
+    whole = generate_clip(3, fps=25.0, num_frames=20, width=64, height=64)
+    part = render_clip(plan_clip(3, fps=25.0, num_frames=20, width=64, height=64).window(5, 15))
+    assert np.array_equal(part.frames, whole.frames[5:15])
+    assert np.array_equal(part.audio, whole.audio[5 * 640 : 15 * 640])
+    with pytest.raises(ValueError, match="window"):
+        plan_clip(3, fps=25.0, num_frames=20, width=64, height=64).window(15, 25)
 
 
 def test_write_clip_rejects_odd_sizes(tmp_path):
