@@ -50,7 +50,7 @@ class StepInputs:
         tokens: DiT input ``[B, N_ref + N, C]``.
         timestep: Per-token flow time ``[B, N_ref + N]``.
         coords: RoPE coordinates ``[B, 3, N_ref + N]``.
-        audio: Audio inputs.
+        audio: Audio inputs (``None`` for a DiT without audio adapter).
         text: Text embeddings ``[B, L, C_text]``.
         text_mask: ``[B, L]``.
         target: ``ε − x0`` of the video tokens ``[B, N, C]``.
@@ -62,7 +62,7 @@ class StepInputs:
     tokens: torch.Tensor
     timestep: torch.Tensor
     coords: torch.Tensor
-    audio: AudioInputs
+    audio: AudioInputs | None
     text: torch.Tensor
     text_mask: torch.Tensor
     target: torch.Tensor
@@ -81,8 +81,13 @@ class TalkingHeadModule(L.LightningModule):
     def __init__(self, cfg: TrainConfig):
         super().__init__()
         self.cfg = cfg
-        self.dit = TalkingHeadDiT.from_config(cfg.model, cfg.audio)
+        self.dit = TalkingHeadDiT.from_config(cfg.model, cfg.audio, with_adapter=cfg.stage.audio_adapter)
         self.vae = load_vae(cfg.model.vae)
+        if self.vae.config.latent_channels != cfg.model.transformer.arch.in_channels:
+            raise ValueError(
+                f"the VAE has {self.vae.config.latent_channels} latent channels, model.transformer.arch.in_channels "
+                f"is {cfg.model.transformer.arch.in_channels}: the DiT and the VAE must come from the same model"
+            )
         self.text_encoder = TextEncoder(cfg.model.text_encoder)
         if self.text_encoder.hidden_size != cfg.model.transformer.arch.caption_channels:
             raise ValueError(
@@ -110,7 +115,8 @@ class TalkingHeadModule(L.LightningModule):
     def _setup_stage(self) -> None:
         stage = self.cfg.stage
         transformer = self.dit.transformer
-        transformer.requires_grad_(False)
+        # Full fine-tuning (the base stage) trains every DiT weight; other stages start from a frozen DiT.
+        transformer.requires_grad_(stage.train_transformer)
         if stage.adapter_init is not None:
             tensors, saved_cfg, source = read_adapter_source(stage.adapter_init)
             check_adapter_config(saved_cfg, self.dit.adapter_config, source)
@@ -135,7 +141,7 @@ class TalkingHeadModule(L.LightningModule):
         return {
             "config": to_container(self.cfg),
             "config_fingerprint": config_fingerprint(self.cfg, RESUME_KEYS),
-            "adapter": self.dit.adapter_config.to_dict(),
+            "adapter": self.dit.adapter_config.to_dict() if self.dit.adapter_config else None,
             "lora": to_container(self.cfg.stage.lora) if self.cfg.stage.lora.enabled else None,
             "trainable": self.trainable_state_names(),
             "logger_run_id": self.logger_run_id,
@@ -328,8 +334,10 @@ class TalkingHeadModule(L.LightningModule):
         if flags.identity:
             refs = batch["ref_lower_face_boxes"].to(dev)
             references.append(identity_references(ref_lat, refs, grid_h, grid_w, fps))
-        windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
-        windows = windows * flags.audio[:, None, None, None, None].to(windows.dtype)
+        windows = valid = None
+        if self.dit.adapter_config is not None:
+            windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
+            windows = windows * flags.audio[:, None, None, None, None].to(windows.dtype)
         inputs = assemble_dit_inputs(x_t, t_tok, m, (frames_lat, grid_h, grid_w), fps, windows, valid, references)
         text, text_mask = self.text_encoder(batch["captions"])
         return StepInputs(

@@ -77,7 +77,9 @@ def sample_inputs_from_batch(
         spatial_compression=cfg.model.vae.spatial_compression,
         device=dev,
     )
-    windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
+    windows = valid = None
+    if module.dit.adapter_config is not None:  # a base DiT (no audio adapter) samples without audio
+        windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
     common = _text_and_references(module, batch, ref_latents, identity_refs, (grid_h, grid_w), fps)
     return SampleInputs(latents=latents, mask=mask, fps=fps, windows=windows, window_valid=valid, **common)
 

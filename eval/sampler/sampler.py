@@ -88,8 +88,9 @@ class SampleInputs:
             (I2V; the rest is ignored under ``M = 1``) or zeros (T2V).
         mask: ``M`` per latent token ``[B, T, H, W]`` in {0, 1}: 1 = generated (:mod:`eval.sampler.modes`).
         fps: ``[B]``.
-        windows: Eq. 3 audio windows of the whole video ``[B, F, W, Bl, C]``.
-        window_valid: ``[B, F, W]``.
+        windows: Eq. 3 audio windows of the whole video ``[B, F, W, Bl, C]``; ``None`` for a DiT without audio
+            adapter (a base model), which samples without audio and without audio guidance.
+        window_valid: ``[B, F, W]`` (``None`` with ``windows``).
         text: Caption embeddings ``[B, L, C_text]``; ``text_mask`` ``[B, L]``.
         null_text: Empty-caption embeddings ``[B, L', C_text]``; ``null_text_mask`` ``[B, L']``.
         references: Clean reference token sets (identity face references, frame references).
@@ -98,8 +99,8 @@ class SampleInputs:
     latents: torch.Tensor
     mask: torch.Tensor
     fps: torch.Tensor
-    windows: torch.Tensor
-    window_valid: torch.Tensor
+    windows: torch.Tensor | None
+    window_valid: torch.Tensor | None
     text: torch.Tensor
     text_mask: torch.Tensor
     null_text: torch.Tensor
@@ -170,7 +171,7 @@ class EulerSampler:
         """
         m = (inputs.mask.flatten(1) if mask is None else mask).to(x.device, torch.float32)
         t_tok = t * m
-        windows = inputs.windows if audio_on else torch.zeros_like(inputs.windows)
+        windows = inputs.windows if audio_on or inputs.windows is None else torch.zeros_like(inputs.windows)
         refs = inputs.references if references is None else references
         return assemble_dit_inputs(
             x, t_tok, m, grid or inputs.grid, inputs.fps, windows, inputs.window_valid, refs, frame_offset
@@ -194,11 +195,12 @@ class EulerSampler:
 
         full_in = build(True)
         v = run(full_in, True)
-        if g.audio == 1.0 and g.text == 1.0:
+        audio_scale = 1.0 if inputs.windows is None else g.audio  # no audio, no audio guidance
+        if audio_scale == 1.0 and g.text == 1.0:
             return v
         no_audio_in = build(False)
-        v_text = run(no_audio_in, True)  # text on, audio null
-        guided = v_text + g.audio * (v - v_text)
+        v_text = v if inputs.windows is None else run(no_audio_in, True)  # text on, audio null
+        guided = v_text + audio_scale * (v - v_text)
         if g.text != 1.0:
             v_null = run(no_audio_in, False)
             guided = guided + (g.text - 1.0) * (v_text - v_null)

@@ -152,10 +152,14 @@ class StageConfig:
     """What a training stage trains and how often each condition is on (paper Table 1).
 
     ``p_*`` are probabilities that a condition is ON: audio, first frame (``ff``), video-to-video
-    masking (``v2v``) and identity reference tokens (``id``).
+    masking (``v2v``) and identity reference tokens (``id``). The ``base`` stage trains every DiT weight
+    without an audio adapter (``audio_adapter=false``, ``train_transformer=true``): full fine-tuning of a
+    pretrained DiT, and how talkdit fits its own tiny pretrained base.
     """
 
     name: str = MISSING
+    audio_adapter: bool = True  # attach the audio adapter; false trains and runs the plain DiT (p_audio must be 0)
+    train_transformer: bool = False  # train every weight of the DiT (full fine-tuning)
     train_adapter: bool = True
     adapter_init: str | None = None  # stage-1 export dir, audio_adapter.safetensors, or stage-1 checkpoint
     lora: LoRAConfig = field(default_factory=LoRAConfig)

@@ -138,12 +138,24 @@ def validate_train_config(cfg: TrainConfig) -> None:
     for name in ("p_audio", "p_ff", "p_v2v", "p_id"):
         _probability(f"stage.{name}", getattr(s, name))
     _require(
-        s.train_adapter or s.lora.enabled,
+        s.train_transformer or s.train_adapter or s.lora.enabled,
         "stage.train_adapter",
         s.train_adapter,
-        "a stage must train the audio adapter, the LoRA, or both",
+        "a stage must train the DiT (stage.train_transformer), the audio adapter, the LoRA, or a mix",
     )
-    if s.train_adapter and not s.lora.enabled:
+    _require(
+        not (s.train_transformer and s.lora.enabled),
+        "stage.lora.enabled",
+        s.lora.enabled,
+        "must be false when stage.train_transformer trains every DiT weight (a LoRA on top adds nothing)",
+    )
+    if not s.audio_adapter:
+        why = "must be {} without an audio adapter (stage.audio_adapter=false)"
+        _require(s.p_audio == 0.0, "stage.p_audio", s.p_audio, why.format(0))
+        _require(not s.train_adapter, "stage.train_adapter", s.train_adapter, why.format("false"))
+        _require(s.adapter_init is None, "stage.adapter_init", s.adapter_init, why.format("null"))
+        _require(not s.lora.enabled, "stage.lora.enabled", s.lora.enabled, why.format("false"))
+    if s.train_adapter and not s.lora.enabled and not s.train_transformer:
         _require(
             s.p_audio > 0,
             "stage.p_audio",

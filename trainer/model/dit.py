@@ -72,10 +72,13 @@ class TalkingHeadDiT(nn.Module):
             attach_audio_adapter(transformer, adapter, self.audio_state)
 
     @classmethod
-    def from_config(cls, model: ModelConfig, audio: AudioConfig) -> TalkingHeadDiT:
-        """Load the backbone as configured and attach a freshly initialised adapter."""
+    def from_config(cls, model: ModelConfig, audio: AudioConfig, with_adapter: bool = True) -> TalkingHeadDiT:
+        """Load the backbone as configured and attach a freshly initialised adapter (unless ``with_adapter=False``)."""
         transformer = load_transformer(model.transformer)
-        dit = cls(transformer, adapter_config(audio, model.transformer.arch, model.vae.temporal_compression))
+        adapter = None
+        if with_adapter:
+            adapter = adapter_config(audio, model.transformer.arch, model.vae.temporal_compression)
+        dit = cls(transformer, adapter)
         if model.gradient_checkpointing:
             dit.transformer.enable_gradient_checkpointing()
         return dit

@@ -33,14 +33,14 @@ class DiTInputs:
         tokens: ``[B, N_ref + N, C]`` (reference tokens first, then video tokens).
         timestep: Per-token flow time ``[B, N_ref + N]`` (0 for clean tokens).
         coords: RoPE coordinates ``[B, 3, N_ref + N]``.
-        audio: Audio windows, per-token latent frame and gate.
+        audio: Audio windows, per-token latent frame and gate; ``None`` for a DiT without audio adapter.
         num_ref: Reference tokens at the head of the sequence.
     """
 
     tokens: torch.Tensor
     timestep: torch.Tensor
     coords: torch.Tensor
-    audio: AudioInputs
+    audio: AudioInputs | None
     num_ref: int
 
 
@@ -50,8 +50,8 @@ def assemble_dit_inputs(
     gate: torch.Tensor,
     grid: tuple[int, int, int],
     fps: torch.Tensor,
-    windows: torch.Tensor,
-    window_valid: torch.Tensor,
+    windows: torch.Tensor | None,
+    window_valid: torch.Tensor | None,
     references: Sequence[ReferenceTokens] = (),
     frame_offset: int = 0,
 ) -> DiTInputs:
@@ -63,8 +63,9 @@ def assemble_dit_inputs(
         gate: Eq. 6 audio gate of the video tokens ``[B, T·H·W]`` (the mask ``M``).
         grid: ``(T, H, W)`` latent frames, rows and columns of the video tokens.
         fps: Frame rate per sample ``[B]``.
-        windows: Eq. 3 audio windows ``[B, F, W, Bl, C]`` of the whole video.
-        window_valid: ``[B, F, W]``.
+        windows: Eq. 3 audio windows ``[B, F, W, Bl, C]`` of the whole video; ``None`` for a DiT without audio
+            adapter (the base stage), which then gets no audio inputs.
+        window_valid: ``[B, F, W]`` (``None`` with ``windows``).
         references: Clean reference token sets, in sequence order (identity, then frame references).
         frame_offset: Global latent index of the first video frame (a TAPSF block's start), so RoPE and the
             audio routing use global frame positions.
@@ -87,16 +88,19 @@ def assemble_dit_inputs(
         coords.insert(0, ref.coords)
         frame_index.insert(0, torch.full((bsz, n), -1, device=dev, dtype=torch.long))
         gates.insert(0, torch.zeros(bsz, n, device=dev, dtype=gate.dtype))
-    return DiTInputs(
-        tokens=torch.cat(tokens, dim=1),
-        timestep=torch.cat(times, dim=1),
-        coords=torch.cat(coords, dim=2),
-        audio=AudioInputs(
+    audio = None
+    if windows is not None:
+        audio = AudioInputs(
             windows=windows,
             window_valid=window_valid,
             token_frame_index=torch.cat(frame_index, dim=1),
             gate=torch.cat(gates, dim=1),
-        ),
+        )
+    return DiTInputs(
+        tokens=torch.cat(tokens, dim=1),
+        timestep=torch.cat(times, dim=1),
+        coords=torch.cat(coords, dim=2),
+        audio=audio,
         num_ref=num_ref,
     )
 
