@@ -8,18 +8,19 @@
     <dir>/lora/adapter_config.json       peft ``LoraConfig``                                          [stage 2]
     <dir>/pytorch_lora_weights.safetensors  diffusers format (keys ``transformer.….lora_A.weight``,
                                          alpha = rank: the alpha/rank scale is folded into lora_B)   [stage 2]
+    <dir>/transformer/, vae/, text_encoder/, tokenizer/, scheduler/, model_index.json
+                                         a diffusers folder in the LTX-Video layout                   [base]
 
-Only the checkpoint is read (no backbone is loaded). Everything is written into a temporary folder
-next to ``output_dir`` and renamed into place, so an export is complete or absent.
+Adapter and LoRA files come from the checkpoint alone (no backbone is loaded). A stage that trained every
+DiT weight (the base stage) is exported as a whole diffusers folder: its DiT from the checkpoint, the frozen
+VAE and text encoder from the folders the run loaded them from. Everything is written into a temporary
+folder next to ``output_dir`` and renamed into place, so an export is complete or absent.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from peft import LoraConfig
 from safetensors.torch import save_file
 
-from trainer.atomic import current_umask
+from trainer.atomic import atomic_dir
 from trainer.checkpoints import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -38,6 +39,7 @@ from trainer.checkpoints import (
     read_training_checkpoint,
     transformer_state,
 )
+from trainer.model.base_folder import write_base_folder
 
 LORA_DIR = "lora"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -74,7 +76,11 @@ def peft_config_from_meta(lora_meta: dict) -> LoraConfig:
 
 
 def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """Write the adapter (and LoRA, for stage 2) files of a training checkpoint.
+    """Write what a training checkpoint trained, in the formats inference code loads.
+
+    The adapter (and LoRA, for stage 2) files come from the checkpoint alone. A checkpoint of a stage that
+    trained every DiT weight (``stage.train_transformer``, the base stage) is written as a diffusers folder
+    in the LTX-Video layout (:func:`write_base_folder`).
 
     Args:
         checkpoint: Training checkpoint path.
@@ -82,11 +88,11 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, overwrite:
         overwrite: Replace ``output_dir`` if it exists.
 
     Returns:
-        Name → path of every file written.
+        Name → path of every file or folder written.
 
     Raises:
         FileExistsError: ``output_dir`` exists and ``overwrite`` is false.
-        ValueError: The checkpoint is not a talkdit checkpoint or holds no adapter.
+        ValueError: The checkpoint is not a talkdit checkpoint or holds nothing to export.
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
@@ -95,71 +101,64 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, overwrite:
     meta = ckpt["talkdit"]
     state = transformer_state(ckpt)
     adapter = adapter_state(state)
-    if not adapter:
+    full_dit = bool(meta["config"]["stage"].get("train_transformer", False))
+    if not adapter and not full_dit:
         raise ValueError(f"{checkpoint} holds no audio adapter tensors")
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())
-    try:
-        files = {"audio_adapter": tmp / ADAPTER_WEIGHTS, "audio_adapter_config": tmp / ADAPTER_CONFIG}
-        save_file(
-            {k: v.contiguous() for k, v in adapter.items()},
-            str(files["audio_adapter"]),
-            metadata={"format": "pt", "talkdit": "audio_adapter"},
-        )
-        provenance = {
-            "checkpoint": str(Path(checkpoint).resolve()),
-            "global_step": int(ckpt.get("global_step", -1)),
-            "config_fingerprint": meta.get("config_fingerprint"),
-            "model": meta["config"]["model"]["name"],
-            "stage": meta["config"]["stage"]["name"],
-        }
-        files["audio_adapter_config"].write_text(
-            json.dumps({"format_version": 1, "adapter": meta["adapter"], "provenance": provenance}, indent=2)
-        )
+    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+        files: dict[str, Path] = {}
+        if full_dit:
+            dit = {k: v for k, v in state.items() if k not in adapter}
+            files.update(write_base_folder(tmp, dit, meta["config"]["model"], f"{checkpoint}"))
+        if adapter:
+            files.update(_write_adapter(tmp, adapter, meta, checkpoint, ckpt))
         lora = lora_tensors(state)
         if lora:
             if meta.get("lora") is None:
                 raise ValueError(f"{checkpoint} has LoRA tensors but no LoRA settings in its metadata")
-            peft_cfg = peft_config_from_meta(meta["lora"])
-            lora_dir = tmp / LORA_DIR
-            peft_cfg.save_pretrained(str(lora_dir))
-            files["lora_config"] = lora_dir / "adapter_config.json"
-            files["lora_peft"] = lora_dir / PEFT_WEIGHTS
-            save_file(
-                {f"base_model.model.{k}": v for k, v in lora.items()},
-                str(files["lora_peft"]),
-                metadata={"format": "pt"},
-            )
-            # Loaders of diffusers-format files often ignore alpha (diffusers' own model-level loader does
-            # when handed a file), so the file carries alpha = rank with the scale folded into lora_B.
-            scale = peft_cfg.lora_alpha / peft_cfg.r
-            folded = {k: (v * scale).contiguous() if ".lora_B." in k else v for k, v in lora.items()}
-            meta_cfg = peft_config_from_meta({**meta["lora"], "alpha": peft_cfg.r})
-            LTXVideoLoraLoaderMixin.save_lora_weights(
-                save_directory=str(tmp),
-                transformer_lora_layers=folded,
-                weight_name=DIFFUSERS_WEIGHTS,
-                transformer_lora_adapter_metadata=meta_cfg.to_dict(),
-            )
-            files["lora_diffusers"] = tmp / DIFFUSERS_WEIGHTS
-        mode = 0o666 & ~current_umask()
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                f.chmod(mode)  # safetensors writes 0600; exports are meant to be shared
-        if output_dir.exists():
-            old = output_dir.with_name(f".{output_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            output_dir.rename(old)
-            tmp.rename(output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            files.update(_write_lora(tmp, lora, meta["lora"]))
     return {name: output_dir / path.relative_to(tmp) for name, path in files.items()}
+
+
+def _write_adapter(tmp: Path, adapter: dict, meta: dict, checkpoint: str | Path, ckpt: dict) -> dict[str, Path]:
+    files = {"audio_adapter": tmp / ADAPTER_WEIGHTS, "audio_adapter_config": tmp / ADAPTER_CONFIG}
+    save_file(
+        {k: v.contiguous() for k, v in adapter.items()},
+        str(files["audio_adapter"]),
+        metadata={"format": "pt", "talkdit": "audio_adapter"},
+    )
+    provenance = {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "global_step": int(ckpt.get("global_step", -1)),
+        "config_fingerprint": meta.get("config_fingerprint"),
+        "model": meta["config"]["model"]["name"],
+        "stage": meta["config"]["stage"]["name"],
+    }
+    files["audio_adapter_config"].write_text(
+        json.dumps({"format_version": 1, "adapter": meta["adapter"], "provenance": provenance}, indent=2)
+    )
+    return files
+
+
+def _write_lora(tmp: Path, lora: dict[str, torch.Tensor], lora_meta: dict) -> dict[str, Path]:
+    peft_cfg = peft_config_from_meta(lora_meta)
+    lora_dir = tmp / LORA_DIR
+    peft_cfg.save_pretrained(str(lora_dir))
+    files = {"lora_config": lora_dir / "adapter_config.json", "lora_peft": lora_dir / PEFT_WEIGHTS}
+    save_file({f"base_model.model.{k}": v for k, v in lora.items()}, str(files["lora_peft"]), metadata={"format": "pt"})
+    # Loaders of diffusers-format files often ignore alpha (diffusers' own model-level loader does
+    # when handed a file), so the file carries alpha = rank with the scale folded into lora_B.
+    scale = peft_cfg.lora_alpha / peft_cfg.r
+    folded = {k: (v * scale).contiguous() if ".lora_B." in k else v for k, v in lora.items()}
+    meta_cfg = peft_config_from_meta({**lora_meta, "alpha": peft_cfg.r})
+    LTXVideoLoraLoaderMixin.save_lora_weights(
+        save_directory=str(tmp),
+        transformer_lora_layers=folded,
+        weight_name=DIFFUSERS_WEIGHTS,
+        transformer_lora_adapter_metadata=meta_cfg.to_dict(),
+    )
+    files["lora_diffusers"] = tmp / DIFFUSERS_WEIGHTS
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,14 @@ class TextEncoder(nn.Module):
         self.encoder.eval()
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
+    def save_pretrained(self, encoder_dir: str | Path, tokenizer_dir: str | Path) -> None:
+        """Write the encoder and its tokenizer as transformers folders (``text_encoder/``, ``tokenizer/``).
+
+        A random encoder saved this way loads back with ``source=diffusers`` as the same network.
+        """
+        self.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(tokenizer_dir)
+
     @property
     def hidden_size(self) -> int:
         """Channels of the embeddings (must equal the DiT's ``caption_channels``)."""
