@@ -1,0 +1,537 @@
+"""Fitting an LTX-architecture Video-VAE to a corpus of clips: ``python -m trainer.vae_fit``.
+
+``python -m trainer.vae_fit shards=<glob> output_dir=<folder> [image_steps=…] [clip_steps=…] [arch.*=…]``
+
+The VAE is diffusers' ``AutoencoderKLLTXVideo`` (32×32 spatial, 8× temporal compression; widths and latent
+channels from ``arch``), fitted by reconstruction (squared error, weighted ``mouth_weight``× inside the
+lower-face boxes, where a lip-sync model's output is judged), a KL term on its diagonal posterior, and a
+motion term on what changes inside each 8-frame latent group (:func:`fit_step`). It is how
+talkdit makes the VAE of its tiny pretrained base (:mod:`launch.tiny_base`).
+
+Two phases, because a tiny LTX VAE learns space much faster than time: ``image_steps`` on single frames
+(the causal encoder's frame-0 path, one latent frame each) teach the spatial code; ``clip_steps`` on clips
+then teach the 8-frame temporal code, mostly on crops around the lower face (where a talking head moves
+within a latent frame) and every ``crop_every``-th step on whole frames. The encoder's log-variance starts
+small so that the decoder first learns from the signal rather than from posterior noise.
+
+When the fit ends, the per-channel mean and standard deviation of the posterior means of the corpus are
+stored as the VAE's ``latents_mean``/``latents_std`` (diffusers' LTX latent normalisation), so the DiT
+reads unit-scale latents, and the folder is written with ``save_pretrained`` (atomically) with
+``talkdit_fit.json`` (settings, losses, held-out PSNR). The fit is resumable: its state (weights,
+optimiser, step, RNG) is saved every ``checkpoint_every`` steps in ``<output_dir>.fit/`` and a rerun
+continues from it; a finished ``output_dir`` is reused as is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from trainer.atomic import atomic_dir, atomic_path
+from trainer.config.validate import validate_frames
+from trainer.data.decode import decode_video, read_npy
+from trainer.data.schema import ShardSampleError
+
+log = logging.getLogger("talkdit.vae_fit")
+
+FIT_REPORT = "talkdit_fit.json"
+
+
+def tiny_base_vae_arch() -> dict[str, Any]:
+    """The VAE of talkdit's tiny pretrained base: LTX-Video 0.9.5's block layout at small widths (9.8 M parameters).
+
+    0.9.5's blocks (spatial, temporal, then two spatio-temporal downsamplers; residual up/downsampling, as in
+    DC-AE) learn faster than 0.9.1's; 128 latent channels, as LTX-Video.
+    """
+    return {
+        "latent_channels": 128,
+        "block_out_channels": [16, 32, 64, 128, 256],
+        "down_block_types": ["LTXVideo095DownBlock3D"] * 4,
+        "decoder_block_out_channels": [32, 64, 128],
+        "layers_per_block": [1, 1, 1, 1, 1],
+        "decoder_layers_per_block": [1, 1, 1, 1],
+        "spatio_temporal_scaling": [True, True, True, True],
+        "decoder_spatio_temporal_scaling": [True, True, True],
+        "decoder_inject_noise": [False, False, False, False],
+        "downsample_type": ["spatial", "temporal", "spatiotemporal", "spatiotemporal"],
+        "upsample_residual": [True, True, True],
+        "upsample_factor": [2, 2, 2],
+        "spatial_compression_ratio": 32,
+        "temporal_compression_ratio": 8,
+    }
+
+
+@dataclass
+class VAEFitConfig:
+    """Options of ``python -m trainer.vae_fit``.
+
+    Attributes:
+        shards: Shards of clips to fit on (data_prep's schema: ``video.mp4``, ``lower_face_boxes.npy``).
+        output_dir: The VAE folder to write (``config.json``, ``diffusion_pytorch_model.safetensors``).
+        arch: ``AutoencoderKLLTXVideo`` arguments.
+        image_steps: Optimiser steps on single frames (phase 1).
+        clip_steps: Optimiser steps on clips (phase 2): every ``crop_every``-th step whole frames
+            (``clip_batch`` clips of ``clip_frames``), the others ``crop``² crops around the lower face
+            (``crop_batch`` clips of ``crop_frames``).
+        image_batch: Frames per phase-1 step.
+        clip_batch: Whole-frame clips per phase-2 step.
+        clip_frames: Frames per whole-frame clip, 8k+1.
+        crop: Side of the lower-face crops in pixels (a multiple of 32; 0 disables crops).
+        crop_batch: Crops per phase-2 crop step.
+        crop_frames: Frames per crop, 8k+1.
+        crop_every: One whole-frame step in this many phase-2 steps (1: never crops).
+        lr: AdamW learning rate (constant after a short warm-up).
+        warmup_steps: Linear warm-up steps.
+        kl_weight: Weight of the KL term (per latent element) against the per-pixel reconstruction loss.
+        motion_weight: Weight of the within-latent-frame motion term (:func:`fit_step`).
+        mouth_weight: Reconstruction weight inside the lower-face boxes (1 = uniform).
+        initial_logvar: Initial posterior log-variance (the bias of the encoder's log-variance channel).
+        max_clips: Clips read from the shards (held in memory; the first ones in shard order).
+        holdout_clips: Clips of those kept out of the fit to report the reconstruction PSNR on.
+        checkpoint_every: Steps between saves of the resumable state.
+        seed: Seed of the initialisation and of the batch draws.
+        overwrite: Refit even when ``output_dir`` holds a finished VAE.
+    """
+
+    shards: str = MISSING
+    output_dir: str = MISSING
+    arch: dict[str, Any] = field(default_factory=tiny_base_vae_arch)
+    image_steps: int = 400
+    clip_steps: int = 400
+    image_batch: int = 8
+    clip_batch: int = 2
+    clip_frames: int = 9
+    crop: int = 64
+    crop_batch: int = 4
+    crop_frames: int = 17
+    crop_every: int = 3
+    # LTX's VAE normalises every feature vector (RMSNorm without affine): the weights before a norm are scale
+    # free, so Adam's per-weight steps turn into large rotations; small steps learn far faster here.
+    lr: float = 1e-4
+    warmup_steps: int = 20
+    kl_weight: float = 1e-6
+    motion_weight: float = 10.0
+    mouth_weight: float = 5.0
+    initial_logvar: float = -6.0
+    max_clips: int = 512
+    holdout_clips: int = 2
+    checkpoint_every: int = 100
+    seed: int = 0
+    overwrite: bool = False
+
+
+def validate(cfg: VAEFitConfig) -> None:
+    """Refuse settings the fit cannot use, naming the key.
+
+    Raises:
+        ValueError: A value out of range.
+    """
+    for key in ("image_batch", "clip_batch", "crop_batch", "crop_every", "max_clips", "checkpoint_every"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"{key}={getattr(cfg, key)}: expected >= 1")
+    for key in ("image_steps", "clip_steps", "holdout_clips", "warmup_steps"):
+        if getattr(cfg, key) < 0:
+            raise ValueError(f"{key}={getattr(cfg, key)}: expected >= 0")
+    if cfg.image_steps + cfg.clip_steps < 1:
+        raise ValueError("image_steps + clip_steps must be >= 1")
+    validate_frames("clip_frames", cfg.clip_frames)
+    validate_frames("crop_frames", cfg.crop_frames)
+    if cfg.crop < 0 or cfg.crop % 32:
+        raise ValueError(f"crop={cfg.crop}: expected 0 or a positive multiple of 32")
+    if not cfg.lr > 0:
+        raise ValueError(f"lr={cfg.lr}: expected > 0")
+    if cfg.kl_weight < 0 or cfg.motion_weight < 0 or cfg.mouth_weight < 1:
+        raise ValueError(
+            f"kl_weight={cfg.kl_weight}, motion_weight={cfg.motion_weight}, mouth_weight={cfg.mouth_weight}: "
+            "expected >= 0, >= 0 and >= 1"
+        )
+    if cfg.holdout_clips >= cfg.max_clips:
+        raise ValueError(f"holdout_clips={cfg.holdout_clips} must be < max_clips={cfg.max_clips}")
+
+
+@dataclass
+class FitClip:
+    """A clip the VAE is fitted on.
+
+    Attributes:
+        frames: ``[F, H, W, 3]`` uint8.
+        lower_face_boxes: ``[F, 4]`` float32 pixels (NaN rows: no face).
+    """
+
+    frames: np.ndarray
+    lower_face_boxes: np.ndarray
+
+
+def read_fit_clips(shards: str, limit: int) -> list[FitClip]:
+    """The first ``limit`` clips of the shards, decoded (shard order).
+
+    Raises:
+        FileNotFoundError: No shard matches.
+        ShardSampleError: A sample lacks a member or does not decode (names shard, key and member).
+    """
+    from trainer.data.datamodule import expand_shards
+
+    clips = []
+    for url in expand_shards(shards):
+        for raw in wds.tarfile_samples([{"url": url}]):
+            key = raw.get("__key__", "?")
+            for member in ("mp4", "lower_face_boxes.npy"):
+                name = "video.mp4" if member == "mp4" else member
+                if name not in raw and member not in raw:
+                    raise ShardSampleError(url, key, f"member '{name}' is missing")
+            frames, _ = decode_video(raw.get("video.mp4", raw.get("mp4")), url, key, "video.mp4")
+            boxes = read_npy(raw["lower_face_boxes.npy"], url, key, "lower_face_boxes.npy").astype(np.float32)
+            if boxes.shape != (frames.shape[0], 4):
+                raise ShardSampleError(url, key, f"lower_face_boxes.npy has shape {boxes.shape}, video {frames.shape}")
+            clips.append(FitClip(frames, boxes))
+            if len(clips) == limit:
+                return clips
+    return clips
+
+
+class WindowSampler:
+    """Random windows of the fit clips as VAE batches with their reconstruction weights.
+
+    Args:
+        clips: The clips (every frame the same size, sides multiples of 32).
+        mouth_weight: Weight inside the lower-face boxes.
+        rng: Source of the draws (its state is part of the resumable state).
+    """
+
+    def __init__(self, clips: list[FitClip], mouth_weight: float, rng: np.random.Generator):
+        self.clips = clips
+        self.mouth_weight = mouth_weight
+        self.rng = rng
+
+    def batch(self, size: int, frames: int, crop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` windows of ``frames`` frames, whole or cropped to ``crop``² pixels around the lower face.
+
+        Crops are aligned to the 32-pixel latent grid, so the VAE sees the mouth at the token positions it
+        has in a whole frame.
+
+        Returns:
+            ``(video [B, 3, F, H, W] in [-1, 1], weight [B, 1, F, H, W])``.
+        """
+        videos, weights = [], []
+        for _ in range(size):
+            clip = self.clips[int(self.rng.integers(len(self.clips)))]
+            start = int(self.rng.integers(0, clip.frames.shape[0] - frames + 1))
+            boxes = clip.lower_face_boxes[start : start + frames]
+            video = clip.frames[start : start + frames]
+            weight = self.box_weight(boxes, clip.frames.shape[1:3])
+            if crop is not None:
+                y0, x0 = self.crop_origin(boxes, clip.frames.shape[1:3], crop)
+                video = video[:, y0 : y0 + crop, x0 : x0 + crop]
+                weight = weight[:, y0 : y0 + crop, x0 : x0 + crop]
+            videos.append(torch.from_numpy(np.ascontiguousarray(video)))
+            weights.append(torch.from_numpy(np.ascontiguousarray(weight)))
+        video = torch.stack(videos).permute(0, 4, 1, 2, 3).to(torch.float32).div(127.5).sub(1.0)
+        return video, torch.stack(weights)[:, None]
+
+    @staticmethod
+    def crop_origin(boxes: np.ndarray, size: tuple[int, int], crop: int) -> tuple[int, int]:
+        """Top-left corner (multiples of 32) of the ``crop``² window nearest the centre of the windows' boxes."""
+        height, width = size
+        ok = np.isfinite(boxes).all(axis=1)
+        if not ok.any():
+            return (height - crop) // 64 * 32, (width - crop) // 64 * 32
+        b = boxes[ok]
+        cy, cx = 0.5 * (b[:, 1].min() + b[:, 3].max()), 0.5 * (b[:, 0].min() + b[:, 2].max())
+        y0 = int(np.clip(round((cy - crop / 2) / 32) * 32, 0, height - crop))
+        x0 = int(np.clip(round((cx - crop / 2) / 32) * 32, 0, width - crop))
+        return y0, x0
+
+    def box_weight(self, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """``[F, H, W]`` float32: ``mouth_weight`` inside each frame's lower-face box, 1 elsewhere."""
+        height, width = size
+        weight = np.ones((boxes.shape[0], height, width), np.float32)
+        for i, box in enumerate(boxes):
+            if not np.isfinite(box).all():
+                continue
+            x0, y0 = max(int(math.floor(box[0])), 0), max(int(math.floor(box[1])), 0)
+            x1, y1 = min(int(math.ceil(box[2])), width), min(int(math.ceil(box[3])), height)
+            weight[i, y0:y1, x0:x1] = self.mouth_weight
+        return weight
+
+
+def build_vae(arch: dict[str, Any], initial_logvar: float, seed: int):
+    """A freshly initialised ``AutoencoderKLLTXVideo`` whose posterior starts narrow.
+
+    Raises:
+        ValueError: The architecture does not compress 32×32×8 (names the arguments).
+    """
+    from diffusers import AutoencoderKLLTXVideo
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            vae = AutoencoderKLLTXVideo(**arch)
+        except TypeError as err:
+            raise ValueError(f"arch: not AutoencoderKLLTXVideo arguments: {err}") from err
+    if vae.spatial_compression_ratio != 32 or vae.temporal_compression_ratio != 8:
+        raise ValueError(
+            f"arch compresses {vae.spatial_compression_ratio}x spatially and {vae.temporal_compression_ratio}x "
+            "temporally; talkdit's DiT expects LTX-Video's 32x and 8x"
+        )
+    with torch.no_grad():
+        # The encoder's last output channel is the (shared) log-variance of the posterior.
+        vae.encoder.conv_out.conv.bias[-1].fill_(initial_logvar)
+    return vae
+
+
+def kl_per_element(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL divergence of ``N(mean, exp(logvar))`` from ``N(0, 1)``, averaged over every latent element."""
+    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+
+
+def _within_group(video: torch.Tensor, temporal: int) -> torch.Tensor:
+    """What changes inside each latent frame: frames ``1..`` minus their group's mean ``[B, C, F−1, H, W]``."""
+    groups = video[:, :, 1:].unflatten(2, (-1, temporal))
+    return (groups - groups.mean(dim=3, keepdim=True)).flatten(2, 3)
+
+
+def fit_step(
+    vae, video: torch.Tensor, weight: torch.Tensor, kl_weight: float, motion_weight: float, gen: torch.Generator
+) -> dict:
+    """Loss of one batch: weighted squared error of a posterior sample's reconstruction, KL, and motion.
+
+    The motion term is the weighted squared error of what changes inside each latent frame (each frame minus
+    its 8-frame group's mean): the part of a talking head an 8x temporal code must keep (a mouth's per-frame
+    opening) and the part a young VAE blurs first.
+    """
+    dist = vae.encode(video).latent_dist
+    noise = torch.randn(dist.mean.shape, generator=gen, dtype=dist.mean.dtype)
+    latents = dist.mean + dist.std * noise
+    recon = vae.decode(latents).sample
+    norm = weight.mean()
+    rec = ((recon - video).square() * weight).mean() / norm
+    kl = kl_per_element(dist.mean, dist.logvar)
+    loss = rec + kl_weight * kl
+    motion = torch.zeros(())
+    temporal = vae.temporal_compression_ratio
+    if motion_weight > 0 and video.shape[2] > 1:
+        diff = _within_group(recon, temporal) - _within_group(video, temporal)
+        motion = (diff.square() * weight[:, :, 1:]).mean() / norm
+        loss = loss + motion_weight * motion
+    return {"loss": loss, "rec": rec.detach(), "kl": kl.detach(), "motion": motion.detach()}
+
+
+@torch.no_grad()
+def latent_statistics(vae, clips: list[FitClip], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of the posterior means of the clips' first ``frames`` frames."""
+    sums, sq, count = 0.0, 0.0, 0
+    for clip in clips:
+        n = min(frames, (clip.frames.shape[0] - 1) // 8 * 8 + 1)
+        video = torch.from_numpy(clip.frames[None, :n]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+        mean = vae.encode(video).latent_dist.mean.double()  # [1, C, T, h, w]
+        sums = sums + mean.sum(dim=(0, 2, 3, 4))
+        sq = sq + mean.square().sum(dim=(0, 2, 3, 4))
+        count += mean[0, 0].numel()
+    mu = sums / count
+    std = (sq / count - mu.square()).clamp(min=1e-12).sqrt()
+    return mu.float(), std.float()
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae, clips: list[FitClip], frames: int) -> float | None:
+    """PSNR (dB, uint8 scale) of the posterior-mean reconstructions of the clips' first ``frames`` frames."""
+    errors = []
+    for clip in clips:
+        n = min(frames, (clip.frames.shape[0] - 1) // 8 * 8 + 1)
+        video = torch.from_numpy(clip.frames[None, :n]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+        recon = vae.decode(vae.encode(video).latent_dist.mean).sample.clamp(-1.0, 1.0)
+        errors.append(((recon - video) * 127.5).square().mean().item())
+    if not errors:
+        return None
+    return float(10.0 * np.log10(255.0**2 / max(float(np.mean(errors)), 1e-12)))
+
+
+def _state_dir(output_dir: Path) -> Path:
+    return output_dir.with_name(output_dir.name + ".fit")
+
+
+def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
+    """Fit (or resume fitting, or reuse) the VAE described by ``cfg``.
+
+    Returns:
+        ``output_dir``, a diffusers ``AutoencoderKLLTXVideo`` folder with ``talkdit_fit.json``.
+
+    Raises:
+        ValueError: Bad settings or clips of sizes the VAE cannot take.
+        FileNotFoundError: No shard matches ``shards``.
+        ShardSampleError: A sample does not decode.
+    """
+    validate(cfg)
+    output_dir = Path(cfg.output_dir)
+    report_file = output_dir / FIT_REPORT
+    if report_file.is_file() and not cfg.overwrite:
+        log.info("VAE already fitted: %s", output_dir)
+        return output_dir
+    clips = read_fit_clips(cfg.shards, cfg.max_clips)
+    if len(clips) <= cfg.holdout_clips:
+        raise ValueError(f"shards={cfg.shards}: {len(clips)} clips, need more than holdout_clips={cfg.holdout_clips}")
+    sizes = {c.frames.shape[1:3] for c in clips}
+    height, width = next(iter(sizes))
+    if len(sizes) > 1 or height % 32 or width % 32:
+        raise ValueError(f"shards={cfg.shards}: clips of sizes {sorted(sizes)}; need one size, sides multiples of 32")
+    short = min(c.frames.shape[0] for c in clips)
+    for key in ("clip_frames", "crop_frames"):
+        if cfg.clip_steps and short < getattr(cfg, key):
+            raise ValueError(f"{key}={getattr(cfg, key)} but the shortest clip has {short} frames")
+    if cfg.crop > min(height, width):
+        raise ValueError(f"crop={cfg.crop} is larger than the clips ({height}x{width})")
+    holdout, train = clips[: cfg.holdout_clips], clips[cfg.holdout_clips :]
+
+    torch.manual_seed(cfg.seed)
+    vae = build_vae(cfg.arch, cfg.initial_logvar, cfg.seed)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, history = 0, []
+    state_file = _state_dir(output_dir) / "state.pt"
+    if state_file.is_file():
+        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        if state["config"] != asdict(cfg) | {"overwrite": state["config"]["overwrite"]}:
+            raise ValueError(f"{state_file} was saved by a fit with other settings; remove it to start over")
+        vae.load_state_dict(state["vae"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        gen.set_state(state["gen"])
+        step, history = state["step"], state["history"]
+        log.info("resuming the VAE fit at step %d from %s", step, state_file)
+
+    total = cfg.image_steps + cfg.clip_steps
+    sampler = WindowSampler(train, cfg.mouth_weight, rng)
+    bar = _Progress(total, step, progress)
+    vae.train()
+    start = time.perf_counter()
+    while step < total:
+        if step < cfg.image_steps:
+            phase, (video, weight) = "frames", sampler.batch(cfg.image_batch, 1)
+        elif cfg.crop and (step - cfg.image_steps) % cfg.crop_every:
+            phase, (video, weight) = "crops", sampler.batch(cfg.crop_batch, cfg.crop_frames, cfg.crop)
+        else:
+            phase, (video, weight) = "clips", sampler.batch(cfg.clip_batch, cfg.clip_frames)
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+        out = fit_step(vae, video, weight, cfg.kl_weight, cfg.motion_weight, gen)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        history.append([step, float(out["rec"]), float(out["kl"]), float(out["motion"])])
+        bar.update(step, {"rec": float(out["rec"]), "motion": float(out["motion"]), "phase": phase})
+        if step % cfg.checkpoint_every == 0 and step < total:
+            _save_state(state_file, cfg, vae, optimizer, rng, gen, step, history)
+    bar.close()
+
+    vae.eval()
+    mean, std = latent_statistics(vae, train[:64], cfg.clip_frames)
+    vae.latents_mean.copy_(mean)
+    vae.latents_std.copy_(std)
+    psnr = reconstruction_psnr(vae, holdout, 2 * 8 + 1)
+    report = {
+        "config": asdict(cfg),
+        "steps": step,
+        "clips": {"train": len(train), "holdout": len(holdout), "size": [height, width]},
+        "final_rec_mse": float(np.mean([h[1] for h in history[-20:]])) if history else None,
+        "holdout_psnr_db": psnr,
+        "parameters": sum(p.numel() for p in vae.parameters()),
+        "seconds": time.perf_counter() - start,
+    }
+    with atomic_dir(output_dir, overwrite=True) as tmp:
+        vae.save_pretrained(tmp, safe_serialization=True)
+        (tmp / FIT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    state_file.unlink(missing_ok=True)
+    if state_file.parent.is_dir() and not any(state_file.parent.iterdir()):
+        state_file.parent.rmdir()
+    log.info("VAE fitted in %d steps: held-out PSNR %s dB, written to %s", step, _fmt(psnr), output_dir)
+    return output_dir
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _save_state(path: Path, cfg: VAEFitConfig, vae, optimizer, rng, gen, step: int, history: list) -> None:
+    state = {
+        "config": asdict(cfg),
+        "vae": vae.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng.bit_generator.state,
+        "gen": gen.get_state(),
+        "step": step,
+        "history": history,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise one log line every ``every`` steps (a redirected log stays readable)."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, every: int = 50):
+        self.total, self.every, self.enabled = total, every, enabled
+        self.step = self.window_step = initial
+        self.window_time = time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc="vae fit", unit="step")
+
+    def update(self, step: int, values: dict) -> None:
+        """Record that ``step`` is done, with the values to show."""
+        shown = {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in values.items()}
+        if self.bar is not None:
+            self.bar.update(step - self.step)
+            self.bar.set_postfix(shown)
+        elif self.enabled and (step % self.every == 0 or step == self.total):
+            now = time.perf_counter()
+            per_step = (now - self.window_time) / max(step - self.window_step, 1)
+            parts = " ".join(f"{k}={v}" for k, v in shown.items())
+            eta = per_step * (self.total - step)
+            log.info("vae fit step %d/%d %s (%.2f s/step, eta %.0f s)", step, self.total, parts, per_step, eta)
+            self.window_step, self.window_time = step, now
+        self.step = step
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``key=value`` arguments); bad input exits with status 2 and one line."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg: VAEFitConfig = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(VAEFitConfig), OmegaConf.from_dotlist(args))
+        )
+        out = fit_vae(cfg)
+    except OmegaConfBaseException as err:
+        print(f"error: vae_fit arguments {args}: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, ShardSampleError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"vae: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
