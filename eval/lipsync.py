@@ -1,0 +1,295 @@
+"""The lip-sync benchmark: dub held-out synthetic people with other speech and compare with the ground truth.
+
+Held-out people (a corpus seed never trained on, 25 fps so that clip frames are source frames) go through
+data_prep like the training corpus. Each held-out clip is dubbed in V2V lip mode with the speech (Whisper
+features from its shard) of a clip of another person, and compared with the exact video a perfect dub would
+be: the same person, pose, blinks and light rendered with the mouth of the driving utterance
+(:func:`data_prep.synthetic.clips.generate_dub_ground_truth`), over the clip's own span of its source video.
+
+Four videos are scored against that ground truth inside the region a mouth can reach (the lower-face box of
+the fully opened mouth, per frame): the trained model's dub, the base model's (no adapter: it cannot hear),
+the undubbed source copied through, and the VAE reconstruction of the ground truth itself (the best any
+model on this VAE can do). Mouth opening is measured as the difference from the same person rendered with
+a closed mouth (:mod:`eval.metrics.dub`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data_prep.synthetic.clips import plan_clip, render_clip
+from data_prep.synthetic.corpus import CorpusEntry, load_manifest
+from eval.metrics.dub import (
+    box_masks,
+    closed_in_silence,
+    mouth_opening_change,
+    opening_calibration,
+    pearson,
+    region_mse,
+    silent_frames,
+)
+from eval.metrics.pixel import psnr
+from trainer.data.decode import ClipSample
+
+__all__ = [
+    "ARMS",
+    "DubCase",
+    "DubScores",
+    "dub_cases",
+    "neighbour_correlation",
+    "summarize",
+]
+
+# The videos scored against the ground truth.
+ARMS = ("trained", "base", "source", "vae_ceiling")
+
+
+@dataclass
+class DubCase:
+    """One held-out clip, the speech that drives its dub, and the ground truth of that dub.
+
+    Attributes:
+        source: The held-out clip (its shard sample: frames, boxes, references, own Whisper features).
+        driving: The clip whose speech drives the dub (another person).
+        driving_audio: float32 ``[S]`` 16 kHz waveform of the driving clip (its shard's ``audio.wav``).
+        sample_rate: Of ``driving_audio``.
+        ground_truth: ``[F, H, W, 3]`` uint8, the perfect dub.
+        closed: ``[F, H, W, 3]`` uint8, the same person and poses with the mouth closed.
+        masks: ``[F, H, W]`` bool, where a mouth can change (the fully open mouth's lower-face box).
+        opening: float32 ``[F]``, the driving utterance's mouth opening (0..1) per frame.
+    """
+
+    source: ClipSample
+    driving: ClipSample
+    driving_audio: np.ndarray
+    sample_rate: int
+    ground_truth: np.ndarray
+    closed: np.ndarray
+    masks: np.ndarray
+    opening: np.ndarray
+
+
+def _entry_of(clip: ClipSample, entries: dict[str, CorpusEntry]) -> CorpusEntry:
+    stem = Path(clip.record["source"]).stem
+    if stem not in entries:
+        raise ValueError(f"clip {clip.key}: its source {clip.record['source']} is not in the corpus manifest")
+    entry = entries[stem]
+    if abs(entry.fps - clip.fps) > 1e-6:
+        raise ValueError(
+            f"clip {clip.key}: {entry.fps} fps source resampled to {clip.fps} fps; the ground truth of a dub "
+            "needs held-out sources at the clips' rate"
+        )
+    return entry
+
+
+def _plan(entry: CorpusEntry, span: tuple[int, int]):
+    plan = plan_clip(
+        entry.seed, entry.fps, entry.num_frames, entry.width, entry.height, entry.sample_rate, zoom=entry.zoom
+    )
+    return plan.window(*span)
+
+
+def dub_cases(clips: list[tuple[ClipSample, np.ndarray, int]], corpus_dir: str | Path) -> list[DubCase]:
+    """Pair every held-out clip with the next clip of another source video and render the ground truths.
+
+    Args:
+        clips: Held-out clips with their 16 kHz audio (:func:`eval.run.read_clips`), from a synthetic corpus.
+        corpus_dir: That corpus (its ``manifest.json`` gives each video's seed and settings).
+
+    Returns:
+        One case per clip (clips of a single video are left out: there is no other person's speech).
+
+    Raises:
+        ValueError: A clip's source is not in the manifest, or was resampled.
+    """
+    entries = {e.video_id: e for e in load_manifest(corpus_dir)}
+    sources = [Path(c.record["source"]).stem for c, _, _ in clips]
+    cases = []
+    for i, (clip, _, _) in enumerate(clips):
+        others = [j for k in range(1, len(clips)) if sources[j := (i + k) % len(clips)] != sources[i]]
+        if not others:
+            continue
+        driving, audio, rate = clips[others[0]]
+        plan = _plan(_entry_of(clip, entries), tuple(clip.record["span"]))
+        drive_plan = _plan(_entry_of(driving, entries), tuple(driving.record["span"]))
+        frames = clip.frames.shape[0]
+        if plan.times.shape[0] != frames or drive_plan.times.shape[0] != frames:
+            raise ValueError(f"clip {clip.key}: span and frame count disagree ({plan.times.shape[0]} vs {frames})")
+        truth = render_clip(plan, mouth_open=drive_plan.mouth_open, audio=drive_plan.audio())
+        closed = render_clip(plan, mouth_open=np.zeros(frames, np.float32))
+        opened = render_clip(plan, mouth_open=np.ones(frames, np.float32))
+        height, width = clip.frames.shape[1:3]
+        cases.append(
+            DubCase(
+                source=clip,
+                driving=driving,
+                driving_audio=audio,
+                sample_rate=rate,
+                ground_truth=truth.frames,
+                closed=closed.frames,
+                masks=box_masks(opened.lower_face_boxes, height, width),
+                opening=drive_plan.mouth_open,
+            )
+        )
+    return cases
+
+
+def neighbour_correlation(video: np.ndarray) -> float:
+    """Correlation of horizontally neighbouring pixels (grey): about 0.9+ for natural video, about 0 for noise."""
+    grey = np.asarray(video, np.float64).mean(axis=-1)
+    a, b = grey[..., :, :-1].ravel(), grey[..., :, 1:].ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@dataclass
+class DubScores:
+    """Scores of one case (every arm against the ground truth).
+
+    Attributes:
+        mouth_mse: Arm → mouth-region MSE (grey levels²).
+        openness_corr: Arm → correlation of the measured opening with the driving track.
+        silence_closed: Arm → share of silent frames with a closed mouth (``None``: no silent frame).
+        psnr_trained: Whole-frame PSNR of the trained dub against the ground truth (dB).
+        neighbour_corr: Arm → neighbouring-pixel correlation of the arm's video.
+    """
+
+    mouth_mse: dict[str, float]
+    openness_corr: dict[str, float | None]
+    silence_closed: dict[str, float | None]
+    psnr_trained: float
+    neighbour_corr: dict[str, float]
+
+
+def score_case(case: DubCase, videos: dict[str, np.ndarray], closed: dict[str, np.ndarray] | None = None) -> DubScores:
+    """Score each arm's video of a case; the ``vae_ceiling`` arm calibrates the opening scale.
+
+    Args:
+        case: The case.
+        videos: Arm name → ``[F, H, W, 3]`` uint8 (every name of :data:`ARMS`).
+        closed: Arm name → the closed-mouth video as that arm's renderer shows it (for VAE-decoded arms the
+            VAE reconstruction of ``case.closed``, so that VAE blur does not count as an open mouth); arms
+            not named use ``case.closed``.
+    """
+    closed = closed or {}
+    openings = {arm: mouth_opening_change(v, closed.get(arm, case.closed), case.masks) for arm, v in videos.items()}
+    try:
+        calibration = opening_calibration(openings["vae_ceiling"], case.opening)
+    except ValueError:
+        calibration = None
+    silent = silent_frames(case.driving_audio, case.sample_rate, case.source.fps, case.source.frames.shape[0])
+    return DubScores(
+        mouth_mse={arm: region_mse(v, case.ground_truth, case.masks) for arm, v in videos.items()},
+        openness_corr={arm: pearson(o, case.opening) for arm, o in openings.items()},
+        silence_closed={
+            arm: None if calibration is None else closed_in_silence(o, silent, calibration)
+            for arm, o in openings.items()
+        },
+        psnr_trained=psnr(videos["trained"], case.ground_truth),
+        neighbour_corr={arm: neighbour_correlation(v) for arm, v in videos.items()},
+    )
+
+
+def _mean(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(got)) if got else None
+
+
+def summarize(scores: list[DubScores]) -> dict:
+    """The benchmark's JSON keys from per-case scores (means over cases; correlations averaged per clip)."""
+    out: dict = {"clips": len(scores)}
+    for arm in ARMS:
+        out[f"mouth_mse_{arm}"] = _mean([s.mouth_mse[arm] for s in scores])
+    src, trained, ceiling = out["mouth_mse_source"], out["mouth_mse_trained"], out["mouth_mse_vae_ceiling"]
+    out["gap_closed"] = None
+    if None not in (src, trained, ceiling) and src > ceiling:
+        out["gap_closed"] = (src - trained) / (src - ceiling)
+    out["openness_corr_trained"] = _mean([s.openness_corr["trained"] for s in scores])
+    out["openness_corr_base"] = _mean([s.openness_corr["base"] for s in scores])
+    out["openness_corr_source"] = _mean([s.openness_corr["source"] for s in scores])
+    out["openness_measure_check"] = _mean([s.openness_corr["vae_ceiling"] for s in scores])
+    out["silence_closed_trained"] = _mean([s.silence_closed["trained"] for s in scores])
+    out["silence_closed_base"] = _mean([s.silence_closed["base"] for s in scores])
+    out["psnr_trained_db"] = _mean([s.psnr_trained for s in scores])
+    out["neighbour_corr_trained"] = _mean([s.neighbour_corr["trained"] for s in scores])
+    out["neighbour_corr_source"] = _mean([s.neighbour_corr["source"] for s in scores])
+    return out
+
+
+def scores_json(scores: DubScores) -> str:
+    """One case's scores as JSON."""
+    return json.dumps(dataclasses.asdict(scores), sort_keys=True)
+
+
+@torch.no_grad()
+def vae_reconstruction(module, frames: np.ndarray) -> np.ndarray:
+    """Posterior-mean VAE reconstruction of uint8 frames ``[F, H, W, 3]`` (the ceiling arm)."""
+    from eval.sampler.video_out import decode_latents
+    from trainer.model.vae import encode_posterior, normalize_latents
+
+    mean, _ = encode_posterior(module.vae, torch.from_numpy(frames)[None].to(module.device))
+    return decode_latents(module.vae, normalize_latents(mean, module.vae))[0]
+
+
+def base_module_of(module):
+    """The base model a trained module was built on: its DiT as loaded from ``model``, without adapter or LoRA."""
+    from trainer.lightning_module import TalkingHeadModule
+
+    cfg = module.cfg
+    stage = dataclasses.replace(
+        cfg.stage,
+        name="base",
+        audio_adapter=False,
+        train_transformer=False,
+        train_adapter=False,
+        adapter_init=None,
+        p_audio=0.0,
+        lora=dataclasses.replace(cfg.stage.lora, enabled=False),
+    )
+    return TalkingHeadModule(dataclasses.replace(cfg, stage=stage)).to(module.device).eval()
+
+
+@torch.no_grad()
+def dub_video(module, sampler, case: DubCase, seed: int, identity_refs: bool = True) -> np.ndarray:
+    """V2V lip-mode dub of the case's source clip driven by the driving clip's speech; uint8 ``[F, H, W, 3]``."""
+    from eval.run import clip_batch, sample_clip
+
+    num_refs = module.cfg.objective.num_reference_frames
+    batch = clip_batch(case.source, num_refs, whisper=case.driving.whisper)
+    return sample_clip(module, sampler, batch, "v2v", "lip", identity_refs, seed)
+
+
+def run_cases(module, base, sampler_cfg, cases: list[DubCase], seed: int) -> list[tuple[dict, DubScores]]:
+    """Every arm's video and scores for each case.
+
+    Args:
+        module: The trained module (stage 1 or 2).
+        base: :func:`base_module_of` the module.
+        sampler_cfg: :class:`eval.sampler.sampler.SamplerConfig`.
+        cases: The cases.
+        seed: Seed of the posterior samples (the sampler's noise comes from ``sampler_cfg.seed``).
+
+    Returns:
+        ``(videos by arm, scores)`` per case.
+    """
+    from eval.sampler.sampler import EulerSampler
+
+    loc = module.cfg.objective.timestep_loc
+    trained_sampler = EulerSampler(module.dit, sampler_cfg, loc)
+    base_sampler = EulerSampler(base.dit, sampler_cfg, loc)
+    out = []
+    for i, case in enumerate(cases):
+        videos = {
+            "trained": dub_video(module, trained_sampler, case, seed + i),
+            "base": dub_video(base, base_sampler, case, seed + i),
+            "source": case.source.frames,
+            "vae_ceiling": vae_reconstruction(module, case.ground_truth),
+        }
+        closed = vae_reconstruction(module, case.closed)
+        out.append((videos, score_case(case, videos, {"trained": closed, "base": closed, "vae_ceiling": closed})))
+    return out
