@@ -1,7 +1,8 @@
 """Training throughput of the audio-conditioned LTX DiT on one GPU: tokens/s, MFU and peak memory.
 
-Stage 1 (the audio adapter trained, DiT frozen) and stage 2 (LoRA rank 128 on the DiT plus the adapter,
-with identity reference tokens) at the paper's shape: batch 4 of 121 frames at 512x768 (16 latent frames
+The base stage (``--stages 0``: every DiT weight trained, no adapter, identity reference tokens), stage 1
+(the audio adapter trained, DiT frozen) and stage 2 (LoRA rank 128 on the DiT plus the adapter, with
+identity reference tokens) at the paper's shape: batch 4 of 121 frames at 512x768 (16 latent frames
 of 16x24 tokens: 6144 video tokens per clip), Whisper-small audio windows, 128 T5 tokens. The DiT is the
 LTX-Video 13B architecture (32 heads x 128, hidden 4096) with ``--layers`` of its 48 blocks, randomly
 initialised (a benchmark measures arithmetic, not weights). Each step is what training does with cached
@@ -11,9 +12,9 @@ backward, AdamW-only clipping and the Muon+AdamW step.
 MFU counts model FLOPs only (no checkpoint recomputation): per token 2P forward, 2P backward through the
 activations and 2P_trainable for weight gradients, plus 12·N·d per layer for self-attention over N
 tokens; divided by ``--peak-tflops`` (989: H100/H200 SXM dense bf16). Also reported: each stage's step
-time relative to stage 1 in the same process. Prints one JSON object.
+time relative to the first stage run in the same process. Prints one JSON object.
 
-Usage: python benchmarks/gpu_throughput.py [--layers 4] [--steps 10] [--warmup 3] [--stages 1 2]
+Usage: python benchmarks/gpu_throughput.py [--layers 4] [--steps 10] [--warmup 3] [--stages 0 1 2]
        python benchmarks/gpu_throughput.py --tiny --device cpu   # a quick functional run without a GPU
 """
 
@@ -50,10 +51,17 @@ def model_config(tiny: bool):
 
 
 def build_dit(arch: LTXTransformerArch, audio, layers: int, stage: int, lora: LoRAConfig, device) -> TalkingHeadDiT:
-    """The DiT with ``layers`` blocks, the adapter, and for stage 2 LoRA; trainable parameters as in training."""
+    """The DiT with ``layers`` blocks as each stage trains it.
+
+    Stage 0 (base): the plain DiT, every weight trainable. Stage 1: the adapter trains. Stage 2: LoRA and the
+    adapter train.
+    """
     arch = replace(arch, num_layers=layers)
     torch.manual_seed(0)
     transformer = LTXVideoTransformer3DModel(**asdict(arch))
+    if stage == 0:
+        transformer.enable_gradient_checkpointing()
+        return TalkingHeadDiT(transformer, None).to(device)
     dit = TalkingHeadDiT(transformer, adapter_config(audio, arch))
     transformer.requires_grad_(False)
     if stage == 2:
@@ -113,7 +121,7 @@ def run_stage(stage: int, args, device) -> dict:
     dit = build_dit(arch, audio, args.layers, stage, lora, device)
     dit.train()
     bundle = build_optimizer(dit.transformer, optim_cfg)
-    ref_tokens = args.ref_tokens if stage == 2 else 0
+    ref_tokens = args.ref_tokens if stage in (0, 2) else 0
     (tokens, timestep, text, text_mask, coords, target, mask), audio_in, video = make_inputs(
         arch, audio, args.batch, args.frames, args.height, args.width, ref_tokens, device
     )
@@ -127,7 +135,7 @@ def run_stage(stage: int, args, device) -> dict:
             torch.cuda.synchronize(device)
         start = time.perf_counter()
         with autocast:
-            pred = dit(tokens, timestep, text, text_mask, coords, audio_in)[:, ref_tokens:]
+            pred = dit(tokens, timestep, text, text_mask, coords, audio_in if stage else None)[:, ref_tokens:]
             total, _, count = contrastive_sq_error(pred.float(), target, mask, args.contrastive_lambda)
             loss = total.sum() / count.sum()
         loss.backward()
@@ -144,7 +152,7 @@ def run_stage(stage: int, args, device) -> dict:
     flops = model_flops_per_step(dit, n_tokens, args.batch, args.layers, arch.inner_dim)
     trainable = sum(p.numel() for p in dit.parameters() if p.requires_grad)
     result = {
-        "stage": stage,
+        "stage": stage if stage else "base",
         "trainable_params": trainable,
         "dit_params": sum(p.numel() for p in dit.transformer.parameters()),
         "tokens_per_sample": n_tokens,
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ref-tokens", type=int, default=576, help="stage-2 identity reference tokens per clip")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[1, 2])
+    parser.add_argument("--stages", type=int, nargs="+", default=[0, 1, 2], choices=[0, 1, 2], help="0: base")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--contrastive-lambda", type=float, default=0.05)
     parser.add_argument("--device", default="cuda")
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         "layers": args.layers,
         "shape": {"batch": args.batch, "frames": args.frames, "height": args.height, "width": args.width},
         "stages": stages,
-        "step_time_vs_stage1": {
+        "step_time_vs_first": {
             str(s["stage"]): round(s["step_s_median"] / stages[0]["step_s_median"], 3) for s in stages
         },
     }
