@@ -27,7 +27,7 @@ import webdataset as wds
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from data_prep.media import decode_wav
+from data_prep.audio import AUDIO_RATE, decode_audio
 from eval.metrics import METRIC_NAMES, MetricWeights, compute_metrics
 from eval.sampler.batch import edited_sample_inputs, sample_inputs_from_batch
 from eval.sampler.edit_audio import edited_track
@@ -35,6 +35,7 @@ from eval.sampler.sampler import EulerSampler, SamplerConfig
 from eval.sampler.video_out import decode_latents, write_sample
 from trainer.atomic import atomic_write_text
 from trainer.data.decode import ClipSample, decode_sample
+from trainer.data.schema import ShardSampleError
 from trainer.data.transforms import TrainingClip, collate_clips
 
 log = logging.getLogger("talkdit.eval")
@@ -110,10 +111,11 @@ def load_module(checkpoint: str | Path, device: str = "cpu"):
 
 
 def read_clips(shards: str, module, limit: int) -> list[tuple[ClipSample, np.ndarray, int]]:
-    """The first ``limit`` clips of the shards with their 16 kHz audio.
+    """The first ``limit`` clips of the shards with their audio (:func:`data_prep.audio.decode_audio`: 16 kHz mono).
 
     Raises:
         FileNotFoundError: No shard matches.
+        ShardSampleError: A sample breaks the schema or its audio does not decode.
     """
     from trainer.data.datamodule import expand_shards
     from trainer.runner import feature_spec
@@ -122,8 +124,11 @@ def read_clips(shards: str, module, limit: int) -> list[tuple[ClipSample, np.nda
     out = []
     for raw in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False):
         clip = decode_sample(raw, feature_spec(module.cfg), decode_latents=False)
-        audio, sr = decode_wav(raw["audio.wav"])
-        out.append((clip, audio.astype(np.float32).reshape(-1), sr))
+        try:
+            audio = decode_audio(raw["audio.wav"])
+        except ValueError as err:
+            raise ShardSampleError(clip.shard, clip.key, f"member 'audio.wav': {err}") from err
+        out.append((clip, audio, AUDIO_RATE))
         if len(out) == limit:
             break
     return out
