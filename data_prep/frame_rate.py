@@ -12,14 +12,16 @@ on real timestamps, so variable-frame-rate sources are converted by time, not by
 belongs to the source while it is at most half a frame past the last frame (:func:`span_end`), so the
 output never repeats the last frame to fill time the source does not have.
 
-**Why not floor** (the frame on screen at the tick): it lags the tick by half a source frame on average
-(16.7 ms at 30 fps) for no benefit. **Why not ``ffmpeg -r 25``** (what the official SyncNet pipeline
-runs): ffmpeg 5.1's constant-frame-rate output drops or repeats a frame only when the drift passes 1.1
-output frames, so its choice trails the tick by up to ~1.1 frames. On a 30 fps source it picks source
-frames ``0…9, 11, 12…`` where this rule picks ``0, 1, 2, 4, 5…``: the two agree on 5% of the frames and
-ffmpeg's video trails by 44 ms on average (24 fps source: it runs 74 ms ahead; measured by
+**Why not floor** (the frame on screen at the tick, what eval used before): its pictures always trail their
+ticks (13 ms on average at 30 fps, up to 27 ms) for no benefit; on a 30 fps source it picks other frames
+than this rule for 40% of the ticks. **Why not ``ffmpeg -r 25``** (what the official
+SyncNet pipeline runs): ffmpeg 5.1's constant-rate output drops or repeats a frame only once the drift
+passes about a frame, so on a 30 fps source it keeps frames ``0…9, 11, 12…`` where this rule picks
+``0, 1, 2, 4, 5…``; the two agree on 3% of the ticks and ffmpeg's pictures trail them by 45 ms on average
+(60 ms at most), and from a 24 fps source it keeps all 96 frames of 4 s and relabels them, running up to
+158 ms ahead. This rule's error is 0 on average and at most half a source frame (numbers from
 ``benchmarks/preprocessing_fidelity.py``). The ``official`` sync protocol (:mod:`eval.metrics.sync_official`)
-therefore calls ffmpeg itself rather than this rule.
+therefore runs ffmpeg itself rather than this rule.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ name                   what                                        module / weig
 ``face_sim``           ArcFace cosine vs one reference image       :mod:`~eval.metrics.identity`, ArcFace
 ``sync_c``, ``sync_d``  SyncNet confidence / distance              :mod:`~eval.metrics.sync`, SyncNet
 ``av_offset``          SyncNet AV offset (25 fps frames)           :mod:`~eval.metrics.sync`, SyncNet
-                       (``sync_protocol=official``: the published   :mod:`~eval.metrics.sync_official`,
-                       pipeline's file steps)                      S3FD (MediaPipe without it)
+                       ``sync_protocol=official``: the published   :mod:`~eval.metrics.sync_official`,
+                       pipeline's file steps                       SyncNet + S3FD (or MediaPipe)
 ``delta_p``            AnyExpress pose diversity ΔP (generated)    :mod:`~eval.metrics.pose`
 ``m_lmd``, ``f_lmd``   mouth / full-face landmark distance         :mod:`~eval.metrics.landmarks`
 ``mouth_closed_silence``  share of silent frames with closed mouth  :mod:`~eval.metrics.mouth`
