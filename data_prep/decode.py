@@ -1,8 +1,9 @@
 """One decoding pass over a source video: upright RGB frames with timestamps, and its audio at 16 kHz mono.
 
 Video and audio packets are demuxed together, so the file is read once. Frames are yielded as they are
-decoded (callers keep only what they need); the audio is accumulated and aligned so that sample 0 is
-the time of the first video frame.
+decoded (callers keep only what they need); the audio goes through the project's resampler
+(:func:`data_prep.audio.mono_resampler`: ffmpeg's ``-ac 1`` downmix, libswresample to 16 kHz), is
+accumulated and aligned so that sample 0 is the time of the first video frame.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from data_prep.audio import AUDIO_RATE, mono_resampler
 from data_prep.faces import analysis_frame
 from data_prep.probe import TRUNCATED
 
 DECODE_ERROR = "decode_error"
-AUDIO_RATE = 16000
 
 
 @dataclass
@@ -133,7 +134,7 @@ class SourceDecoder:
             vstream = container.streams.video[0]
             astream = container.streams.audio[0] if container.streams.audio else None
             vstream.thread_type = "AUTO"
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE) if astream else None
+            resampler = mono_resampler(AUDIO_RATE) if astream else None
             streams = [vstream] + ([astream] if astream is not None else [])
             index = 0
             try:

@@ -110,11 +110,16 @@ def write_mp4(
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
-    """Encode mono float audio in [−1, 1] as 16-bit PCM wav bytes."""
+    """Encode mono float audio in [−1, 1] as 16-bit PCM wav bytes.
+
+    Samples become ``round(x · 32768)`` clipped to int16, ffmpeg's float → s16 conversion (libsndfile would
+    scale by 32767), so stored audio equals ``ffmpeg -ac 1 -ar 16000``'s PCM and reads back as ``x / 32768``.
+    """
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono [S], got shape {list(audio.shape)}")
+    pcm = np.clip(np.rint(np.asarray(audio, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
     buf = io.BytesIO()
-    sf.write(buf, np.clip(audio, -1.0, 1.0).astype(np.float32), int(sample_rate), subtype="PCM_16", format="WAV")
+    sf.write(buf, pcm, int(sample_rate), subtype="PCM_16", format="WAV")
     return buf.getvalue()
 
 
@@ -122,12 +127,6 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> N
     """:func:`encode_wav` into a file, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(encode_wav(audio, sample_rate))
-
-
-def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode wav bytes to mono float32 ``[S]`` and the sample rate."""
-    audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return audio.mean(axis=1), int(sr)
 
 
 def encode_npy(array: np.ndarray) -> bytes:

@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 
 from data_prep.analysis import FrameAnalysis
+from data_prep.audio import AUDIO_RATE
 from data_prep.config import DataPrepConfig
 from data_prep.decisions import quality_decision, sync_decision, thresholds_json
-from data_prep.decode import AUDIO_RATE, DecodeError, SourceDecoder
+from data_prep.decode import DecodeError, SourceDecoder
 from data_prep.ledger import ERROR, KEPT, REJECTED
 from data_prep.probe import ProbeError, probe_rejection, probe_video
 from data_prep.samples import ClipArrays, attach_latents, encode_sample, make_clip_id
@@ -76,8 +77,12 @@ def file_sha256(path: Path) -> str:
 
 
 def clip_settings_fingerprint(cfg: DataPrepConfig) -> str:
-    """Hash of the settings that shape a clip's content (not the thresholds that judge it)."""
-    relevant = {"clips": [cfg.clips.num_frames, cfg.clips.fps], "audio_rate": AUDIO_RATE}
+    """Hash of the settings that shape a clip's content (not the thresholds that judge it).
+
+    ``audio`` names the decoding: clips (and SyncNet scores stored for them) from before the ffmpeg ``-ac 1``
+    downmix, whose stereo audio was √2 too loud, get other ids and are never reused.
+    """
+    relevant = {"clips": [cfg.clips.num_frames, cfg.clips.fps], "audio_rate": AUDIO_RATE, "audio": "swr-ac1"}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -3,9 +3,9 @@
 A segment is a maximal run of frames with one dominant face, no scene cut and no jump of the face box
 (SayAnything appendix A: "split at jumps"); short detection gaps are bridged by interpolation.
 Segments shorter than ``min_segment_s``, or whose face never reaches ``min_face_px`` (SayAnything
-discards videos whose face region never exceeds 228×228), are dropped. Clips are tiled from each segment's first frame,
-resampled to the clip frame rate by timestamp, so their positions never depend on where the analysis
-happened to stop.
+discards videos whose face region never exceeds 228×228), are dropped. Clips are tiled from each segment's
+first frame, resampled to the clip frame rate by timestamp (:mod:`data_prep.frame_rate`), so their positions
+never depend on where the analysis happened to stop.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_prep.config import ClipConfig, FaceConfig
+from data_prep.frame_rate import nearest_frames, span_end
 
 NO_FACE = "no_face"
 MULTIPLE_FACES = "multiple_faces"
@@ -151,7 +152,8 @@ def tile_clips(times: np.ndarray, segment: Segment, cfg: ClipConfig) -> list[np.
     """Source frame indices of each clip tiled from the segment's start.
 
     With ``cfg.fps`` set, clip frame ``j`` of clip ``k`` shows the source frame nearest in time to
-    ``t0 + (k·stride + j) / fps`` (timestamp resampling); without, clips take consecutive source frames.
+    ``t0 + (k·stride + j) / fps`` (the project's frame-rate rule, :func:`data_prep.frame_rate.nearest_frames`);
+    without, clips take consecutive source frames.
 
     Returns:
         One ``[num_frames]`` int64 array per clip that fits entirely inside the segment.
@@ -163,14 +165,11 @@ def tile_clips(times: np.ndarray, segment: Segment, cfg: ClipConfig) -> list[np.
             clips.append(np.arange(a, a + cfg.num_frames))
         return clips
     seg_times = times[s:e]
-    half = 0.5 * float(np.median(np.diff(seg_times))) if len(seg_times) > 1 else 0.02
-    t0 = seg_times[0]
+    last, t0 = span_end(seg_times), seg_times[0]
     k = 0
     while True:
         target = t0 + (k * cfg.stride_frames + np.arange(cfg.num_frames)) / cfg.fps
-        if target[-1] > seg_times[-1] + half:
+        if target[-1] > last + 1e-9:
             return clips
-        pos = np.clip(np.searchsorted(seg_times, target), 1, len(seg_times) - 1)
-        nearest = np.where(np.abs(seg_times[pos - 1] - target) <= np.abs(seg_times[pos] - target), pos - 1, pos)
-        clips.append(s + nearest.astype(np.int64))
+        clips.append(s + nearest_frames(seg_times, target))
         k += 1

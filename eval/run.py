@@ -1,7 +1,7 @@
 """Evaluate a training checkpoint: sample clips from shards, compute the metrics, write the paper's tables.
 
 ``python -m eval.run checkpoint=<ckpt> shards=<glob> [output_dir=eval_out] [modes=[v2v_self,v2v_novel,i2v]]
-[max_clips=8] [v2v_mask=lip] [sampler.num_steps=40] [sampler.guidance.audio=2.0] ...``
+[max_clips=8] [v2v_mask=lip] [sync_protocol=direct|official] [sampler.num_steps=40] [sampler.guidance.audio=2.0] ...``
 
 Modes (the rows of the paper's tables): ``v2v_self`` — V2V self-reenactment, each clip driven by its own
 audio (Table 2, left); ``v2v_novel`` — V2V with the audio of the next clip in the list (Table 2, right);
@@ -10,6 +10,9 @@ muxed with its driving audio; ``table2.md``/``.csv`` and ``table3.md``/``.csv`` 
 metric over the clips (FID and FVD too: per-clip values averaged, which is not the set-level FID of a
 large benchmark), ``metrics.csv`` every clip's values and ``skipped.md`` why a metric is missing (weights
 absent and so on). Metric weights come from ``TALKDIT_*`` variables (:mod:`eval.metrics.weights`).
+``sync_protocol`` picks how Sync-C / Sync-D / AV offset are computed: ``direct`` (default; in memory) or
+``official`` (the published pipeline's file steps on the saved sample, :mod:`eval.metrics.sync_official`);
+every table names the protocol in a ``sync_protocol`` column and a note under it.
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ import webdataset as wds
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from data_prep.media import decode_wav
+from data_prep.audio import AUDIO_RATE, decode_audio
 from eval.metrics import METRIC_NAMES, MetricWeights, compute_metrics
+from eval.metrics.sync_official import PROTOCOLS, protocol_label, protocol_note
 from eval.sampler.batch import edited_sample_inputs, sample_inputs_from_batch
 from eval.sampler.edit_audio import edited_track
 from eval.sampler.sampler import EulerSampler, SamplerConfig
 from eval.sampler.video_out import decode_latents, write_sample
 from trainer.atomic import atomic_write_text
 from trainer.data.decode import ClipSample, decode_sample
+from trainer.data.schema import ShardSampleError
 from trainer.data.transforms import TrainingClip, collate_clips
 
 log = logging.getLogger("talkdit.eval")
@@ -59,6 +64,7 @@ class EvalConfig:
         max_clips: Clips evaluated (the first ones of the shards, in order).
         v2v_mask: V2V mask: ``lip`` (as trained), ``face`` or ``head``.
         identity_refs: Prepend the clips' face reference tokens.
+        sync_protocol: ``direct`` or ``official`` (:mod:`eval.metrics.sync_official`).
         sampler: Euler steps, guidance, seed.
         device: Where the models run.
     """
@@ -70,6 +76,7 @@ class EvalConfig:
     max_clips: int = 8
     v2v_mask: str = "lip"
     identity_refs: bool = True
+    sync_protocol: str = "direct"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     device: str = "cpu"
 
@@ -81,6 +88,8 @@ def validate(cfg: EvalConfig) -> None:
         raise ValueError(f"modes={list(cfg.modes)}: expected a non-empty subset of {', '.join(MODES)}")
     if cfg.max_clips < 1:
         raise ValueError(f"max_clips={cfg.max_clips}: expected >= 1")
+    if cfg.sync_protocol not in PROTOCOLS:
+        raise ValueError(f"sync_protocol={cfg.sync_protocol!r}: expected {' or '.join(PROTOCOLS)}")
     if cfg.v2v_mask not in ("lip", "face", "head"):
         raise ValueError(f"v2v_mask={cfg.v2v_mask!r}: expected lip, face or head")
     if cfg.sampler.num_steps < 1:
@@ -110,10 +119,11 @@ def load_module(checkpoint: str | Path, device: str = "cpu"):
 
 
 def read_clips(shards: str, module, limit: int) -> list[tuple[ClipSample, np.ndarray, int]]:
-    """The first ``limit`` clips of the shards with their 16 kHz audio.
+    """The first ``limit`` clips of the shards with their audio (:func:`data_prep.audio.decode_audio`: 16 kHz mono).
 
     Raises:
         FileNotFoundError: No shard matches.
+        ShardSampleError: A sample breaks the schema or its audio does not decode.
     """
     from trainer.data.datamodule import expand_shards
     from trainer.runner import feature_spec
@@ -122,8 +132,11 @@ def read_clips(shards: str, module, limit: int) -> list[tuple[ClipSample, np.nda
     out = []
     for raw in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False):
         clip = decode_sample(raw, feature_spec(module.cfg), decode_latents=False)
-        audio, sr = decode_wav(raw["audio.wav"])
-        out.append((clip, audio.astype(np.float32).reshape(-1), sr))
+        try:
+            audio = decode_audio(raw["audio.wav"])
+        except ValueError as err:
+            raise ShardSampleError(clip.shard, clip.key, f"member 'audio.wav': {err}") from err
+        out.append((clip, audio, AUDIO_RATE))
         if len(out) == limit:
             break
     return out
@@ -192,8 +205,15 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(got))
 
 
-def write_tables(out: Path, rows: list[dict]) -> dict[str, Path]:
-    """``table2``/``table3`` (markdown and CSV), ``metrics.csv`` (every clip) from per-clip rows."""
+def write_tables(out: Path, rows: list[dict], sync_label: str, sync_note: str) -> dict[str, Path]:
+    """``table2``/``table3`` (markdown and CSV), ``metrics.csv`` (every clip) from per-clip rows.
+
+    Args:
+        out: Output folder.
+        rows: One dict per clip and mode (``mode``, ``clip`` and the metric values).
+        sync_label: The sync protocol (:func:`eval.metrics.sync_official.protocol_label`), a CSV column.
+        sync_note: The sentence under each markdown table saying how the sync metrics were computed.
+    """
     written = {}
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["mode", "clip", *METRIC_NAMES])
@@ -211,13 +231,13 @@ def write_tables(out: Path, rows: list[dict]) -> dict[str, Path]:
         md = [f"| setting | clips | {' | '.join(cols)} |", "| --- | --- |" + " --- |" * len(cols)]
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["setting", "clips", *cols])
+        w.writerow(["setting", "clips", *cols, "sync_protocol"])
         for m in present:
             n = sum(r["mode"] == m for r in rows)
             vals = [means[m][k] for k in cols]
             md.append(f"| {MODES[m][1]} | {n} | " + " | ".join("–" if v is None else f"{v:.4g}" for v in vals) + " |")
-            w.writerow([m, n, *["" if v is None else v for v in vals]])
-        atomic_write_text(out / f"{table}.md", "\n".join(md) + "\n")
+            w.writerow([m, n, *["" if v is None else v for v in vals], sync_label])
+        atomic_write_text(out / f"{table}.md", "\n".join(md) + f"\n\n{sync_note}\n")
         atomic_write_text(out / f"{table}.csv", buf.getvalue())
         written[table] = out / f"{table}.md"
     return written
@@ -245,13 +265,26 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
             frames = sample_clip(
                 module, sampler, batch, MODES[mode][0], cfg.v2v_mask, cfg.identity_refs, cfg.sampler.seed + i
             )
-            write_sample(out / "samples" / mode / f"{clip.key}.mp4", frames, clip.fps, drive, sr)
-            values = compute_metrics(frames, clip.frames, drive, clip.fps, weights, sr, clip.ref_frames[0], cfg.device)
+            sample = out / "samples" / mode / f"{clip.key}.mp4"
+            write_sample(sample, frames, clip.fps, drive, sr)
+            values = compute_metrics(
+                frames,
+                clip.frames,
+                drive,
+                clip.fps,
+                weights,
+                sr,
+                clip.ref_frames[0],
+                cfg.device,
+                sync_protocol=cfg.sync_protocol,
+                video_path=sample,
+            )
             rows.append({"mode": mode, "clip": clip.key, **values})
             for name, why in values.skipped.items():
                 skipped.setdefault(name, why)
             log.info("%s %s: %s", mode, clip.key, {k: v for k, v in values.items() if v is not None})
-    written = write_tables(out, rows)
+    label, note = protocol_label(cfg.sync_protocol, weights.s3fd), protocol_note(cfg.sync_protocol, weights.s3fd)
+    written = write_tables(out, rows, label, note)
     lines = [f"- `{k}`: {v}" for k, v in sorted(skipped.items())]
     atomic_write_text(out / "skipped.md", "# Metrics not computed\n\n" + ("\n".join(lines) or "none") + "\n")
     written["skipped"] = out / "skipped.md"

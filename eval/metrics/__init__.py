@@ -14,6 +14,8 @@ name                   what                                        module / weig
 ``face_sim``           ArcFace cosine vs one reference image       :mod:`~eval.metrics.identity`, ArcFace
 ``sync_c``, ``sync_d``  SyncNet confidence / distance              :mod:`~eval.metrics.sync`, SyncNet
 ``av_offset``          SyncNet AV offset (25 fps frames)           :mod:`~eval.metrics.sync`, SyncNet
+                       ``sync_protocol=official``: the published   :mod:`~eval.metrics.sync_official`,
+                       pipeline's file steps                       SyncNet + S3FD (or MediaPipe)
 ``delta_p``            AnyExpress pose diversity ΔP (generated)    :mod:`~eval.metrics.pose`
 ``m_lmd``, ``f_lmd``   mouth / full-face landmark distance         :mod:`~eval.metrics.landmarks`
 ``mouth_closed_silence``  share of silent frames with closed mouth  :mod:`~eval.metrics.mouth`
@@ -73,6 +75,8 @@ def compute_metrics(
     sample_rate: int = 16000,
     reference_image: np.ndarray | None = None,
     device: str | torch.device = "cpu",
+    sync_protocol: str = "direct",
+    video_path: str | os.PathLike | None = None,
 ) -> MetricValues:
     """Every metric on one generated video and its reference, skipping (with the reason) what cannot run.
 
@@ -86,15 +90,21 @@ def compute_metrics(
         sample_rate: Rate of ``audio``.
         reference_image: ``[H, W, 3]`` identity image for FaceSim (default: the first reference frame).
         device: Where the networks run.
+        sync_protocol: ``direct`` (frames and audio in memory, :mod:`~eval.metrics.sync`) or ``official`` (the
+            published pipeline's file steps, :mod:`~eval.metrics.sync_official`; S3FD faces with
+            ``weights.s3fd``, MediaPipe without).
+        video_path: The generated video already saved with its audio (``official``: scored as is; otherwise
+            ``generated`` and ``audio`` are written to a temporary mp4 first).
 
     Returns:
         :class:`MetricValues` (a dict with ``.skipped``).
     """
     from eval.metrics import fid as fid_mod
     from eval.metrics import fvd as fvd_mod
-    from eval.metrics import identity, landmarks, mouth, perceptual, pixel, pose, sync
+    from eval.metrics import identity, landmarks, mouth, perceptual, pixel, pose, sync, sync_official
 
     gen, ref = as_video(generated, "generated"), as_video(reference, "reference")
+    sync_official.protocol_label(sync_protocol)  # an unknown protocol is an error, not a skipped metric
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     if audio is not None:
@@ -165,7 +175,12 @@ def compute_metrics(
 
         def _sync() -> tuple[float, float, float]:
             model = sync.load_syncnet(weight("syncnet"), device)
-            s = sync.sync_scores(model, gen, audio, fps, sample_rate)
+            if sync_protocol == "official":
+                s = sync_official.official_sync(
+                    model, weights.s3fd, video_path, gen, audio, fps, sample_rate, device=str(device)
+                )
+            else:
+                s = sync.sync_scores(model, gen, audio, fps, sample_rate)
             return s.confidence, s.min_dist, s.offset_frames
 
         run(("sync_c", "sync_d", "av_offset"), _sync)

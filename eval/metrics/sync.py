@@ -3,10 +3,12 @@
 The scoring, crops and model are data_prep's reproduction of the official ``joonson/syncnet_python``
 (:func:`~data_prep.models.syncnet.score_clip`, :func:`~data_prep.models.syncnet.crop_faces`,
 :func:`~data_prep.models.syncnet.smooth_boxes`, :func:`~data_prep.models.syncnet.load_syncnet`). This module
-only supplies what a generated video lacks: per-frame face boxes from the repository's MediaPipe detector
-(:class:`data_prep.faces.FaceAnalyzer`, largest face; frames without a detection take the nearest
-detected frame's box) and resampling to SyncNet's 25 fps (nearest source frame at each 40 ms tick) and
-16 kHz (``torchaudio.functional.resample``).
+is the **direct** protocol: frames and audio stay in memory, and it only supplies what a generated video
+lacks: per-frame face boxes from the repository's MediaPipe detector (:class:`data_prep.faces.FaceAnalyzer`,
+largest face; frames without a detection take the nearest detected frame's box) and the conversion to
+SyncNet's 25 fps and 16 kHz with the project's own rules, the ones data_prep cuts clips with
+(:func:`data_prep.frame_rate.nearest_frames`, :func:`data_prep.audio.resample_audio`). The ``official``
+protocol, which re-encodes files the way published numbers were computed, is :mod:`eval.metrics.sync_official`.
 
 - Sync-C: SyncNet confidence (median − minimum of the per-offset mean distances; higher is better).
 - Sync-D: the minimum mean distance (lower is better).
@@ -16,9 +18,10 @@ detected frame's box) and resampling to SyncNet's 25 fps (nearest source frame a
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from data_prep.audio import resample_audio as resample_mono
 from data_prep.faces import FaceAnalyzer
+from data_prep.frame_rate import resample_indices
 from data_prep.models.syncnet import (
     SYNCNET_FPS,
     SYNCNET_SAMPLE_RATE,
@@ -63,33 +66,20 @@ def face_boxes(video: np.ndarray, long_side: int = 640, min_confidence: float = 
 
 
 def resample_frames(frames: np.ndarray, fps: float, target_fps: float = SYNCNET_FPS) -> np.ndarray:
-    """Nearest-frame resampling of ``[T, ...]`` to ``target_fps`` (the source frame showing at each tick).
+    """``[T, ...]`` at ``fps`` → ``target_fps`` with the project's frame-rate rule (nearest source frame per tick).
 
     Returns:
-        ``[T', ...]`` with ``T' = floor(T · target_fps / fps)``; ``frames`` itself when the rates match.
+        ``[T', ...]`` with ``T' = floor(T · target_fps / fps)`` (:func:`data_prep.frame_rate.resample_indices`);
+        ``frames`` itself when the rates match.
     """
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
     if abs(fps - target_fps) < 1e-6:
         return frames
-    count = int(np.floor(frames.shape[0] * target_fps / fps + 1e-9))
-    idx = np.minimum(np.floor(np.arange(count) * fps / target_fps + 1e-9).astype(np.int64), frames.shape[0] - 1)
-    return frames[idx]
+    return frames[resample_indices(frames.shape[0], fps, target_fps)]
 
 
 def resample_audio(audio: np.ndarray, sample_rate: int, target_rate: int = SYNCNET_SAMPLE_RATE) -> np.ndarray:
-    """Mono audio at ``target_rate`` (float32; int16 is scaled by 1/32768)."""
-    a = np.asarray(audio)
-    if a.ndim != 1:
-        raise ValueError(f"audio must be mono [S], got shape {list(a.shape)}")
-    x = a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32)
-    if sample_rate == target_rate:
-        return x
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
-    import torchaudio.functional as AF
-
-    return AF.resample(torch.from_numpy(x), int(sample_rate), int(target_rate)).numpy()
+    """Mono ``[S]`` audio at ``target_rate``, float32 (int16 is scaled by 1/32768), with the project's resampler."""
+    return resample_mono(audio, sample_rate, target_rate)
 
 
 def sync_scores(

@@ -35,6 +35,13 @@ WEIGHT_SOURCES: dict[str, WeightSource] = {
         "TALKDIT_SYNCNET",
         "joonson/syncnet_python (download_model.sh): http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
     ),
+    "s3fd": WeightSource(
+        "sfd_face.pth",
+        "TALKDIT_S3FD",
+        "joonson/syncnet_python (download_model.sh, detectors/s3fd/weights): "
+        "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth; without it sync_protocol=official "
+        "detects faces with MediaPipe and the tables say so",
+    ),
     "lpips_alexnet": WeightSource(
         "alexnet-owt-7be5be79.pth",
         "TALKDIT_LPIPS_ALEXNET",
@@ -93,6 +100,7 @@ class MetricWeights:
 
     Attributes:
         syncnet: ``syncnet_v2.model`` (Sync-C, Sync-D, AV offset).
+        s3fd: ``sfd_face.pth``, the face detector of the official sync protocol (MediaPipe without it).
         lpips_alexnet: ``alexnet-owt-7be5be79.pth`` (LPIPS backbone; the LPIPS linear layers ship with ``lpips``).
         fid_inception: ``pt_inception-2015-12-05-6726825d.pth`` (FID).
         i3d: ``i3d_torchscript.pt`` (FVD).
@@ -100,6 +108,7 @@ class MetricWeights:
     """
 
     syncnet: Path | None = None
+    s3fd: Path | None = None
     lpips_alexnet: Path | None = None
     fid_inception: Path | None = None
     i3d: Path | None = None

@@ -43,6 +43,37 @@ def test_eval_writes_samples_and_tables(trained, eval_shards, tmp_path):
     skipped = written["skipped"].read_text()
     for name in ("fid", "fvd", "sync_c", "csim", "lpips"):  # no weight files here: skipped with the reason
         assert f"`{name}`" in skipped
+    # Every table says which sync protocol produced it.
+    assert "Sync-C / Sync-D / AV offset: direct protocol" in table2
+    with open(tmp_path / "eval" / "table2.csv") as fh:
+        assert {r["sync_protocol"] for r in csv.DictReader(fh)} == {"direct"}
+
+
+@pytest.mark.slow
+def test_official_sync_protocol_is_named_in_the_tables(trained, eval_shards, tmp_path):
+    import torch
+
+    from data_prep.models.syncnet import SyncNet
+
+    torch.manual_seed(0)
+    syncnet = tmp_path / "syncnet_v2.model"
+    torch.save(SyncNet().state_dict(), syncnet)
+    cfg = EvalConfig(
+        checkpoint=str(trained),
+        shards=eval_shards,
+        output_dir=str(tmp_path / "eval"),
+        modes=["i2v"],
+        max_clips=1,
+        sync_protocol="official",
+        sampler=SamplerConfig(num_steps=1),
+    )
+    written = run_eval(cfg, MetricWeights(syncnet=syncnet))
+    # No sfd_face.pth: MediaPipe stands in for S3FD, and the table says so.
+    assert "MediaPipe face detection instead of S3FD" in written["table3"].read_text()
+    with open(tmp_path / "eval" / "table3.csv") as fh:
+        assert [r["sync_protocol"] for r in csv.DictReader(fh)] == ["official-mediapipe"]
+    # A 17-frame sample is far below the official pipeline's 100-frame face tracks: skipped, with the reason.
+    assert "no face track of more than 100 frames" in written["skipped"].read_text()
 
 
 def test_bad_options_are_refused(tmp_path, capsys):
@@ -54,6 +85,8 @@ def test_bad_options_are_refused(tmp_path, capsys):
     assert "modes" in capsys.readouterr().err
     assert main([f"checkpoint={ckpt}", "shards=x", "v2v_mask=mouth"]) == 2
     assert "v2v_mask" in capsys.readouterr().err
+    assert main([f"checkpoint={ckpt}", "shards=x", "sync_protocol=paper"]) == 2
+    assert "sync_protocol='paper': expected direct or official" in capsys.readouterr().err
 
 
 @pytest.mark.slow

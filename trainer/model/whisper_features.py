@@ -232,7 +232,7 @@ class WhisperFeatureExtractor(torch.nn.Module):
 
     @property
     def sample_rate(self) -> int:
-        """Sample rate the front end expects (16000 Hz); other rates are resampled in :meth:`encode`."""
+        """Sample rate the front end expects (16000 Hz); :meth:`encode` takes nothing else."""
         return int(self.front_end.sampling_rate)
 
     @property
@@ -306,26 +306,27 @@ class WhisperFeatureExtractor(torch.nn.Module):
     def encode(self, audio: np.ndarray | torch.Tensor, sample_rate: int = _SAMPLE_RATE) -> torch.Tensor:
         """Whisper features of a mono waveform of any length.
 
-        Audio at another rate is first resampled to 16 kHz with ``torchaudio.functional.resample``
-        (its output has ``ceil(num_samples * 16000 / sample_rate)`` samples). The 16 kHz waveform is cut
+        The waveform must already be at 16 kHz: the project has one resampler and one downmix
+        (``data_prep.audio.decode_audio`` / ``resample_audio``), so features always see the audio the
+        shards store and SyncNet scores. The waveform is cut
         into 30 s chunks, encoded :attr:`cfg.batch_chunks <WhisperFeaturesConfig.batch_chunks>` chunks
         per forward, and each chunk's 1500 frames are trimmed to ``ceil(chunk_samples / 320)``, the
         frames that cover real audio, after encoding.
 
         Args:
             audio: ``[num_samples]`` mono waveform, floating point in [-1, 1] (numpy or torch).
-            sample_rate: Sample rate of ``audio`` in Hz.
+            sample_rate: Sample rate of ``audio`` in Hz; must be :attr:`sample_rate` (16000).
 
         Returns:
-            float32 ``[L, B, C]`` on the CPU, ``L = ceil(num_samples_16k / 320)`` (50 Hz). Features
+            float32 ``[L, B, C]`` on the CPU, ``L = ceil(num_samples / 320)`` (50 Hz). Features
             go to shards, and long audio would not fit on an accelerator, hence the CPU.
 
         Raises:
             ValueError: ``audio`` is empty, not 1-D, not floating point or has NaN/inf samples, or
-                ``sample_rate`` is not positive.
+                ``sample_rate`` is not 16000.
             TypeError: ``audio`` is neither a numpy array nor a torch tensor.
         """
-        wave = self._to_16k(audio, sample_rate)
+        wave = self._checked_waveform(audio, sample_rate)
         step = self.chunk_samples
         chunks = [wave[start : start + step] for start in range(0, wave.shape[0], step)]
         out = torch.empty(self.num_frames(wave.shape[0]), self.num_hidden_states, self.hidden_size)
@@ -346,8 +347,8 @@ class WhisperFeatureExtractor(torch.nn.Module):
         """Same as :meth:`encode`: ``[num_samples]`` waveform → float32 ``[L, B, C]``."""
         return self.encode(audio, sample_rate)
 
-    def _to_16k(self, audio: np.ndarray | torch.Tensor, sample_rate: int) -> np.ndarray:
-        """Validate a waveform and return it as contiguous float32 numpy at :attr:`sample_rate`."""
+    def _checked_waveform(self, audio: np.ndarray | torch.Tensor, sample_rate: int) -> np.ndarray:
+        """Validate a 16 kHz waveform and return it as contiguous float32 numpy."""
         if isinstance(audio, torch.Tensor):
             if not audio.is_floating_point():
                 raise ValueError(f"audio must be floating point in [-1, 1], got dtype {audio.dtype}")
@@ -371,9 +372,10 @@ class WhisperFeatureExtractor(torch.nn.Module):
         if int(sample_rate) != sample_rate or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         if sample_rate != self.sample_rate:
-            import torchaudio.functional
-
-            wave = torchaudio.functional.resample(torch.from_numpy(wave), int(sample_rate), self.sample_rate).numpy()
+            raise ValueError(
+                f"audio must be {self.sample_rate} Hz, got sample_rate={sample_rate}: decode or resample it with "
+                "data_prep.audio.decode_audio / resample_audio (the project's one resampler) first"
+            )
         return np.ascontiguousarray(wave, dtype=np.float32)
 
     # ---- persistence -----------------------------------------------------------------------------------

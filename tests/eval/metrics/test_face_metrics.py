@@ -148,10 +148,14 @@ def test_sync_wrapper_recovers_known_shift(syncnet_file, monkeypatch, shift):
 
 def test_resampling():
     frames = np.arange(30)
-    np.testing.assert_array_equal(sync.resample_frames(frames, 30.0), np.r_[0:5, 6:11, 12:17, 18:23, 24:29])
+    # The project's rule (data_prep.frame_rate): the source frame nearest each 40 ms tick.
+    np.testing.assert_array_equal(sync.resample_frames(frames, 30.0), np.r_[0:3, 4:9, 10:15, 16:21, 22:27, 28:30])
     assert sync.resample_frames(frames, 25.0) is frames
     a = np.sin(np.arange(48000) / 48000 * 2 * np.pi * 100).astype(np.float32)
-    assert sync.resample_audio(a, 48000).shape == (16000,)
+    out = sync.resample_audio(a, 48000)
+    assert out.shape == (16000,)
+    expected = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 100)
+    np.testing.assert_allclose(out[32:-32], expected[32:-32], atol=1e-3)  # the filter sees silence past the ends
 
 
 def test_syncnet_missing_file(tmp_path):
