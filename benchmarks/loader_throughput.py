@@ -155,7 +155,7 @@ def stream_vs_step(shards: Path, steps: int, tmp: Path) -> dict:
     # 3 clips; 288x512: 16 x 1), so every sample trains from its cached latents at its stored size.
     cfg = load_train_config(
         [
-            "experiment=demo",
+            "experiment=smoke",
             f"data.shards={shards}/*.tar",
             "data.max_frames=121",
             "data.tokens_per_batch=2304",

@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_train_config(["experiment=demo", f"data.shards={tmp}"])
+        cfg = load_train_config(["experiment=smoke", f"data.shards={tmp}"])
     module = TalkingHeadModule(cfg).eval()
     batch = synthetic_batch(cfg)
     with torch.no_grad():

@@ -119,7 +119,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_train_config(["experiment=demo", f"data.shards={tmp}", "loop.progress_bar=false"])
+        cfg = load_train_config(["experiment=smoke", f"data.shards={tmp}", "loop.progress_bar=false"])
         batch = synthetic_batch(cfg)
         manual, lightning = [], []
         for r in range(args.rounds):

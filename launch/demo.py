@@ -1,16 +1,19 @@
-"""``make demo``: the whole recipe on the embedded default, end to end, on a CPU.
+"""``make demo``: the whole recipe on the embedded default, end to end, on a CPU — and proof that it learns.
 
-generate a corpus of synthetic talking heads → data_prep pipeline (probe, decode, scenes, faces, clips,
-features, ledger) → shards → stage 1 (audio adapter) → export →
-stage 2 (LoRA + adapter, starting from the stage-1 adapter) → export → a short stage-2 run on 2 processes
-with DeepSpeed ZeRO-2 (CPU, gloo) and Ulysses sequence parallelism → sampling one V2V clip and one edited
-clip from the stage-2 checkpoint, with the metrics whose weights are present. Tiny random models; no network,
-no account. Usage: ``python -m launch.demo [out_dir=demo_out] [key=value ...]``.
+synthetic talking heads → data_prep (probe, decode, scenes, faces, clips, features, ledger) → shards →
+talkdit's pretrained tiny base (a fitted LTX-architecture VAE, a tiny T5 and a base-stage DiT written as a
+diffusers folder in the LTX-Video layout; fitted once, then reused from ``out_dir``) → stage 1 (audio
+adapter) → export → stage 2 (LoRA + adapter) → export → a short stage-2 run on 2 processes with DeepSpeed
+ZeRO-2 (CPU, gloo) and Ulysses sequence parallelism → a V2V clip and an edited clip from the stage-2
+checkpoint → a held-out person (never trained on) dubbed with another person's speech, next to the exact
+video a perfect dub would be, with the lip-sync benchmark's numbers for that clip. No network, no account.
+Usage: ``python -m launch.demo [out_dir=demo_out] [key=value ...]``.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import socket
@@ -23,33 +26,44 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from launch.corpus import CorpusSpec, prepare_corpus
 from launch.run_dir import metrics_files
+from launch.tiny_base import TinyBaseConfig, build_tiny_base, latent_shards
+
+# Held-out people: a corpus seed the training corpus never uses, 25 fps so clip frames are source frames.
+HELDOUT_SEED = 1000
 
 
 @dataclass
 class DemoConfig:
     """Options of the demo (``key=value`` on the command line)."""
 
-    out_dir: str = "demo_out"  # corpus and shards are kept here and reused; each run gets runs/<timestamp>
-    num_videos: int = 6
+    out_dir: str = "demo_out"  # corpora, shards and the tiny base are kept here and reused; runs/<timestamp> per run
+    num_videos: int = 48  # training people
+    heldout_videos: int = 4  # people never trained on: the dub and its benchmark numbers
     duration_s: float = 4.0
     fps: list[float] = field(default_factory=lambda: [25.0, 30.0])  # the corpus mixes frame rates
     size: int = 128
+    zoom: float = 1.5  # face-centred framing, as lip-sync models are trained
     clip_frames: int = 25
     seed: int = 0
-    stage1_steps: int = 120
-    # Validation during stage 1 every this many steps (held-out loss at fixed t, one sampled clip); the
-    # demo has no held-out split, so it validates on the training shards. 0 turns it off.
-    validate_every: int = 60
-    stage2_steps: int = 60
+    # The tiny base (fitted once per corpus and these settings, then reused).
+    vae_image_steps: int = 1000
+    vae_clip_steps: int = 1500
+    base_steps: int = 1500
+    stage1_steps: int = 400
+    # Validation during stage 1 every this many steps (held-out loss at fixed t, one sampled clip) on the
+    # held-out people's shards. 0 turns it off.
+    validate_every: int = 200
+    stage2_steps: int = 200
     # The scale step: stage 2 again on 2 processes that shard the optimiser (ZeRO-2) and each sample's
     # tokens (Ulysses); 0 steps skips it.
     scale_steps: int = 10
     scale_overrides: list[str] = field(default_factory=lambda: ["strategy=deepspeed_cpu", "parallel=ulysses"])
-    # Sampling from the stage-2 checkpoint: one V2V clip and one edited clip (an inserted latent frame),
-    # with the metrics whose weights are present; 0 steps skips it.
-    sample_steps: int = 8
-    train_overrides: list[str] = field(default_factory=list)  # extra trainer overrides for every training run
+    # Euler steps of the samples and of the dub; 0 skips sampling and the dub.
+    sample_steps: int = 16
+    train_overrides: list[str] = field(default_factory=list)  # extra trainer overrides for stages 1 and 2
+    base_overrides: list[str] = field(default_factory=list)  # extra trainer overrides for the base stage
     prep_overrides: list[str] = field(default_factory=list)  # extra data_prep overrides
 
 
@@ -78,18 +92,19 @@ def _validation_summary(run_dir: Path) -> str:
     return f"; validation loss {losses}, clips in {run_dir / 'validation'}"
 
 
-def _stage_overrides(cfg: DemoConfig, shards: str, run_dir: Path, steps: int) -> list[str]:
+def _stage_overrides(cfg: DemoConfig, shards: str, base: Path, run_dir: Path, steps: int) -> list[str]:
+    """Trainer overrides of a demo stage on the tiny base (``experiment=demo`` holds the rest)."""
     return [
         "experiment=demo",
         f"data.shards={shards}",
+        f"model.transformer.path={base}",
         f"data.max_frames={cfg.clip_frames}",
-        # Multi-resolution: clips are resized at random between half and full corpus size; the budget is
-        # 3 full-size clips per batch (at 128 px: buckets 128x128 x 3 clips and 64x64 x 12 clips).
-        f"data.tokens_per_batch={3 * ((cfg.clip_frames - 1) // 8 + 1) * (cfg.size // 32) ** 2}",
-        f"data.min_megapixels={(cfg.size // 2) ** 2 / 1e6}",
+        f"data.tokens_per_batch={8 * ((cfg.clip_frames - 1) // 8 + 1) * (cfg.size // 32) ** 2}",
+        f"data.min_megapixels={cfg.size * cfg.size / 1e6}",
         f"data.max_megapixels={cfg.size * cfg.size / 1e6}",
         f"loop.max_steps={steps}",
         f"run_dir={run_dir}",
+        f"seed={cfg.seed}",
         *cfg.train_overrides,
     ]
 
@@ -119,15 +134,14 @@ def _train_in_processes(overrides: list[str], log_file: Path) -> None:
         raise RuntimeError(f"training run failed (exit {done.returncode}), log {log_file}:\n{tail}")
 
 
-def _sample_from(checkpoint: Path, shards: str, out: Path, steps: int, seed: int) -> dict:
+def _sample_from(module, shards: str, out: Path, steps: int, seed: int) -> dict:
     """Sample one V2V clip and one edited clip (a latent frame inserted after the first) and score them."""
     from eval.metrics import MetricWeights, compute_metrics
-    from eval.run import clip_batch, load_module, read_clips, sample_clip, sample_edited_clip
+    from eval.run import clip_batch, read_clips, sample_clip, sample_edited_clip
     from eval.sampler.editing import Edit
     from eval.sampler.sampler import EulerSampler, SamplerConfig
     from eval.sampler.video_out import write_sample
 
-    module = load_module(checkpoint)
     sampler = EulerSampler(module.dit, SamplerConfig(num_steps=steps, seed=seed), module.cfg.objective.timestep_loc)
     clip, audio, sr = read_clips(shards, module, 1)[0]
     batch = clip_batch(clip, module.cfg.objective.num_reference_frames)
@@ -155,118 +169,160 @@ def _sample_from(checkpoint: Path, shards: str, out: Path, steps: int, seed: int
     return {"v2v": out / "v2v.mp4", "edited": out / "edited.mp4", "report": report}
 
 
+def _dub_heldout(module, held, out: Path, steps: int, seed: int) -> dict:
+    """Dub the first held-out clip with another person's speech; write it beside its ground truth and score it.
+
+    Returns:
+        Paths (``dub``, ``ground_truth``, ``strip``) and the benchmark's numbers for the clip (``scores``).
+    """
+    from eval.lipsync import base_module_of, dub_cases, run_cases, summarize
+    from eval.run import read_clips
+    from eval.sampler.sampler import SamplerConfig
+    from eval.sampler.video_out import write_sample
+
+    clips = read_clips(held.shards, module, 8)
+    case = dub_cases(clips, held.corpus)[0]
+    ((videos, scores),) = run_cases(
+        module, base_module_of(module), SamplerConfig(num_steps=steps, seed=seed), [case], seed
+    )
+    fps, audio, rate = case.source.fps, case.driving_audio, case.sample_rate
+    paths = {"dub": out / "dub.mp4", "ground_truth": out / "dub_ground_truth.mp4", "strip": out / "dub_strip.png"}
+    write_sample(paths["dub"], videos["trained"], fps, audio, rate)
+    write_sample(paths["ground_truth"], case.ground_truth, fps, audio, rate)
+    write_sample(out / "dub_source.mp4", case.source.frames, fps, audio, rate)
+    write_strip(paths["strip"], [case.source.frames, videos["trained"], case.ground_truth, videos["base"]])
+    numbers = summarize([scores])
+    numbers["source_clip"], numbers["driving_clip"] = case.source.key, case.driving.key
+    (out / "dub_scores.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    return {**paths, "scores": numbers}
+
+
+def write_strip(path: Path, videos: list, frames: int = 8) -> None:
+    """A PNG with one row per video (source | dub | ground truth | base) of ``frames`` evenly spaced frames."""
+    import numpy as np
+    from PIL import Image
+
+    count = videos[0].shape[0]
+    picks = np.linspace(0, count - 1, frames).round().astype(int)
+    rows = [np.concatenate([v[i] for i in picks], axis=1) for v in videos]
+    from trainer.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     """Run every step of the demo and return where each output is."""
     from data_prep.ledger import read_ledger
-    from data_prep.run import load_config as load_prep_config
-    from data_prep.run import run as run_prep
-    from data_prep.synthetic.corpus import generate_corpus
+    from eval.run import load_module
     from trainer.config.compose import load_train_config
     from trainer.export import export_checkpoint
     from trainer.runner import train
-    from trainer.train import run
 
     # Lightning resets its logger to INFO when imported; the demo prints where things are instead.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     out = Path(cfg.out_dir)
     runs = out / "runs" / time.strftime("%Y%m%d-%H%M%S")
     data = out / "data"
-    prep_dir = data / f"prep_{cfg.num_videos}v_{cfg.size}px_{cfg.clip_frames}f_seed{cfg.seed}"
-    shards = f"{prep_dir}/shards/*.tar"
+    data.mkdir(parents=True, exist_ok=True)
+    spec = CorpusSpec(
+        num_videos=cfg.num_videos,
+        seed=cfg.seed,
+        fps=list(cfg.fps),
+        duration_s=cfg.duration_s,
+        size=cfg.size,
+        zoom=cfg.zoom,
+        clip_frames=cfg.clip_frames,
+        prep_overrides=list(cfg.prep_overrides),
+    )
+    held_spec = CorpusSpec(
+        **{**spec.__dict__, "num_videos": cfg.heldout_videos, "seed": HELDOUT_SEED + cfg.seed, "fps": [25.0]}
+    )
+
+    # Fail on a bad override before any work (the base folder does not exist yet: any folder stands in).
+    stage1_overrides = _stage_overrides(cfg, "<shards>", data, runs / "stage1", cfg.stage1_steps)
+    load_train_config([o.replace("<shards>", "unused") for o in stage1_overrides])
+    scaled = runs / "stage2_zero2_ulysses" if cfg.scale_steps > 0 else None
 
     t0 = time.perf_counter()
-    corpus = data / "corpus"
-    entries = generate_corpus(
-        corpus,
-        cfg.num_videos,
-        seed=cfg.seed,
-        fps_choices=tuple(cfg.fps),
-        duration_s=cfg.duration_s,
-        width=cfg.size,
-        height=cfg.size,
+    train_set = prepare_corpus(spec, data / "corpora")
+    held = prepare_corpus(held_spec, data / "corpora")
+    clips = [r for r in read_ledger(train_set.prep / "ledger.parquet").to_pylist() if r["kind"] == "clip"]
+    kept = sum(r["status"] == "kept" for r in clips)
+    print(
+        f"[1/9] corpus + data_prep: {cfg.num_videos} synthetic people -> {kept} of {len(clips)} clip candidates "
+        f"kept, shards {train_set.prep / 'shards'}, ledger {train_set.prep / 'ledger.parquet'}, report "
+        f"{train_set.prep / 'report.md'}; {cfg.heldout_videos} held-out people in {held.prep / 'shards'} "
+        f"({time.perf_counter() - t0:.0f}s)"
     )
-    print(f"[1/8] corpus: {len(entries)} synthetic talking-head videos in {corpus} ({time.perf_counter() - t0:.0f}s)")
 
-    stage1_overrides = _stage_overrides(cfg, shards, runs / "stage1", cfg.stage1_steps)
+    base_cfg = TinyBaseConfig(
+        shards=train_set.shards,
+        out_dir=str(
+            data / "tiny_base" / f"{spec.name()}_vae{cfg.vae_image_steps}-{cfg.vae_clip_steps}_dit{cfg.base_steps}"
+        ),
+        vae_image_steps=cfg.vae_image_steps,
+        vae_clip_steps=cfg.vae_clip_steps,
+        base_steps=cfg.base_steps,
+        base_overrides=list(cfg.base_overrides),
+        seed=cfg.seed,
+    )
+    base = build_tiny_base(base_cfg)
+    # The training shards with the base VAE's latents: stages 1 and 2 never run the VAE on training clips.
+    shards = latent_shards(base_cfg)
+    print(
+        f"[2/9] pretrained tiny base (VAE + T5 + base-stage DiT, diffusers folder): {base} "
+        f"({time.perf_counter() - t0:.0f}s)"
+    )
+
+    stage1_overrides = _stage_overrides(cfg, shards, base, runs / "stage1", cfg.stage1_steps)
     if cfg.validate_every > 0:
         stage1_overrides += [
             f"validation.every_n_steps={cfg.validate_every}",
-            f"validation.shards={shards}",
+            f"validation.shards={held.shards}",
             "validation.num_clips=1",
             "validation.loss_batches=1",
             "validation.sample_steps=4",
         ]
-    stage1_cfg = load_train_config(stage1_overrides)  # fail on a bad override before any work
-    scaled = runs / "stage2_zero2_ulysses" if cfg.scale_steps > 0 else None
-    if scaled is not None:
-        scaled_overrides = _stage_overrides(cfg, shards, scaled, cfg.scale_steps) + cfg.scale_overrides
-        # stage2_lora needs its adapter_init only once stage 1 has exported it; check the rest now.
-        load_train_config(scaled_overrides)
-        scaled_overrides.append("stage=stage2_lora")
-    # The data_prep pipeline (its demo filters: no SyncNet/HyperIQA weights here) turns the corpus into
-    # shards; finished units are skipped when the demo runs again.
-    prep_cfg = load_prep_config(
-        [
-            f"input_dir={corpus}",
-            f"output_dir={prep_dir}",
-            "filters=demo",
-            f"audio={stage1_cfg.audio.name}",
-            f"clips.num_frames={cfg.clip_frames}",
-            f"clips.stride_frames={cfg.clip_frames}",
-            f"features.num_reference_frames={stage1_cfg.objective.num_reference_frames}",
-            *cfg.prep_overrides,
-        ]
-    )
-    summary = run_prep(prep_cfg)
-    clips = [r for r in read_ledger(prep_dir / "ledger.parquet").to_pylist() if r["kind"] == "clip"]
-    kept = sum(r["status"] == "kept" for r in clips)
+    stage1 = train(load_train_config(stage1_overrides))
     print(
-        f"[2/8] data_prep: {summary['videos']} videos -> {kept} of {len(clips)} clip candidates kept, in "
-        f"{prep_dir / 'shards'}; ledger {prep_dir / 'ledger.parquet'}, report {prep_dir / 'report.md'} "
-        f"({time.perf_counter() - t0:.0f}s)"
-    )
-
-    stage1 = train(stage1_cfg)
-    print(
-        f"[3/8] stage 1 (audio adapter): {stage1.run_dir}, {_loss_trend(stage1.run_dir)}"
+        f"[3/9] stage 1 (audio adapter on the tiny base): {stage1.run_dir}, {_loss_trend(stage1.run_dir)}"
         f"{_validation_summary(stage1.run_dir)} ({time.perf_counter() - t0:.0f}s)"
     )
     export1 = runs / "stage1_export"
     export_checkpoint(stage1.last_checkpoint, export1)
-    print(f"[4/8] stage-1 adapter exported to {export1}")
+    print(f"[4/9] stage-1 adapter exported to {export1}")
 
-    stage2 = run(
-        _stage_overrides(cfg, shards, runs / "stage2", cfg.stage2_steps)
-        + ["stage=stage2_lora", f"stage.adapter_init={export1}"]
-    )
+    stage2_overrides = _stage_overrides(cfg, shards, base, runs / "stage2", cfg.stage2_steps)
+    stage2 = train(load_train_config(stage2_overrides + ["stage=stage2_lora", f"stage.adapter_init={export1}"]))
     print(
-        f"[5/8] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
+        f"[5/9] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
     export2 = runs / "export"
     files = export_checkpoint(stage2.last_checkpoint, export2)
-    print(f"[6/8] stage-2 export in {export2} ({time.perf_counter() - t0:.0f}s)")
+    print(f"[6/9] stage-2 export in {export2} ({time.perf_counter() - t0:.0f}s)")
 
     if scaled is not None:
-        _train_in_processes(scaled_overrides + [f"stage.adapter_init={export1}"], scaled / "train.log")
+        scaled_overrides = _stage_overrides(cfg, shards, base, scaled, cfg.scale_steps) + [
+            *cfg.scale_overrides,
+            "stage=stage2_lora",
+            f"stage.adapter_init={export1}",
+        ]
+        _train_in_processes(scaled_overrides, scaled / "train.log")
         print(
-            f"[7/8] stage 2 on 2 processes ({', '.join(cfg.scale_overrides)}): {scaled}, {_loss_trend(scaled)} "
+            f"[7/9] stage 2 on 2 processes ({', '.join(cfg.scale_overrides)}): {scaled}, {_loss_trend(scaled)} "
             f"({time.perf_counter() - t0:.0f}s)"
         )
 
-    samples = None
-    if cfg.sample_steps > 0:
-        samples = _sample_from(stage2.last_checkpoint, shards, runs / "samples", cfg.sample_steps, cfg.seed)
-        print(f"[8/8] samples from the stage-2 checkpoint in {runs / 'samples'} ({time.perf_counter() - t0:.0f}s)")
-        for line in samples["report"]:
-            print(f"      {line}")
-
     outputs = {
-        "corpus": corpus,
-        "data_prep": prep_dir,
-        "ledger": prep_dir / "ledger.parquet",
-        "report": prep_dir / "report.md",
-        "shards": prep_dir / "shards",
+        "corpus": train_set.corpus,
+        "data_prep": train_set.prep,
+        "ledger": train_set.prep / "ledger.parquet",
+        "report": train_set.prep / "report.md",
+        "shards": train_set.prep / "shards",
+        "heldout_shards": held.prep / "shards",
+        "base_model": base,
         "stage1_run": stage1.run_dir,
         "stage1_checkpoint": stage1.last_checkpoint,
         "stage1_export": export1,
@@ -274,16 +330,46 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         "stage2_checkpoint": stage2.last_checkpoint,
         **{f"export_{k}": v for k, v in files.items()},
     }
-    if samples is not None:
-        outputs["sample_v2v"] = samples["v2v"]
-        outputs["sample_edited"] = samples["edited"]
     if scaled is not None:
         outputs["scaled_run"] = scaled
         outputs["scaled_checkpoint"] = scaled / "checkpoints" / "last.ckpt"
+    if cfg.sample_steps > 0:
+        module = load_module(stage2.last_checkpoint)
+        samples = _sample_from(module, held.shards, runs / "samples", cfg.sample_steps, cfg.seed)
+        print(f"[8/9] samples from the stage-2 checkpoint in {runs / 'samples'} ({time.perf_counter() - t0:.0f}s)")
+        for line in samples["report"]:
+            print(f"      {line}")
+        dub = _dub_heldout(module, held, runs / "samples", cfg.sample_steps, cfg.seed)
+        n = dub["scores"]
+        print(
+            f"[9/9] a held-out person dubbed with another person's speech: {dub['dub']} (ground truth "
+            f"{dub['ground_truth']}; source | dub | ground truth | base in {dub['strip']}) "
+            f"({time.perf_counter() - t0:.0f}s)"
+        )
+        print(
+            f"      mouth-region MSE vs the ground truth: dub {n['mouth_mse_trained']:.1f}, base "
+            f"{n['mouth_mse_base']:.1f}, undubbed source {n['mouth_mse_source']:.1f}, VAE ceiling "
+            f"{n['mouth_mse_vae_ceiling']:.1f} (gap closed {_fmt(n['gap_closed'])}); mouth opening follows the "
+            f"speech: r = {_fmt(n['openness_corr_trained'])} (base {_fmt(n['openness_corr_base'])}, measure check "
+            f"{_fmt(n['openness_measure_check'])}); whole-frame PSNR {n['psnr_trained_db']:.1f} dB"
+        )
+        outputs.update(
+            {
+                "sample_v2v": samples["v2v"],
+                "sample_edited": samples["edited"],
+                "dub_video": dub["dub"],
+                "dub_ground_truth": dub["ground_truth"],
+                "dub_strip": dub["strip"],
+            }
+        )
     print("\nOutputs:")
     for name, path in outputs.items():
         print(f"  {name:28s} {path}")
     return outputs
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

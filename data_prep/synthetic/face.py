@@ -204,9 +204,7 @@ class FaceRenderer:
         # The surface lies between these heights: the box holds both projections, so a nod cannot move an
         # opening mouth's pixels past its edge, plus the lens blur, colour fringes and edge anti-aliasing.
         u2, v2 = np.concatenate([-jaw_w, jaw_w]), np.concatenate([lv, lv])
-        lower = np.concatenate(
-            [self.project(u2, v2, np.full(24, z, np.float32), rotation) for z in (0.3, 1.0)], axis=0
-        )
+        lower = np.concatenate([self.project(u2, v2, np.full(24, z, np.float32), rotation) for z in (0.3, 1.0)], axis=0)
         pad = 2.0 + 3.0 * self._lens_blur
         lower_box = np.array([*(lower.min(axis=0) - pad), *(lower.max(axis=0) + pad)], np.float32)
         # The face box holds the lower-face box whole, chin edge included.

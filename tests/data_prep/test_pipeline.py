@@ -93,7 +93,7 @@ def test_the_shards_train(corpus_run, tmp_path):
     out, _ = corpus_run
     result = train_run(
         [
-            "experiment=demo",
+            "experiment=smoke",
             f"data.shards={out}/shards/*.tar",
             "data.max_frames=121",
             "data.tokens_per_batch=576",  # one 121-frame clip at 192x192: 16 latent frames x 6x6 tokens

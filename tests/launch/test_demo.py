@@ -19,14 +19,19 @@ def demo_outputs(tmp_path_factory):
     cfg = DemoConfig(
         out_dir=str(out),
         num_videos=2,
+        heldout_videos=3,
         duration_s=3.0,
         size=64,
+        vae_image_steps=2,
+        vae_clip_steps=2,
+        base_steps=3,
         stage1_steps=4,
         stage2_steps=3,
         scale_steps=2,
         validate_every=2,
         sample_steps=2,
         train_overrides=["loop.progress_bar=false", "data.num_workers=0"],
+        base_overrides=["loop.progress_bar=false", "data.num_workers=0"],
     )
     return run_demo(cfg)
 
@@ -34,6 +39,9 @@ def demo_outputs(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_produces_every_output(demo_outputs):
     for name in (
+        "dub_video",
+        "dub_ground_truth",
+        "dub_strip",
         "stage1_checkpoint",
         "stage2_checkpoint",
         "export_audio_adapter",
@@ -44,6 +52,12 @@ def test_demo_produces_every_output(demo_outputs):
     ):
         assert demo_outputs[name].is_file(), name
     assert (demo_outputs["stage1_export"] / "audio_adapter.safetensors").is_file()
+    # The stages trained on talkdit's own base, loaded from its diffusers folder like LTX-Video.
+    base = demo_outputs["base_model"]
+    assert {"transformer", "vae", "text_encoder", "tokenizer"} <= {p.name for p in base.iterdir()}
+    stage1 = read_training_checkpoint(demo_outputs["stage1_checkpoint"])["talkdit"]["config"]["model"]
+    assert stage1["name"] == "tiny_base" and stage1["transformer"]["source"] == "diffusers"
+    assert stage1["transformer"]["path"] == str(base)
     meta = json.loads(demo_outputs["export_audio_adapter_config"].read_text())
     assert meta["provenance"]["stage"] == "stage2_lora"
     # Validation ran during stage 1 (steps 2 and 4) and wrote its sampled clip.
@@ -51,7 +65,7 @@ def test_demo_produces_every_output(demo_outputs):
     # The sampling step: a V2V clip of the source length and an edited clip 8 frames longer, with audio.
     import av
 
-    for name, frames in (("sample_v2v", 25), ("sample_edited", 33)):
+    for name, frames in (("sample_v2v", 25), ("sample_edited", 33), ("dub_video", 25), ("dub_ground_truth", 25)):
         with av.open(str(demo_outputs[name])) as container:
             assert len(container.streams.audio) == 1, name
             assert sum(1 for _ in container.decode(video=0)) == frames, name
@@ -67,7 +81,7 @@ def test_demo_produces_every_output(demo_outputs):
 def test_demo_shards_come_from_the_data_prep_pipeline(demo_outputs):
     rows = pq.read_table(demo_outputs["ledger"]).to_pylist()
     kept = {r["clip_id"]: r for r in rows if r["kind"] == "clip" and r["status"] == "kept"}
-    assert len([r for r in rows if r["kind"] == "video"]) == 2
+    assert len([r for r in rows if r["kind"] == "video"]) == 2  # the training people
     assert len(kept) >= 4  # two 3-s videos, 25-frame clips at 25 fps: up to 3 each
     shards = sorted(demo_outputs["shards"].glob("*.tar"))
     samples = [

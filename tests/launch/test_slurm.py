@@ -18,7 +18,7 @@ from tests.train.shards import write_simple_shards
 # 64x64 clips of 17 frames (3 latent frames of 2x2 tokens, two clips per batch); the demo experiment's
 # learning rates, at which the tiny model visibly learns within a few dozen steps.
 TINY = [
-    "experiment=demo",
+    "experiment=smoke",
     "data.max_frames=17",
     "data.tokens_per_batch=24",
     "data.min_megapixels=0.004096",
@@ -42,7 +42,7 @@ def train_args(tmp_path, *extra):
 
 def rendered(tmp_path, *args):
     assert main(list(args)) == 0
-    return (tmp_path / "runs" / "demo" / "dry_run" / "train.sbatch").read_text()
+    return (tmp_path / "runs" / "smoke" / "dry_run" / "train.sbatch").read_text()
 
 
 def bash_syntax_ok(script: str) -> None:
@@ -52,7 +52,7 @@ def bash_syntax_ok(script: str) -> None:
 
 def test_dry_run_on_the_local_cluster(tmp_path):
     script = rendered(tmp_path, *train_args(tmp_path, "dry_run=true", "loop.max_steps=7"))
-    run_root = f"{tmp_path}/runs/demo"
+    run_root = f"{tmp_path}/runs/smoke"
     for line in (
         "#SBATCH --nodes=1",
         "#SBATCH --ntasks-per-node=2",
@@ -69,7 +69,7 @@ def test_dry_run_on_the_local_cluster(tmp_path):
         assert line in script.splitlines(), line
     assert "--gpus-per-node" not in script and "NCCL" not in script and "--partition" not in script
     srun = script[script.index("\nsrun ") :]
-    assert f"{sys.executable} -m trainer.train run_root={tmp_path}/runs" in srun and " experiment=demo " in srun
+    assert f"{sys.executable} -m trainer.train run_root={tmp_path}/runs" in srun and " experiment=smoke " in srun
     assert "loop.max_steps=7" in srun and f"'data.shards={tmp_path}/shards/*.tar'" in srun
     assert '"run_dir=$RUN_DIR" resume=auto strategy.devices=2 strategy.num_nodes=1 strategy.accelerator=cpu' in srun
     assert '--output="$RUN_DIR/ranks/attempt${ATTEMPT}.rank%t.log"' in srun
@@ -220,7 +220,7 @@ def shards(tmp_path_factory):
 def test_training_job_on_a_real_slurm(local_slurm, shards):
     steps = 60
     job, _ = submit(local_slurm, train_args(shards, f"loop.max_steps={steps}", "loop.checkpoint_every_n_steps=20"))
-    run_dir = shards / "runs" / "demo" / f"job{job}"
+    run_dir = shards / "runs" / "smoke" / f"job{job}"
     (record,) = local_slurm.wait(job, timeout=300)
     assert record["JobState"] == "COMPLETED" and record["ExitCode"] == "0:0", (record, job_diagnostics(run_dir))
     assert (run_dir / "exit_status.tsv").read_text().split("\t")[:3] == [job, "0", "0"]

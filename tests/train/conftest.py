@@ -13,7 +13,7 @@ from trainer.train import run
 
 def tiny_overrides(shards_glob: str, run_dir, steps: int = 3, *extra: str) -> list[str]:
     return [
-        "experiment=demo",
+        "experiment=smoke",
         f"data.shards={shards_glob}",
         # 64x64 clips of 17 frames: 3 latent frames of 2x2 tokens, two clips per batch.
         "data.max_frames=17",

@@ -12,7 +12,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def test_there_are_the_three_experiments():
-    assert {"demo", "edityourself_stage1", "edityourself_stage2"} <= set(EXPERIMENTS)
+    assert {"smoke", "demo", "tiny_base", "edityourself_stage1", "edityourself_stage2"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -116,7 +116,7 @@ BAD = [
 @pytest.mark.parametrize(("overrides", "key", "rule"), BAD)
 def test_validation_names_the_key_and_the_rule(overrides, key, rule, tmp_path):
     with pytest.raises(ConfigError) as err:
-        load_train_config(["experiment=demo", f"data.shards={tmp_path}/x.tar", f"run_dir={tmp_path}/run", *overrides])
+        load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar", f"run_dir={tmp_path}/run", *overrides])
     assert err.value.key == key
     assert rule in str(err.value)
     assert not (tmp_path / "run").exists()
@@ -125,12 +125,12 @@ def test_validation_names_the_key_and_the_rule(overrides, key, rule, tmp_path):
 def test_missing_shards_is_named(monkeypatch):
     monkeypatch.delenv("TALKDIT_SHARDS", raising=False)
     with pytest.raises(ConfigError, match="data.shards"):
-        load_train_config(["experiment=demo"])
+        load_train_config(["experiment=smoke"])
 
 
 def test_resolved_config_is_saved_in_the_run_dir(stage1):
     result, _, _ = stage1
     saved = yaml.safe_load((Path(result.run_dir) / "config.yaml").read_text())
-    assert saved["experiment_name"] == "demo"
+    assert saved["experiment_name"] == "smoke"
     assert saved["stage"]["name"] == "stage1_audio"
     assert "${" not in (Path(result.run_dir) / "config.yaml").read_text()  # interpolations resolved

@@ -23,7 +23,7 @@ def test_two_process_ddp_run(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr + proc.stdout
-    run_dirs = list((tmp_path / "runs" / "demo").iterdir())
+    run_dirs = list((tmp_path / "runs" / "smoke").iterdir())
     assert len(run_dirs) == 1, run_dirs
     ckpt = read_training_checkpoint(run_dirs[0] / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 3

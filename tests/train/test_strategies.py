@@ -18,7 +18,7 @@ from trainer.strategies import (
 
 
 def strategy_config(tmp_path, *overrides):
-    cfg = load_train_config(["experiment=demo", f"data.shards={tmp_path}/x.tar", f"run_dir={tmp_path}/r", *overrides])
+    cfg = load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar", f"run_dir={tmp_path}/r", *overrides])
     return cfg.strategy
 
 
@@ -66,4 +66,4 @@ def test_a_half_written_deepspeed_folder_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"cannot read DeepSpeed client state .*mp_rank_00_model_states.pt"):
         read_training_checkpoint(folder)
     with pytest.raises(ConfigError, match="resume"):
-        load_train_config(["experiment=demo", f"data.shards={tmp_path}/x.tar", f"resume={tmp_path}/other.ckpt"])
+        load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar", f"resume={tmp_path}/other.ckpt"])

@@ -52,7 +52,7 @@ def test_rank_share_pads_every_rank_to_the_same_length():
 def test_validation_runs_at_optimizer_step_boundaries_only(tmp_path, monkeypatch):
     cfg = load_train_config(
         [
-            "experiment=demo",
+            "experiment=smoke",
             f"data.shards={tmp_path}/x.tar",
             "validation.every_n_steps=2",
             f"validation.shards={tmp_path}",
@@ -76,7 +76,7 @@ def test_validation_runs_at_optimizer_step_boundaries_only(tmp_path, monkeypatch
 
 
 def test_validation_is_off_by_default(tmp_path):
-    cfg = load_train_config(["experiment=demo", f"data.shards={tmp_path}/x.tar"])
+    cfg = load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar"])
     assert cfg.validation.every_n_steps == 0
     trainer = build_trainer(cfg, tmp_path, False)
     assert not any(isinstance(c, ValidationCallback) for c in trainer.callbacks)
@@ -162,7 +162,7 @@ def test_two_process_ddp_validation_agrees_across_ranks(tmp_path):
     assert set(reported) == {(2, 0), (2, 1), (4, 0), (4, 1)}
     for step in (2, 4):
         assert reported[step, 0] == reported[step, 1]  # all-reduced: every rank holds the same values
-    (run_dir,) = list((tmp_path / "runs" / "demo").iterdir())
+    (run_dir,) = list((tmp_path / "runs" / "smoke").iterdir())
     rows = val_rows(run_dir)
     assert [int(r["step"]) for r in rows] == [1, 3]
     for row, step in zip(rows, (2, 4)):
