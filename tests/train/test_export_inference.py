@@ -7,23 +7,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.train.test_export import fixed_inputs, trained_module
-from trainer.config.compose import to_container
-from trainer.model.backbone import load_transformer
-from trainer.model.base_folder import write_base_folder
 from trainer.model.exported import WeightsMismatchError, read_exported_weights
 from trainer.model.talking_head import TalkingHeadModel
-
-
-@pytest.fixture(scope="module")
-def smoke_base(stage2, tmp_path_factory):
-    """The smoke run's (random, tiny) base written as a diffusers folder, as a user's base folder would be."""
-    result, _, _, overrides = stage2
-    cfg, _ = trained_module(overrides, result.last_checkpoint)
-    folder = tmp_path_factory.mktemp("base") / "base_model"
-    folder.mkdir()
-    state = load_transformer(cfg.model.transformer).state_dict()
-    write_base_folder(folder, state, to_container(cfg.model), "smoke model")
-    return folder
 
 
 @pytest.mark.parametrize("lora", ["diffusers", "peft"])

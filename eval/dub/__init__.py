@@ -1,0 +1,1 @@
+"""``python -m eval.dub``: dub a real video with new speech using exported weights (see :mod:`eval.dub.pipeline`)."""
