@@ -335,7 +335,8 @@ class ValidationCallback(Callback):
         """
         from eval.metrics import METRIC_NAMES, compute_metrics
         from eval.run import MODES, clip_batch, sample_clip
-        from eval.sampler.sampler import EulerSampler, GuidanceConfig, SamplerConfig
+        from eval.sampler.config import GuidanceConfig, SamplerConfig
+        from eval.sampler.sampler import EulerSampler
 
         cfg = self.cfg
         stats = torch.zeros(len(cfg.modes), len(METRIC_NAMES), 2, dtype=torch.float64)

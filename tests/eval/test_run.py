@@ -7,7 +7,7 @@ import pytest
 
 from eval.metrics import MetricWeights
 from eval.run import EvalConfig, main, run_eval
-from eval.sampler.sampler import SamplerConfig
+from eval.sampler.config import SamplerConfig
 from tests.train.conftest import tiny_overrides
 from trainer.train import run
 

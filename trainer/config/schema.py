@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from trainer.model.whisper_features import WhisperFeaturesConfig
+from trainer.model.whisper_config import WhisperFeaturesConfig
 from trainer.optim.config import OptimConfig
 
 COMPONENT_SOURCES = ("random", "diffusers", "single_file")
