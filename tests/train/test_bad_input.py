@@ -97,7 +97,8 @@ def test_cli_reports_unknown_key_and_exits_2(simple_shards, tmp_path, capsys):
     code = main(tiny_overrides(simple_shards, tmp_path / "run", 1, "model.transformer.arch.num_layer=3"))
     assert code == 2
     err = capsys.readouterr().err
-    assert "model.transformer.arch.num_layer" in err and "not in 'LTXTransformerArch'" in err
+    assert "'model.transformer.arch.num_layer'" in err
+    assert "closest valid key is 'model.transformer.arch.num_layers'" in err
     assert not (tmp_path / "run").exists()
 
 
