@@ -28,7 +28,7 @@ from data_prep.decode import AUDIO_RATE, DecodeError, SourceDecoder
 from data_prep.ledger import ERROR, KEPT, REJECTED
 from data_prep.probe import ProbeError, probe_rejection, probe_video
 from data_prep.samples import ClipArrays, attach_latents, encode_sample, make_clip_id
-from data_prep.segments import FaceTrack, face_sides, find_segments, tile_clips
+from data_prep.segments import FaceTrack, Segment, face_sides, find_segments, jumps, largest_usable_face, tile_clips
 from trainer.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,12 @@ class Models:
 
 @dataclass
 class Candidate:
-    """A clip candidate: source frame indices and the face boxes over them."""
+    """A clip candidate: source frame indices, the face boxes over them, and the segment it was cut from."""
 
     indices: np.ndarray
     boxes: np.ndarray
     lower: np.ndarray
+    segment: Segment
 
 
 def file_sha256(path: Path) -> str:
@@ -291,7 +292,7 @@ class VideoProcessor:
                         keep_from = min(keep_from, int(idx[0]))
                         continue
                     emitted.add(int(idx[0]))
-                    cand = Candidate(idx, track.boxes[idx], track.lower[idx])
+                    cand = Candidate(idx, track.boxes[idx], track.lower[idx], seg)
                     clip_rows.append(self._clip(path, digest, probe, cand, tarr, track, buffer, decoder, unit, emit))
             # Frames before the earliest frame a future clip or its references can use are released.
             if keep_from < n:
@@ -316,6 +317,7 @@ class VideoProcessor:
             scene_cuts=len(analysis.cuts),
             face_fraction=float(np.mean(present & (track.second_ratio < cfg.faces.max_second_face_ratio))),
             face_min_side_px=float(np.nanmin(face_sides(track.boxes))) if present.any() else None,
+            segment_face_px=largest_usable_face(track, cfg.faces),
         )
         if not clip_rows:
             segments, _, reasons = find_segments(
@@ -397,9 +399,11 @@ class VideoProcessor:
             num_frames=cfg.clips.num_frames,
             width=probe.width,
             height=probe.height,
-            face_min_side_px=float(
-                np.nanmin(np.minimum(cand.boxes[:, 2] - cand.boxes[:, 0], cand.boxes[:, 3] - cand.boxes[:, 1]))
-            ),
+            face_min_side_px=float(np.nanmin(face_sides(cand.boxes))),
+            segment_face_px=cand.segment.face_px,
+            segment_s=cand.segment.duration_s,
+            face_max_jump=float(jumps(track.boxes[idx[0] : idx[-1] + 1]).max()),
+            face_max_second_ratio=float(track.second_ratio[idx[0] : idx[-1] + 1].max()),
             stages_ran=["probe", "decode", "scenes", "faces"],
         )
         frames = np.stack([buffer[i] for i in idx])

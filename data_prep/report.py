@@ -15,9 +15,14 @@ from pathlib import Path
 
 import pyarrow as pa
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from data_prep.config import register
 from data_prep.ledger import ERROR, KEPT, read_ledger, write_table
 from trainer.atomic import atomic_write_bytes, atomic_write_text
+from trainer.config.cli import Command, run_command
+from trainer.config.errors import ConfigError
+from trainer.config.keys import check_overrides
 
 
 def _hours(rows: list[dict], kind: str) -> float:
@@ -108,39 +113,109 @@ def write_report(table: pa.Table, out_dir: Path) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: ``output_dir=<dir> [threshold overrides]``."""
+# Keys whose new value re-decides stored scores; any other key changes what is computed.
+REDECIDABLE = (
+    "probe.min_fps",
+    "probe.max_fps",
+    "probe.min_bitrate_kbps",
+    "probe.min_frames",
+    "probe.require_audio",
+    "sync.enabled",
+    "sync.min_confidence",
+    "sync.max_offset_ms",
+    "sync.correct_offset",
+    "quality.enabled",
+    "quality.min_score",
+)
+
+
+def _output_dir(overrides: list[str]) -> tuple[Path, list[str]]:
+    """``output_dir`` from the overrides (its ledger must exist), and the threshold overrides (keys checked).
+
+    Raises:
+        ConfigError: No ``output_dir``, an unknown key, or a key that cannot change without recomputing.
+        FileNotFoundError: ``output_dir`` holds no ledger.
+    """
+    from data_prep.config import DataPrepConfig
+
+    checked = check_overrides(DataPrepConfig, overrides, {}, "the data preparation config")
+    outs = [a for a in checked if a.startswith("output_dir=")]
+    rest = [a for a in checked if not a.startswith("output_dir=")]
+    for text in rest:
+        key = text.lstrip("+~").split("=", 1)[0]
+        if key not in REDECIDABLE:
+            raise ConfigError(
+                key, text.split("=", 1)[-1], "changes what is computed, not a threshold; rerun python -m data_prep.run"
+            )
+    if not outs:
+        raise ConfigError("output_dir", None, "is required: the folder python -m data_prep.run wrote")
+    out = Path(outs[-1].split("=", 1)[1])
+    if not (out / "ledger.parquet").is_file():
+        raise FileNotFoundError(
+            f"output_dir={out}: {out / 'ledger.parquet'} does not exist (run python -m data_prep.run)"
+        )
+    return out, rest
+
+
+def redecision_config(out: Path, overrides: list[str]):
+    """The run's saved config with threshold overrides (checked by :func:`_output_dir`) applied and validated.
+
+    Raises:
+        ConfigError: A value of the wrong type, or a broken rule.
+    """
     from data_prep.config import DataPrepConfig, validate_data_prep_config
+
+    checked = overrides
+    saved = OmegaConf.load(out / "config.yaml") if (out / "config.yaml").is_file() else {}
+    try:
+        cfg = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(DataPrepConfig), saved, OmegaConf.from_dotlist(checked))
+        )
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(getattr(err, "full_key", "<config>")), None, " ".join(str(err).split())) from err
+    validate_data_prep_config(cfg)
+    return cfg
+
+
+def _redecision_yaml(overrides: list[str]) -> str:
+    out, rest = _output_dir(overrides)
+    return OmegaConf.to_yaml(OmegaConf.structured(redecision_config(out, rest)))
+
+
+COMMAND = Command(
+    module="data_prep.report",
+    config_name="data_prep",
+    synopsis="output_dir=<data_prep output folder> [threshold overrides ...]",
+    summary=f"""Rebuild report.md and report.png of a data_prep run from its ledger.parquet. Threshold overrides
+re-decide the stored scores without recomputing anything and write ledger_redecided.parquet beside the ledger;
+the keys that can change this way: {", ".join(REDECIDABLE)}. The other keys are shown with their defaults;
+changing them means rerunning python -m data_prep.run.""",
+    examples=(
+        "python -m data_prep.report output_dir=/data/prep",
+        "python -m data_prep.report output_dir=/data/prep sync.min_confidence=4 quality.min_score=45",
+    ),
+    register=register,
+    config_yaml=_redecision_yaml,
+)
+
+
+def _report(overrides: list[str]) -> int:
     from data_prep.decisions import redecide
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    out_arg = [a for a in args if a.startswith("output_dir=")]
-    if not out_arg:
-        print("error: output_dir=<data_prep output folder> is required", file=sys.stderr)
-        return 2
-    out = Path(out_arg[0].split("=", 1)[1])
-    ledger = out / "ledger.parquet"
-    if not ledger.is_file():
-        print(f"error: {ledger} does not exist (run python -m data_prep.run first)", file=sys.stderr)
-        return 2
-    table = read_ledger(ledger)
-    overrides = [a for a in args if not a.startswith("output_dir=")]
-    if overrides:
-        saved = OmegaConf.load(out / "config.yaml")
-        try:
-            cfg = OmegaConf.to_object(
-                OmegaConf.merge(OmegaConf.structured(DataPrepConfig), saved, OmegaConf.from_dotlist(overrides))
-            )
-            validate_data_prep_config(cfg)
-        except Exception as err:  # OmegaConf and ConfigError both name the key
-            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-            return 2
-        table = redecide(table, cfg)
+    out, rest = _output_dir(overrides)
+    table = read_ledger(out / "ledger.parquet")
+    if rest:
+        table = redecide(table, redecision_config(out, rest))
         write_table(table, out / "ledger_redecided.parquet")
     summary = write_report(table, out)
     errors = summary["video"]["status"].get(ERROR, {}).get("count", 0)
     print(f"report: {out / 'report.md'}, {out / 'report.png'} ({errors} videos with errors)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: ``output_dir=<dir> [threshold overrides]``; bad input exits with status 2."""
+    return run_command(COMMAND, argv, _report)
 
 
 if __name__ == "__main__":

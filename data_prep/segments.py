@@ -41,10 +41,20 @@ class FaceTrack:
 
 @dataclass
 class Segment:
-    """Frames ``[start, end)`` of a usable segment, with gap-bridged boxes."""
+    """Frames ``[start, end)`` of a usable segment, with gap-bridged boxes.
+
+    Attributes:
+        start: First frame.
+        end: One past the last frame.
+        face_px: The largest shorter side of the face box over the segment, in source pixels: the quantity
+            ``faces.min_face_px`` is checked against.
+        duration_s: The segment's length: the quantity ``faces.min_segment_s`` is checked against.
+    """
 
     start: int
     end: int
+    face_px: float = float("nan")
+    duration_s: float = float("nan")
 
 
 def frame_failures(track: FaceTrack, cfg: FaceConfig) -> np.ndarray:
@@ -94,6 +104,16 @@ def bridge_gaps(track: FaceTrack, failures: np.ndarray, max_missing: int, final:
     return FaceTrack(boxes, lower, track.second_ratio), failures
 
 
+def largest_usable_face(track: FaceTrack, cfg: FaceConfig) -> float | None:
+    """The largest face (shorter box side, px) over the frames that can be in a segment.
+
+    It is the best any segment reaches, so it says why a video whose segments were all too small failed
+    ``faces.min_face_px``.
+    """
+    usable = frame_failures(track, cfg) == ""
+    return float(np.nanmax(face_sides(track.boxes[usable]))) if usable.any() else None
+
+
 def jumps(boxes: np.ndarray) -> np.ndarray:
     """Box centre displacement from the previous frame in units of the box's longer side ``[N]`` (0 at frame 0)."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -140,7 +160,7 @@ def find_segments(
                 # SayAnything: a face region that never reaches 228x228 px has too little detail.
                 reasons[start:end] = FACE_TOO_SMALL
             else:
-                segments.append(Segment(start, end))
+                segments.append(Segment(start, end, largest, float(duration)))
             start = None
         if usable and start is None:
             start = f

@@ -20,15 +20,25 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from launch.run_dir import metrics_files
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_config, register_schema
 
 
 @dataclass
 class DemoConfig:
-    """Options of the demo (``key=value`` on the command line)."""
+    """Options of the demo (``key=value`` on the command line).
+
+    Attributes:
+        num_videos: Synthetic talking-head videos in the corpus.
+        duration_s: Length of each video, seconds.
+        size: Frame height and width of the corpus, pixels.
+        clip_frames: Frames per training clip (8k+1).
+        seed: Seed of the corpus and of every run.
+        stage1_steps: Optimizer steps of stage 1 (the audio adapter).
+        stage2_steps: Optimizer steps of stage 2 (LoRA + adapter).
+        scale_overrides: Trainer overrides of the scale step (strategy and sequence parallelism).
+    """
 
     out_dir: str = "demo_out"  # corpus and shards are kept here and reused; each run gets runs/<timestamp>
     num_videos: int = 6
@@ -129,7 +139,7 @@ def _sample_from(checkpoint: Path, shards: str, out: Path, steps: int, seed: int
 
     module = load_module(checkpoint)
     sampler = EulerSampler(module.dit, SamplerConfig(num_steps=steps, seed=seed), module.cfg.objective.timestep_loc)
-    clip, audio, sr = read_clips(shards, module, 1)[0]
+    clip, audio, sr = read_clips(shards, module.cfg, 1)[0]
     batch = clip_batch(clip, module.cfg.objective.num_reference_frames)
     weights = MetricWeights.from_env()
     v2v = sample_clip(module, sampler, batch, "v2v", "lip", True, seed)
@@ -286,19 +296,33 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     return outputs
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
+def register() -> None:
+    """Register :class:`DemoConfig` as the config ``demo`` (composed like every entry point's)."""
+    register_schema("demo", DemoConfig)
+
+
+COMMAND = Command(
+    module="launch.demo",
+    config_name="demo",
+    summary="""The whole recipe on the embedded default, end to end, on a CPU: a synthetic talking-head corpus,
+the data_prep pipeline, stage 1 with validation, export, stage 2, export, a short 2-process run (DeepSpeed ZeRO-2
+on the CPU with Ulysses sequence parallelism), and sampling from the stage-2 checkpoint. Outputs go to out_dir
+(data/ is reused by later demos; each run gets runs/<timestamp>/).""",
+    examples=("python -m launch.demo", "python -m launch.demo num_videos=8 stage1_steps=200 size=256"),
+    register=register,
+)
+
+
+def _demo(overrides: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg: DemoConfig = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(DemoConfig), OmegaConf.from_dotlist(args))
-        )
-    except OmegaConfBaseException as err:
-        print(f"error: demo arguments {args}: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    run_demo(cfg)
+    register()
+    run_demo(load_config("demo", overrides))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; bad options exit with status 2."""
+    return run_command(COMMAND, argv, _demo)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from trainer.atomic import atomic_write_text
 from trainer.checkpoints import MODULE_PREFIX, check_adapter_config, read_adapter_source
 from trainer.config.compose import config_fingerprint, to_container
 from trainer.config.schema import TrainConfig
+from trainer.data.schema import DataError
 from trainer.model.audio_adapter import adapter_parameter_names, load_audio_adapter_state_dict
 from trainer.model.dit import AudioInputs, TalkingHeadDiT
 from trainer.model.dit_inputs import assemble_dit_inputs, batch_audio_windows, identity_references
@@ -421,7 +422,7 @@ class TalkingHeadModule(L.LightningModule):
         """Record the data position the batch advances to, and stop when too many samples were bad.
 
         Raises:
-            RuntimeError: More than ``data.max_skipped_fraction`` of the samples seen were skipped.
+            DataError: More than ``data.max_skipped_fraction`` of the samples seen were skipped.
         """
         if "stream_worker" not in batch:
             return
@@ -437,7 +438,7 @@ class TalkingHeadModule(L.LightningModule):
         d = self.cfg.data
         if skipped and seen >= d.min_samples_before_skip_check and skipped / seen > d.max_skipped_fraction:
             first = next(c[2] for c in self._stream_counts.values() if c[2])
-            raise RuntimeError(
+            raise DataError(
                 f"{skipped} of {seen} samples were bad ({skipped / seen:.1%} > data.max_skipped_fraction="
                 f"{d.max_skipped_fraction}); the first: {first}"
             )

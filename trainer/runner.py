@@ -34,7 +34,7 @@ from trainer.checkpoints import read_training_checkpoint
 from trainer.config.schema import TrainConfig
 from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, stream_settings
 from trainer.data.plan import decode_plan
-from trainer.data.schema import FeatureSpec, ShardSampleError
+from trainer.data.schema import UNREADABLE_SHARD_ERRORS, FeatureSpec, ShardSampleError
 from trainer.data.stream import readers_for
 from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
 from trainer.strategies import build_strategy, write_deepspeed_config
@@ -88,19 +88,32 @@ def feature_spec(cfg: TrainConfig) -> FeatureSpec:
 
 
 def preflight_shards(cfg: TrainConfig) -> None:
-    """Check the first sample of the first shard against the schema before anything is written.
+    """Check the first sample of the first readable shard against the schema before anything is written.
+
+    Shards that are not readable tar files are skipped with a warning, as the loader will skip them.
 
     Raises:
         FileNotFoundError: No shard matches ``data.shards``.
-        ShardSampleError: The sample breaks the schema (names shard, key and member).
+        ShardSampleError: The sample breaks the schema (names shard, key and member), or no shard is readable.
     """
-    first = expand_shards(cfg.data.shards)[0]
     settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
-    for raw in wds.tarfile_samples([{"url": first}]):
-        plan = settings.plan(raw, 0)
-        decode_plan(plan, settings.num_refs, settings.default_caption)
-        return
-    raise ShardSampleError(first, "-", "shard holds no sample")
+    urls = expand_shards(cfg.data.shards)
+    unreadable: list[ShardSampleError] = []
+    for url in urls:
+        try:
+            for raw in wds.tarfile_samples([{"url": url}]):
+                plan = settings.plan(raw, 0)
+                decode_plan(plan, settings.num_refs, settings.default_caption)
+                for err in unreadable:
+                    log.warning("data.shards: skipping %s", err)
+                return
+        except UNREADABLE_SHARD_ERRORS as err:
+            unreadable.append(ShardSampleError(url, None, f"not a readable tar file ({' '.join(str(err).split())})"))
+    if unreadable and len(unreadable) == len(urls):
+        if len(urls) == 1:
+            raise unreadable[0]
+        raise ShardSampleError(urls[0], None, f"not a readable tar file, nor are the other {len(urls) - 1} shards")
+    raise ShardSampleError(urls[0], None, "shard holds no sample")
 
 
 def data_layout(cfg: TrainConfig) -> dict:

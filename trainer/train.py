@@ -29,8 +29,8 @@ checked, then the first shard sample and the weight files, and only then is the 
         "python -m trainer.train experiment=edityourself_stage1 ... resume=<run_dir>/checkpoints/last.ckpt",
     ),
     notes="""Brace patterns must be quoted for Hydra: 'data.shards="/data/shard-{000000..000099}.tar"'.
-Environment: TALKDIT_LTX_PATH (LTX-Video diffusers folder of the ltxv_* models), TALKDIT_SHARDS (the shards
-of the edityourself_* experiments).""",
+Environment: TALKDIT_LTX_PATH (the LTX-Video diffusers folder of model=ltxv_13b / ltxv_2b), TALKDIT_SHARDS (the
+default of data.shards), TALKDIT_STAGE1_ADAPTER (the default of stage.adapter_init in edityourself_stage2).""",
 )
 
 

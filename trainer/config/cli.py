@@ -52,6 +52,8 @@ class Command:
         register: Registers the command's schema with Hydra's config store (called before composing).
         config_yaml: Renders ``--cfg job`` from the overrides when the command resolves its config in
             another way than composing ``config_name`` (``data_prep.report`` starts from a saved config).
+        own_overrides: Picks the overrides ``config_name`` takes when the command forwards the others
+            (``launch.slurm`` passes the job's keys on); ``--help`` shows the config under those.
     """
 
     module: str
@@ -62,6 +64,7 @@ class Command:
     notes: str = ""
     register: Callable[[], None] | None = None
     config_yaml: Callable[[list[str]], str] | None = None
+    own_overrides: Callable[[list[str]], list[str]] | None = None
 
     def compose(self, overrides: list[str]):
         """The composed config (``DictConfig``) for these overrides, keys checked."""
@@ -168,6 +171,8 @@ def help_text(cmd: Command, overrides: list[str]) -> str:
     if cmd.register is not None:
         cmd.register()
     schema = schema_for(cmd.config_name)
+    if cmd.own_overrides is not None:
+        overrides = cmd.own_overrides(overrides)
     cfg, choices = compose_with_choices(cmd.config_name, overrides)
     values = leaf_values(OmegaConf.to_container(cfg, resolve=False))
     summary = textwrap.fill(" ".join(cmd.summary.split()), width=110)
@@ -195,8 +200,16 @@ def config_yaml(cmd: Command, overrides: list[str]) -> str:
 
 
 def one_line(err: BaseException) -> str:
-    """An exception's message on one line."""
-    return " ".join(str(err).split()) or type(err).__name__
+    """An exception's message on one line.
+
+    An error a DataLoader worker raised reaches the main process with the worker's traceback as its message;
+    only the traceback's last line (the original message) is shown.
+    """
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split()) or type(err).__name__
 
 
 def report_error(err: BaseException) -> int:
