@@ -217,20 +217,40 @@ def _run_unit(args: tuple[int, list[str]]) -> UnitResult:
 
 
 def run_units(cfg: DataPrepConfig, units: list[list[Path]], indices: list[int]) -> list[UnitResult]:
-    """Run the given units locally (in-process for one worker, else a spawn-based process pool)."""
+    """Run the given units locally (in-process for one worker, else a spawn-based process pool).
+
+    Progress is a bar on a terminal; otherwise (a log file, a SLURM task) one line per finished unit, since a
+    bar's carriage returns make one ever-growing line in a file.
+    """
     results: list[UnitResult] = []
     total_videos = sum(len(units[i]) for i in indices)
-    bar = tqdm(total=total_videos, unit="video", desc="data_prep", dynamic_ncols=True)
+    bar = tqdm(total=total_videos, unit="video", desc="data_prep", dynamic_ncols=True) if sys.stderr.isatty() else None
     start = time.perf_counter()
-    kept_h = 0.0
+    done = {"videos": 0, "kept_h": 0.0, "source_s": 0.0}
 
     def update(res: UnitResult) -> None:
-        nonlocal kept_h
         results.append(res)
-        kept_h += res.kept_hours
-        bar.update(res.videos)
+        done["videos"] += res.videos
+        done["kept_h"] += res.kept_hours
+        done["source_s"] += res.source_seconds
         elapsed = max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(videos_per_s=f"{bar.n / elapsed:.2f}", hours_kept=f"{kept_h:.3f}")
+        if bar is not None:
+            bar.update(res.videos)
+            bar.set_postfix(videos_per_s=f"{done['videos'] / elapsed:.2f}", hours_kept=f"{done['kept_h']:.3f}")
+            return
+        left = (total_videos - done["videos"]) * elapsed / max(done["videos"], 1)
+        log.info(
+            "unit %d done: %d/%d videos, %.1f s of video in %.0f s (%.2f s per video second), %.3f h kept, "
+            "%.1f min left",
+            res.unit,
+            done["videos"],
+            total_videos,
+            done["source_s"],
+            elapsed,
+            elapsed / max(done["source_s"], 1e-9),
+            done["kept_h"],
+            left / 60,
+        )
 
     if cfg.execution.workers == 1 or len(indices) == 1:
         models = load_models(cfg)
@@ -243,7 +263,8 @@ def run_units(cfg: DataPrepConfig, units: list[list[Path]], indices: list[int]) 
         ) as pool:
             for res in pool.map(_run_unit, [(i, [str(v) for v in units[i]]) for i in indices]):
                 update(res)
-    bar.close()
+    if bar is not None:
+        bar.close()
     return results
 
 
@@ -293,7 +314,9 @@ def run(cfg: DataPrepConfig) -> dict:
     fingerprint = config_fingerprint(cfg)
     indices = [cfg.execution.unit_index] if cfg.execution.unit_index is not None else list(range(len(units)))
     pending = [i for i in indices if not is_done(UnitPaths(out, i), fingerprint)]
+    start = time.perf_counter()
     results = run_units(cfg, units, pending) if pending else []
+    seconds = time.perf_counter() - start
     all_done = all(is_done(UnitPaths(out, i), fingerprint) for i in range(len(units)))
     ledger = merge(cfg, len(units)) if cfg.execution.merge and all_done else None
     shards = sorted((out / SHARDS).glob("*.tar")) if (out / SHARDS).is_dir() else []
@@ -305,6 +328,8 @@ def run(cfg: DataPrepConfig) -> dict:
         "skipped_units": len(indices) - len(pending),
         "ledger": ledger,
         "shards": shards,
+        "source_seconds": sum(r.source_seconds for r in results),
+        "seconds": seconds,
     }
 
 
@@ -316,6 +341,11 @@ def _run(overrides: list[str]) -> int:
         f"{summary['videos']} videos{others} in {summary['units']} units; processed units "
         f"{summary['processed_units']}, skipped {summary['skipped_units']} already done"
     )
+    if summary["source_seconds"]:
+        print(
+            f"time: {summary['seconds']:.1f} s for {summary['source_seconds']:.1f} s of video "
+            f"({summary['seconds'] / summary['source_seconds']:.2f} s per video second)"
+        )
     if summary["ledger"]:
         out = Path(summary["ledger"]).parent
         print(f"ledger: {summary['ledger']}")

@@ -58,7 +58,7 @@ def test_validation_runs_at_optimizer_step_boundaries_only(tmp_path, monkeypatch
             f"validation.shards={tmp_path}",
         ]
     ).validation
-    monkeypatch.setattr("trainer.validation.expand_shards", lambda spec: [spec])
+    monkeypatch.setattr("trainer.validation.expand_shards", lambda spec, key: [spec])
     cb = ValidationCallback(cfg, tmp_path, weights=object())
     seen = []
     monkeypatch.setattr(cb, "validate", lambda trainer, module: seen.append(trainer.global_step) or {"val/loss": 1.0})

@@ -267,6 +267,8 @@ class LoopConfig:
     keep_last_checkpoints: int = 2  # periodic checkpoints kept (older ones are deleted)
     accumulate_grad_batches: int = 1  # batches per optimizer step
     progress_bar: bool = True  # show progress: a bar on a terminal, one line per interval otherwise
+    progress_every_n_steps: int = 50  # without a terminal: a progress line every this many steps
+    progress_every_s: float = 60.0  # without a terminal: a progress line at least this often (seconds)
     deterministic: bool = False  # deterministic kernels (slower)
 
 
