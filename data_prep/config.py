@@ -99,6 +99,9 @@ class FeatureConfig:
 
     num_reference_frames: int = 6  # identity reference frames stored per clip
     reference_window_s: float = 5.0  # references are drawn from ±this many seconds around the clip
+    # References are drawn from this many evenly spaced frames per second of video (the frames between are not
+    # held in memory for them); a ±5 s window then offers about 25 candidates for the 6 references.
+    reference_candidates_per_s: float = 2.5
     vae_latents: bool = False  # also store the LTX VAE posterior (needs `vae`)
     vae: VAEConfig = field(default_factory=VAEConfig)
     caption_sidecar_suffixes: list[str] = field(default_factory=lambda: [".txt"])  # <video stem><suffix>
@@ -118,7 +121,9 @@ class ExecutionConfig:
     samples_per_shard: int = 64  # clips per shard file
     unit_index: int | None = None  # process only this unit (a SLURM array task), then exit
     merge: bool = True  # merge unit ledgers and write the report when every unit is done
-    window_s: float = 20.0  # seconds of full-resolution frames held in memory per analysis window
+    # Seconds of video between two cuts of the frames analysed so far into clips. Clips are encoded, and their
+    # frames released, as soon as they are cut, so this bounds memory: about clip + window of full-size frames.
+    window_s: float = 1.0
 
 
 @dataclass
@@ -206,10 +211,10 @@ def validate_data_prep_config(cfg: DataPrepConfig) -> None:
     _require(e.workers >= 1, "execution.workers", e.workers, "must be >= 1")
     _require(e.videos_per_unit >= 1, "execution.videos_per_unit", e.videos_per_unit, "must be >= 1")
     _require(e.samples_per_shard >= 1, "execution.samples_per_shard", e.samples_per_shard, "must be >= 1")
-    clip_s = cfg.clips.num_frames / (cfg.clips.fps or 25.0)
+    _require(e.window_s > 0, "execution.window_s", e.window_s, "must be > 0")
     _require(
-        e.window_s >= clip_s,
-        "execution.window_s",
-        e.window_s,
-        f"must hold at least one clip ({clip_s:.2f} s)",
+        cfg.features.reference_candidates_per_s > 0,
+        "features.reference_candidates_per_s",
+        cfg.features.reference_candidates_per_s,
+        "must be > 0",
     )

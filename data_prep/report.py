@@ -33,11 +33,16 @@ def _hours(rows: list[dict], kind: str) -> float:
     return total / 3600.0
 
 
+KINDS = ("video", "clip", "file")
+# Threshold groups of the ledger's thresholds JSON, each judged only by the stage of the same name.
+THRESHOLD_STAGES = ("probe", "scenes", "faces", "sync", "quality")
+
+
 def summarize(table: pa.Table) -> dict:
-    """Counts and hours per kind, status and reason."""
+    """Counts and hours per kind, status and reason; the stages that ran and their thresholds."""
     rows = table.to_pylist()
     out: dict = {}
-    for kind in ("video", "clip"):
+    for kind in KINDS:
         sel = [r for r in rows if r["kind"] == kind]
         by_status: dict[str, list[dict]] = defaultdict(list)
         by_reason: dict[str, list[dict]] = defaultdict(list)
@@ -54,15 +59,20 @@ def summarize(table: pa.Table) -> dict:
                 for k, v in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
             },
         }
-    out["stages_ran"] = sorted({s for r in rows for s in (r["stages_ran"] or [])})
-    thresholds = {r["thresholds"] for r in rows if r["thresholds"]}
-    out["thresholds"] = json.loads(sorted(thresholds)[0]) if len(thresholds) == 1 else sorted(thresholds)
+    ran = sorted({s for r in rows for s in (r["stages_ran"] or [])})
+    out["stages_ran"] = ran
+
+    def of_stages_that_ran(text: str) -> dict:
+        return {k: v for k, v in json.loads(text).items() if k in ran or k not in THRESHOLD_STAGES}
+
+    sets = sorted({r["thresholds"] for r in rows if r["thresholds"]})
+    out["thresholds"] = of_stages_that_ran(sets[0]) if len(sets) == 1 else [of_stages_that_ran(t) for t in sets]
     return out
 
 
 def render_markdown(summary: dict) -> str:
     """The report as markdown."""
-    v, c = summary["video"], summary["clip"]
+    v, c, f = summary["video"], summary["clip"], summary["file"]
     lines = [
         "# Data preparation report",
         "",
@@ -70,35 +80,70 @@ def render_markdown(summary: dict) -> str:
         f"- clip candidates: {c['total']} ({c['hours']:.3f} h); kept "
         f"{c['status'].get(KEPT, {}).get('count', 0)} ({c['status'].get(KEPT, {}).get('hours', 0.0):.3f} h)",
         f"- stages that ran: {', '.join(summary['stages_ran']) or 'none'}",
-        "",
     ]
+    if f["total"]:
+        lines.append(f"- other input files, not processed: {f['total']} (by reason below)")
+    lines.append("")
     for title, part in (("Videos", v), ("Clips", c)):
         lines += [f"## {title} by status", "", "| status | count | hours |", "| --- | ---: | ---: |"]
         lines += [f"| {s} | {d['count']} | {d['hours']:.3f} |" for s, d in part["status"].items()]
         lines += ["", f"## {title} rejected, by reason", "", "| reason | count | hours |", "| --- | ---: | ---: |"]
         lines += [f"| {r} | {d['count']} | {d['hours']:.3f} |" for r, d in part["reasons"].items()]
         lines.append("")
-    lines += ["## Thresholds", "", "```json", json.dumps(summary["thresholds"], indent=2), "```", ""]
-    lines += ["![rejection reasons](report.png)", ""]
+    if f["total"]:
+        lines += ["## Input files not processed, by reason", "", "| reason | count |", "| --- | ---: |"]
+        lines += [f"| {r} | {d['count']} |" for r, d in f["reasons"].items()]
+        lines.append("")
+    lines += ["## Thresholds of the stages that ran", "", "```json", json.dumps(summary["thresholds"], indent=2)]
+    lines += ["```", "", "![rejection reasons](report.png)", ""]
     return "\n".join(lines)
 
 
-def render_chart(summary: dict) -> bytes:
-    """PNG bar chart of the hours removed by each reason (videos and clips), like EditYourself's Fig. 11."""
+def chart_figure(summary: dict):
+    """The matplotlib figure of the rejections by reason, like EditYourself's Fig. 11.
+
+    One panel per kind (videos, clips, other input files) that has rejections, counts on a whole-number axis;
+    when nothing was rejected, one panel with the counts by status.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for ax, kind in zip(axes, ("video", "clip")):
+    colours = {"video": "#c0504d", "clip": "#4f81bd", "file": "#9bbb59"}
+    kinds = [k for k in KINDS if summary[k]["reasons"]]
+    panels = len(kinds) or 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), constrained_layout=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
         reasons = summary[kind]["reasons"]
-        names = list(reasons) or ["(none)"]
-        counts = [reasons[n]["count"] for n in reasons] or [0]
-        ax.barh(names[::-1], counts[::-1], color="#c0504d" if kind == "video" else "#4f81bd")
+        names = list(reasons)
+        ax.barh(names[::-1], [reasons[n]["count"] for n in names][::-1], color=colours[kind])
         kept = summary[kind]["status"].get(KEPT, {}).get("count", 0)
-        ax.set_title(f"{kind}s rejected by reason (kept: {kept} of {summary[kind]['total']})")
+        label = "other input files" if kind == "file" else f"{kind}s"
+        ax.set_title(f"{label} rejected by reason (kept: {kept} of {summary[kind]['total']})")
         ax.set_xlabel("count")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not kinds:
+        ax = axes[0][0]
+        labels = [f"{kind}s {status}" for kind in KINDS for status in summary[kind]["status"]]
+        counts = [d["count"] for kind in KINDS for d in summary[kind]["status"].values()]
+        if labels:
+            ax.barh(labels[::-1], counts[::-1], color="#4f81bd")
+            ax.set_title("nothing rejected: counts by status")
+            ax.set_xlabel("count")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.text(0.5, 0.5, "the ledger has no rows", ha="center", va="center")
+            ax.set_axis_off()
+    return fig
+
+
+def render_chart(summary: dict) -> bytes:
+    """:func:`chart_figure` as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(summary)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)

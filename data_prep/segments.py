@@ -2,8 +2,9 @@
 
 A segment is a maximal run of frames with one dominant face, no scene cut and no jump of the face box
 (SayAnything appendix A: "split at jumps"); short detection gaps are bridged by interpolation.
-Segments shorter than ``min_segment_s``, or whose face never reaches ``min_face_px`` (SayAnything
-discards videos whose face region never exceeds 228×228), are dropped. Clips are tiled from each segment's first frame,
+Segments shorter than ``min_segment_s`` are dropped; a clip passes the face-size rule when its segment's face
+has reached ``min_face_px`` by the clip's last frame (SayAnything discards videos whose face region never
+exceeds 228×228). Clips are tiled from each segment's first frame,
 resampled to the clip frame rate by timestamp, so their positions never depend on where the analysis
 happened to stop.
 """
@@ -104,6 +105,15 @@ def bridge_gaps(track: FaceTrack, failures: np.ndarray, max_missing: int, final:
     return FaceTrack(boxes, lower, track.second_ratio), failures
 
 
+def clip_face_px(track: FaceTrack, segment: Segment, clip: np.ndarray) -> float:
+    """The largest face (shorter box side, px) of the clip's segment from its start to the clip's last frame.
+
+    This is what ``faces.min_face_px`` is checked against: it is final when the clip is cut (a face that grows
+    later in the segment cannot change it), so the decision does not depend on how far decoding has got.
+    """
+    return float(np.nanmax(face_sides(track.boxes[segment.start : int(clip[-1]) + 1])))
+
+
 def largest_usable_face(track: FaceTrack, cfg: FaceConfig) -> float | None:
     """The largest face (shorter box side, px) over the frames that can be in a segment.
 
@@ -156,15 +166,24 @@ def find_segments(
             largest = float(np.nanmax(face_sides(track.boxes[start:end])))
             if duration < cfg.min_segment_s and end < final:
                 reasons[start:end] = SEGMENT_TOO_SHORT
-            elif largest < cfg.min_face_px and end < final:
-                # SayAnything: a face region that never reaches 228x228 px has too little detail.
-                reasons[start:end] = FACE_TOO_SMALL
             else:
+                if largest < cfg.min_face_px and end < final:
+                    # SayAnything: a face region that never reaches 228x228 px has too little detail. The
+                    # segment stays: each clip is judged on the face its segment reached by the clip's end
+                    # (:func:`clip_face_px`), which is known when the clip is cut; this marks why none passed.
+                    reasons[start:end] = FACE_TOO_SMALL
                 segments.append(Segment(start, end, largest, float(duration)))
             start = None
         if usable and start is None:
             start = f
     return segments, track, reasons
+
+
+def next_clip_start(times: np.ndarray, segment: Segment, cfg: ClipConfig, tiled: int) -> float:
+    """Time at which the segment's next clip (after ``tiled`` clips that fit so far) starts, if it grows."""
+    if cfg.fps is None:
+        return float(times[min(segment.start + tiled * cfg.stride_frames, len(times) - 1)])
+    return float(times[segment.start] + tiled * cfg.stride_frames / cfg.fps)
 
 
 def tile_clips(times: np.ndarray, segment: Segment, cfg: ClipConfig) -> list[np.ndarray]:
