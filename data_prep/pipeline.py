@@ -396,11 +396,14 @@ class VideoProcessor:
             ["probe", "decode"] + (["scenes"] if cfg.scenes.enabled else []) + (["faces"] if cfg.faces.enabled else [])
         )
 
-        def release(tarr: np.ndarray, horizon: float, needed: set[int]) -> None:
-            # Clip frames are held from the earliest time a clip may still start at; reference candidates (and
-            # the first frame of waiting clips, their last-resort reference) from reference_window_s before the
-            # earliest clip that may still draw references.
-            ref_from = min([horizon, *(p.start_s for p in pending)]) - ref_s - 1.0 / fps
+        def release(tarr: np.ndarray, horizon: float, later: list[np.ndarray]) -> None:
+            # Clip frames are held from the earliest time a clip may still start at (and those of the clips
+            # `later` in this round); reference candidates (and the first frame of waiting clips, their
+            # last-resort reference) from reference_window_s before the earliest clip that may still draw
+            # references: a waiting one, one later in this round, or one still to be cut.
+            needed = {int(i) for idx in later for i in idx}
+            starts = [horizon, *(p.start_s for p in pending), *(float(tarr[idx[0]]) for idx in later)]
+            ref_from = min(starts) - ref_s - 1.0 / fps
             firsts = {int(p.cand.indices[0]) for p in pending}
             for i in buffer.indices():
                 t = tarr[i]
@@ -436,7 +439,7 @@ class VideoProcessor:
                 clip_rows.append(clip_row)
                 if waiting is not None:
                     pending.append(waiting)
-                release(tarr, horizon, {int(i) for _, later in ready[k + 1 :] for i in later})
+                release(tarr, horizon, [later for _, later in ready[k + 1 :]])
             usable = np.isfinite(track.lower).all(axis=1)
             usable[stable:] = False  # not final yet: no reference is drawn from there
             candidates = np.arange(n) % ref_stride == 0
@@ -444,7 +447,7 @@ class VideoProcessor:
                 if final or (stable > 0 and tarr[stable - 1] >= waiting.end_s + ref_s):
                     self._finish(waiting, tarr, usable, candidates, track.lower, buffer, emit)
                     pending.remove(waiting)
-            release(tarr, horizon, set())
+            release(tarr, horizon, [])
 
         t_dec = time.perf_counter()
         with FrameAnalysis(cfg.scenes, cfg.faces, fps) as analysis:

@@ -154,6 +154,9 @@ def find_segments(
     track, failures = bridge_gaps(track, failures, cfg.max_missing_frames, final)
     jump = jumps(track.boxes)
     n = len(failures)
+    # A segment ending this close to `final` may still be extended: the gap after it can be bridged once its
+    # end is known. It stays open (kept, whatever its length) until then.
+    closed_before = final if final >= n else final - cfg.max_missing_frames
     segments: list[Segment] = []
     reasons = failures.copy()
     start = None
@@ -164,10 +167,10 @@ def find_segments(
             end = f
             duration = times[end - 1] - times[start] + (times[1] - times[0] if n > 1 else 0.0)
             largest = float(np.nanmax(face_sides(track.boxes[start:end])))
-            if duration < cfg.min_segment_s and end < final:
+            if duration < cfg.min_segment_s and end < closed_before:
                 reasons[start:end] = SEGMENT_TOO_SHORT
             else:
-                if largest < cfg.min_face_px and end < final:
+                if largest < cfg.min_face_px and end < closed_before:
                     # SayAnything: a face region that never reaches 228x228 px has too little detail. The
                     # segment stays: each clip is judged on the face its segment reached by the clip's end
                     # (:func:`clip_face_px`), which is known when the clip is cut; this marks why none passed.
