@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 from trainer.atomic import atomic_dir, atomic_path
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_config, register_schema
 from trainer.config.validate import validate_frames
 from trainer.data.decode import decode_video, read_npy
 from trainer.data.schema import ShardSampleError
@@ -535,23 +536,34 @@ class _Progress:
             self.bar.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point (``key=value`` arguments); bad input exits with status 2 and one line."""
+def register() -> None:
+    """Register :class:`VAEFitConfig` as the config ``vae_fit`` (composed like every entry point's)."""
+    register_schema("vae_fit", VAEFitConfig)
+
+
+COMMAND = Command(
+    module="trainer.vae_fit",
+    config_name="vae_fit",
+    synopsis="shards=<shards> output_dir=<folder> [image_steps=…] [clip_steps=…] [arch.…=…] ...",
+    summary="""Fit an LTX-architecture VAE (diffusers AutoencoderKLLTXVideo) to a corpus's shards: reconstruction
+(weighted inside the lower-face boxes), KL and a within-latent-frame motion term; resumable (output_dir.fit/),
+written as a diffusers VAE folder with the corpus's latent statistics and a report (talkdit_fit.json).""",
+    examples=("python -m trainer.vae_fit shards='corpus/prep/shards/*.tar' output_dir=tiny/vae",),
+    register=register,
+)
+
+
+def _run(overrides: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg: VAEFitConfig = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(VAEFitConfig), OmegaConf.from_dotlist(args))
-        )
-        out = fit_vae(cfg)
-    except OmegaConfBaseException as err:
-        print(f"error: vae_fit arguments {args}: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, ShardSampleError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    register()
+    out = fit_vae(load_config("vae_fit", overrides))
     print(f"vae: {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``key=value`` arguments); bad input exits with status 2 and one line."""
+    return run_command(COMMAND, argv, _run, errors=(ValueError, ShardSampleError))
 
 
 if __name__ == "__main__":
