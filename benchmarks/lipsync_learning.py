@@ -95,7 +95,7 @@ def main() -> int:
     size = int(np.sqrt(cfg.data.max_megapixels * 1e6) + 0.5)
     spec = heldout_spec(args.videos, cfg.audio.name, cfg.objective.num_reference_frames, cfg.data.max_frames, size)
     held = prepare_corpus(spec, args.out / "data" / "heldout")
-    clips = read_clips(held.shards, module, args.clips)
+    clips = read_clips(held.shards, module.cfg, args.clips)
     cases = dub_cases(clips, held.corpus)
     if args.ablation == "shuffled_audio":
         cases = [dataclasses.replace(c, driving=shuffled(c.driving, args.seed + i)) for i, c in enumerate(cases)]

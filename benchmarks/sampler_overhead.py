@@ -22,7 +22,8 @@ import torch
 from step_overhead import synthetic_batch  # sibling script: benchmarks/ is on sys.path when run
 
 from eval.sampler.batch import sample_inputs_from_batch
-from eval.sampler.sampler import EulerSampler, GuidanceConfig, SamplerConfig
+from eval.sampler.config import GuidanceConfig, SamplerConfig
+from eval.sampler.sampler import EulerSampler
 from trainer.config.compose import load_train_config
 from trainer.lightning_module import TalkingHeadModule
 

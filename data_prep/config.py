@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
+from trainer.config.compose import register_schema
 from trainer.config.errors import ConfigError
 from trainer.config.schema import AudioConfig, VAEConfig
 from trainer.config.validate import validate_frames
@@ -19,18 +20,18 @@ from trainer.config.validate import validate_frames
 class ProbeConfig:
     """Container-level filters (EditYourself §4.1): frame rate, bitrate, length, audio present."""
 
-    min_fps: float = 24.0
-    max_fps: float = 60.0
+    min_fps: float = 24.0  # lowest frame rate accepted
+    max_fps: float = 60.0  # highest frame rate accepted
     min_bitrate_kbps: float = 2000.0  # total bitrate of the file, as ffprobe's format bit_rate
-    min_frames: int = 121
-    require_audio: bool = True
+    min_frames: int = 121  # fewest frames accepted (one clip's worth)
+    require_audio: bool = True  # reject videos without an audio stream
 
 
 @dataclass
 class SceneConfig:
     """Scene cuts with PySceneDetect's ContentDetector on downscaled frames; clips never cross a cut."""
 
-    enabled: bool = True
+    enabled: bool = True  # run the scene-cut stage
     threshold: float = 27.0  # ContentDetector's default
     min_scene_len: int = 15  # frames
     analysis_width: int = 256  # frames are downscaled to at most this width for detection
@@ -40,9 +41,9 @@ class SceneConfig:
 class FaceConfig:
     """Face detection (MediaPipe) and the segments where one stable, large face is visible."""
 
-    enabled: bool = True
+    enabled: bool = True  # run the face stage (off: the whole frame is the face region)
     analysis_long_side: int = 640  # detection runs on frames downscaled to this long side
-    min_detection_confidence: float = 0.5
+    min_detection_confidence: float = 0.5  # MediaPipe detection score threshold
     # The largest face box of a segment (shorter side, source pixels) must reach this (SayAnything: 228).
     min_face_px: float = 228.0
     # A second face at least this fraction of the dominant face's area makes a frame ambiguous.
@@ -51,7 +52,7 @@ class FaceConfig:
     # segment (SayAnything: "split at jumps").
     max_jump: float = 0.15
     max_missing_frames: int = 8  # frames without a detection bridged by interpolation (SayAnything: 8)
-    min_segment_s: float = 2.0
+    min_segment_s: float = 2.0  # shortest usable segment (seconds with one stable face)
     use_mesh: bool = True  # lower-face boxes from MediaPipe face-mesh landmarks (else from the box)
 
 
@@ -59,32 +60,32 @@ class FaceConfig:
 class SyncConfig:
     """SyncNet filter (official architecture and ``syncnet_v2.model`` weights)."""
 
-    enabled: bool = True
-    model_path: str | None = None
-    min_confidence: float = 3.0
+    enabled: bool = True  # run SyncNet (needs syncnet_v2.model; off: sync.enabled=false)
+    model_path: str | None = None  # syncnet_v2.model; the default config reads TALKDIT_SYNCNET
+    min_confidence: float = 3.0  # lowest SyncNet confidence kept
     max_offset_ms: float = 40.0  # one frame at 25 fps
     correct_offset: bool = False  # shift the audio by the measured offset and re-check
-    crop_scale: float = 0.4
-    vshift: int = 15
-    batch_size: int = 20
+    crop_scale: float = 0.4  # face crop margin of the official SyncNet pipeline
+    vshift: int = 15  # AV offsets searched, +- frames
+    batch_size: int = 20  # SyncNet windows per forward pass
 
 
 @dataclass
 class QualityConfig:
     """HyperIQA filter (official architecture and ``koniq_pretrained.pkl`` weights)."""
 
-    enabled: bool = True
-    model_path: str | None = None
+    enabled: bool = True  # run HyperIQA (needs koniq_pretrained.pkl; off: quality.enabled=false)
+    model_path: str | None = None  # koniq_pretrained.pkl; the default config reads TALKDIT_HYPERIQA
     min_score: float = 40.0  # KonIQ-10k MOS scale (0-100)
-    num_frames: int = 8
-    crops_per_frame: int = 10
+    num_frames: int = 8  # frames scored per clip
+    crops_per_frame: int = 10  # random 224-px crops averaged per frame
 
 
 @dataclass
 class ClipConfig:
     """How surviving segments are cut into training clips."""
 
-    num_frames: int = 121
+    num_frames: int = 121  # frames per clip (8k+1)
     fps: float | None = 25.0  # clips are resampled by timestamp to this rate; null keeps the source rate
     stride_frames: int = 121  # between clip starts (in clip frames); equal to num_frames: back to back
     # Longer image side of stored clips; larger sources are downscaled (aspect kept, even sides). The recipe
@@ -96,8 +97,11 @@ class ClipConfig:
 class FeatureConfig:
     """Per-clip features written into the shards."""
 
-    num_reference_frames: int = 6
+    num_reference_frames: int = 6  # identity reference frames stored per clip
     reference_window_s: float = 5.0  # references are drawn from ±this many seconds around the clip
+    # References are drawn from this many evenly spaced frames per second of video (the frames between are not
+    # held in memory for them); a ±5 s window then offers about 25 candidates for the 6 references.
+    reference_candidates_per_s: float = 2.5
     vae_latents: bool = False  # also store the LTX VAE posterior (needs `vae`)
     vae: VAEConfig = field(default_factory=VAEConfig)
     caption_sidecar_suffixes: list[str] = field(default_factory=lambda: [".txt"])  # <video stem><suffix>
@@ -113,11 +117,13 @@ class ExecutionConfig:
     """Work units and where they run."""
 
     workers: int = 1  # local process pool size
-    videos_per_unit: int = 4
-    samples_per_shard: int = 64
+    videos_per_unit: int = 4  # videos per work unit (one SLURM array task each)
+    samples_per_shard: int = 64  # clips per shard file
     unit_index: int | None = None  # process only this unit (a SLURM array task), then exit
     merge: bool = True  # merge unit ledgers and write the report when every unit is done
-    window_s: float = 20.0  # seconds of full-resolution frames held in memory per analysis window
+    # Seconds of video between two cuts of the frames analysed so far into clips. Clips are encoded, and their
+    # frames released, as soon as they are cut, so this bounds memory: about clip + window of full-size frames.
+    window_s: float = 1.0
 
 
 @dataclass
@@ -126,9 +132,15 @@ class DataPrepConfig:
 
     input_dir: str | None = None  # a folder searched recursively for videos
     input_list: str | None = None  # or a text file with one video path per line
-    output_dir: str = MISSING
-    video_extensions: list[str] = field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
-    seed: int = 0
+    output_dir: str = MISSING  # shards, ledger, report and config go here
+    # Files with these extensions are videos; every other input file gets a ledger row saying so.
+    video_extensions: list[str] = field(
+        default_factory=lambda: (
+            [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts"]
+            + [".mts", ".flv", ".wmv", ".3gp", ".ogv", ".mxf"]
+        )
+    )
+    seed: int = 0  # seed of reference-frame and HyperIQA crop draws
     audio: AudioConfig = field(default_factory=AudioConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     scenes: SceneConfig = field(default_factory=SceneConfig)
@@ -138,6 +150,11 @@ class DataPrepConfig:
     clips: ClipConfig = field(default_factory=ClipConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+
+def register() -> None:
+    """Register the schema that ``conf/data_prep.yaml``'s defaults list names."""
+    register_schema("data_prep_schema", DataPrepConfig)
 
 
 def _require(cond: bool, key: str, value: object, rule: str) -> None:
@@ -194,10 +211,10 @@ def validate_data_prep_config(cfg: DataPrepConfig) -> None:
     _require(e.workers >= 1, "execution.workers", e.workers, "must be >= 1")
     _require(e.videos_per_unit >= 1, "execution.videos_per_unit", e.videos_per_unit, "must be >= 1")
     _require(e.samples_per_shard >= 1, "execution.samples_per_shard", e.samples_per_shard, "must be >= 1")
-    clip_s = cfg.clips.num_frames / (cfg.clips.fps or 25.0)
+    _require(e.window_s > 0, "execution.window_s", e.window_s, "must be > 0")
     _require(
-        e.window_s >= clip_s,
-        "execution.window_s",
-        e.window_s,
-        f"must hold at least one clip ({clip_s:.2f} s)",
+        cfg.features.reference_candidates_per_s > 0,
+        "features.reference_candidates_per_s",
+        cfg.features.reference_candidates_per_s,
+        "must be > 0",
     )

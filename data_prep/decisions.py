@@ -23,29 +23,33 @@ LOW_QUALITY = "low_quality"
 
 
 def thresholds_json(cfg: DataPrepConfig) -> str:
-    """Every threshold that judged the rows, as canonical JSON."""
-    return json.dumps(
-        {
-            "probe": {
-                "min_fps": cfg.probe.min_fps,
-                "max_fps": cfg.probe.max_fps,
-                "min_bitrate_kbps": cfg.probe.min_bitrate_kbps,
-                "min_frames": cfg.probe.min_frames,
-                "require_audio": cfg.probe.require_audio,
-            },
-            "scenes": {"threshold": cfg.scenes.threshold, "min_scene_len": cfg.scenes.min_scene_len},
-            "faces": {
-                "min_face_px": cfg.faces.min_face_px,
-                "max_second_face_ratio": cfg.faces.max_second_face_ratio,
-                "max_jump": cfg.faces.max_jump,
-                "max_missing_frames": cfg.faces.max_missing_frames,
-                "min_segment_s": cfg.faces.min_segment_s,
-            },
-            "sync": {"min_confidence": cfg.sync.min_confidence, "max_offset_ms": cfg.sync.max_offset_ms},
-            "quality": {"min_score": cfg.quality.min_score},
+    """The thresholds of every enabled stage, as canonical JSON (a stage that is off judged nothing)."""
+    thresholds = {
+        "probe": {
+            "min_fps": cfg.probe.min_fps,
+            "max_fps": cfg.probe.max_fps,
+            "min_bitrate_kbps": cfg.probe.min_bitrate_kbps,
+            "min_frames": cfg.probe.min_frames,
+            "require_audio": cfg.probe.require_audio,
         },
-        sort_keys=True,
-    )
+        "scenes": {"threshold": cfg.scenes.threshold, "min_scene_len": cfg.scenes.min_scene_len},
+        "faces": {
+            "min_face_px": cfg.faces.min_face_px,
+            "max_second_face_ratio": cfg.faces.max_second_face_ratio,
+            "max_jump": cfg.faces.max_jump,
+            "max_missing_frames": cfg.faces.max_missing_frames,
+            "min_segment_s": cfg.faces.min_segment_s,
+        },
+        "sync": {"min_confidence": cfg.sync.min_confidence, "max_offset_ms": cfg.sync.max_offset_ms},
+        "quality": {"min_score": cfg.quality.min_score},
+    }
+    enabled = {
+        "scenes": cfg.scenes.enabled,
+        "faces": cfg.faces.enabled,
+        "sync": cfg.sync.enabled,
+        "quality": cfg.quality.enabled,
+    }
+    return json.dumps({k: v for k, v in thresholds.items() if enabled.get(k, True)}, sort_keys=True)
 
 
 def _present(value) -> bool:

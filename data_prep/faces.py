@@ -89,6 +89,7 @@ class FaceAnalyzer:
             self.detector.process(blank)
             if self.mesh is not None:
                 self.mesh.process(blank)
+        self._mesh_found_a_face = False
 
     def close(self) -> None:
         """Release MediaPipe graphs."""
@@ -126,7 +127,7 @@ class FaceAnalyzer:
             keypoints.append([(k.x * w, k.y * h) for k in det.location_data.relative_keypoints])
         if not boxes:
             if self.mesh is not None:
-                self.mesh.process(small)  # keep the tracker's view of time consistent
+                self._mesh(small)  # keep the tracker's view of time consistent
             return FrameFaces(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.full(4, np.nan, np.float32))
         order = np.argsort([-(b[2] - b[0]) * (b[3] - b[1]) for b in boxes], kind="stable")
         boxes_arr = np.asarray(boxes, np.float32)[order]
@@ -135,8 +136,23 @@ class FaceAnalyzer:
             lower = lower_from_keypoints(boxes_arr[0], np.asarray(keypoints[order[0]], np.float32))
         return FrameFaces(boxes_arr, np.asarray(scores, np.float32)[order], lower)
 
+    def _mesh(self, small: np.ndarray):
+        """Face-mesh landmarks of a frame.
+
+        Until the mesh has found its first face, the native stderr is silenced: on that first face MediaPipe's
+        own face-mesh graph logs "Using NORM_RECT without IMAGE_DIMENSIONS is only supported for the square
+        ROI" (its landmark projection is not given the image size, which the legacy solution API does not let
+        a caller pass). Nothing a user can act on, and it used to land in the middle of the progress output.
+        """
+        if self._mesh_found_a_face:
+            return self.mesh.process(small)
+        with native_stderr_silenced():
+            result = self.mesh.process(small)
+        self._mesh_found_a_face = bool(result.multi_face_landmarks)
+        return result
+
     def _lower_from_mesh(self, small: np.ndarray, dominant: np.ndarray, w: int, h: int) -> np.ndarray | None:
-        result = self.mesh.process(small)
+        result = self._mesh(small)
         if not result.multi_face_landmarks:
             return None
         lm = result.multi_face_landmarks[0].landmark

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 from data_prep.media import encode_npy
 from trainer.atomic import atomic_path, atomic_write_text
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_config, register_schema
 from trainer.config.schema import VAEConfig
 from trainer.data.decode import decode_video
 from trainer.data.schema import LATENT_MEMBERS, ShardSampleError
@@ -119,23 +120,36 @@ def add_latents(cfg: LatentsConfig) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point; bad input exits with status 2 and one line."""
+def register() -> None:
+    """Register :class:`LatentsConfig` as the config ``latents`` (composed like every entry point's)."""
+    register_schema("latents", LatentsConfig)
+
+
+COMMAND = Command(
+    module="data_prep.latents",
+    config_name="latents",
+    synopsis="shards=<shards> vae.path=<VAE folder> output_dir=<folder> [key=value ...]",
+    summary="""Add a VAE's posterior (latent mean and log-variance) to existing shards, every other member kept, so
+that training never runs the VAE on its clips. Resumable (finished shards are skipped) and atomic per shard.""",
+    examples=(
+        "python -m data_prep.latents shards='prep/shards/*.tar' vae.path=tiny/vae output_dir=prep/latent_shards",
+    ),
+    register=register,
+)
+
+
+def _run(overrides: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg: LatentsConfig = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(LatentsConfig), OmegaConf.from_dotlist(args))
-        )
-        written = add_latents(cfg)
-    except OmegaConfBaseException as err:
-        print(f"error: latents arguments {args}: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    register()
+    cfg: LatentsConfig = load_config("latents", overrides)
+    written = add_latents(cfg)
     print(f"{len(written)} shards with latents in {cfg.output_dir}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``key=value`` arguments); bad input exits with status 2 and one line."""
+    return run_command(COMMAND, argv, _run, errors=(ValueError, ShardSampleError))
 
 
 if __name__ == "__main__":

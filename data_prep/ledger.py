@@ -22,7 +22,7 @@ ERROR = "error"
 SCHEMA = pa.schema(
     [
         ("clip_id", pa.string()),
-        ("kind", pa.string()),  # "video" or "clip"
+        ("kind", pa.string()),  # "video", "clip", or "file" (an input file that is not a video)
         ("unit", pa.int32()),
         ("source", pa.string()),
         ("source_sha256", pa.string()),
@@ -49,8 +49,15 @@ SCHEMA = pa.schema(
         # faces and scenes
         ("scene_cuts", pa.int32()),
         ("face_fraction", pa.float64()),  # frames with exactly one usable face
-        ("face_min_side_px", pa.float64()),
+        ("face_min_side_px", pa.float64()),  # smallest face (shorter box side, px) over the frames
+        # The quantities the face thresholds are checked against: the largest face of the clip's segment
+        # (faces.min_face_px; on a video row the largest any segment reached), the segment's length
+        # (faces.min_segment_s), the largest box jump (faces.max_jump) and second-face ratio
+        # (faces.max_second_face_ratio) over the clip's frames.
+        ("segment_face_px", pa.float64()),
+        ("segment_s", pa.float64()),
         ("face_max_jump", pa.float64()),
+        ("face_max_second_ratio", pa.float64()),
         # sync and quality
         ("sync_offset_frames", pa.int32()),
         ("sync_confidence", pa.float64()),

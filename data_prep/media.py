@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import BinaryIO
 
 import av
+import cv2
 import numpy as np
 import soundfile as sf
 
@@ -40,16 +42,32 @@ def _check_frames(frames: np.ndarray) -> None:
         raise ValueError(f"H.264 with yuv420p needs even sizes, got {frames.shape[2]}x{frames.shape[1]}")
 
 
+def rgb_to_i420(frame: np.ndarray) -> np.ndarray:
+    """An RGB frame ``[H, W, 3]`` (even sides) as planar YUV 4:2:0 ``[H·3/2, W]``: Y, then U, then V.
+
+    OpenCV's conversion is BT.601 limited range like swscale's (the two differ by rounding, under one level on
+    average) and about ten times faster; it is also half the memory of RGB, which is why data_prep holds
+    buffered frames this way.
+    """
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
+
+
+def i420_to_rgb(frame: np.ndarray) -> np.ndarray:
+    """Planar YUV 4:2:0 ``[H·3/2, W]`` back to RGB ``[H, W, 3]``."""
+    return cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420)
+
+
 def _encode(
     target: str | BinaryIO,
-    frames: np.ndarray,
+    frames: Iterable[np.ndarray],
+    size: tuple[int, int],
     fps: float,
     crf: int,
     audio: np.ndarray | None,
     sample_rate: int | None,
 ) -> None:
-    _check_frames(frames)
-    height, width = frames.shape[1:3]
+    """Encode frames given as RGB ``[H, W, 3]`` or planar YUV 4:2:0 ``[H·3/2, W]`` (``size`` = ``(H, W)``)."""
+    height, width = size
     rate = fps_fraction(fps)
     with av.open(target, mode="w", format="mp4") as container:
         video = container.add_stream("libx264", rate=rate)
@@ -63,9 +81,12 @@ def _encode(
             astream = container.add_stream("aac", rate=sample_rate, layout="mono")
             astream.time_base = Fraction(1, sample_rate)
         for i, frame in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            planar = frame if frame.ndim == 2 else rgb_to_i420(frame)
+            if planar.shape != (height * 3 // 2, width):
+                raise ValueError(f"frame {i} is {list(frame.shape)}, the video is {width}x{height}")
+            vf = av.VideoFrame.from_ndarray(planar, format="yuv420p")
             vf.pts, vf.time_base = i, video_tb
-            container.mux(video.encode(vf.reformat(format="yuv420p")))
+            container.mux(video.encode(vf))
         container.mux(video.encode(None))
         if astream is not None:
             samples = np.ascontiguousarray(audio, dtype=np.float32)
@@ -74,6 +95,25 @@ def _encode(
                 af.sample_rate, af.pts, af.time_base = sample_rate, start, Fraction(1, sample_rate)
                 container.mux(astream.encode(af))
             container.mux(astream.encode(None))
+
+
+def encode_mp4_i420(frames: Sequence[np.ndarray], size: tuple[int, int], fps: float, crf: int = 18) -> bytes:
+    """Encode planar YUV 4:2:0 frames (:func:`rgb_to_i420`) as an mp4 held in memory, without a conversion.
+
+    Args:
+        frames: ``[H·3/2, W]`` uint8 each.
+        size: ``(H, W)``, both even.
+        fps: Frame rate.
+        crf: x264 constant rate factor.
+
+    Returns:
+        The file's bytes.
+    """
+    if size[0] % 2 or size[1] % 2:
+        raise ValueError(f"H.264 with yuv420p needs even sizes, got {size[1]}x{size[0]}")
+    buf = io.BytesIO()
+    _encode(buf, frames, size, fps, crf, None, None)
+    return buf.getvalue()
 
 
 def encode_mp4(
@@ -91,8 +131,9 @@ def encode_mp4(
     Returns:
         The file's bytes; every frame decodes back, in order.
     """
+    _check_frames(frames)
     buf = io.BytesIO()
-    _encode(buf, frames, fps, crf, audio, sample_rate)
+    _encode(buf, frames, frames.shape[1:3], fps, crf, audio, sample_rate)
     return buf.getvalue()
 
 
@@ -105,8 +146,9 @@ def write_mp4(
     sample_rate: int | None = None,
 ) -> None:
     """:func:`encode_mp4` into a file, atomically (temporary file, then rename)."""
+    _check_frames(frames)
     with atomic_path(path) as tmp:
-        _encode(str(tmp), frames, fps, crf, audio, sample_rate)
+        _encode(str(tmp), frames, frames.shape[1:3], fps, crf, audio, sample_rate)
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:

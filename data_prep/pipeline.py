@@ -1,10 +1,11 @@
 """Processing one source video: probe → decode once → scenes and faces in memory → clips → scores → samples.
 
 The file is decoded once. Each frame is analysed as it is decoded (a downscaled copy for scene cuts,
-another for face detection); full-resolution frames stay in a rolling buffer only as long as a clip or
-a clip's reference window may still need them, so memory is bounded by ``execution.window_s`` plus one
-clip and its ±5 s reference window, whatever the video's length. Cheap filters run first and models
-only on what survives; each kept clip is encoded once, straight into its shard sample.
+another for face detection); full-resolution frames are held (as YUV 4:2:0) only while a clip may still start
+on them or, for evenly spaced reference candidates, while a clip may still draw references from them. Clips
+are checked and encoded as soon as their frames are settled, so memory is bounded by about one clip and
+``execution.window_s`` of frames, whatever the video's length. Cheap filters run first and models only on what
+survives; each kept clip is encoded once, straight into its shard sample.
 """
 
 from __future__ import annotations
@@ -27,9 +28,21 @@ from data_prep.config import DataPrepConfig
 from data_prep.decisions import quality_decision, sync_decision, thresholds_json
 from data_prep.decode import DecodeError, SourceDecoder
 from data_prep.ledger import ERROR, KEPT, REJECTED
+from data_prep.media import encode_mp4_i420, i420_to_rgb, rgb_to_i420
 from data_prep.probe import ProbeError, probe_rejection, probe_video
-from data_prep.samples import ClipArrays, attach_latents, encode_sample, make_clip_id
-from data_prep.segments import FaceTrack, face_sides, find_segments, tile_clips
+from data_prep.samples import EncodedClip, clip_latents, make_clip_id, reference_latents, sample_members
+from data_prep.segments import (
+    FACE_TOO_SMALL,
+    FaceTrack,
+    Segment,
+    clip_face_px,
+    face_sides,
+    find_segments,
+    jumps,
+    largest_usable_face,
+    next_clip_start,
+    tile_clips,
+)
 from trainer.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,11 +73,12 @@ class Models:
 
 @dataclass
 class Candidate:
-    """A clip candidate: source frame indices and the face boxes over them."""
+    """A clip candidate: source frame indices, the face boxes over them, and the segment it was cut from."""
 
     indices: np.ndarray
     boxes: np.ndarray
     lower: np.ndarray
+    segment: Segment
 
 
 def file_sha256(path: Path) -> str:
@@ -124,36 +138,130 @@ def audio_window(audio: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
-def fit_long_side(frames: np.ndarray, boxes: list[np.ndarray], max_long_side: int | None) -> tuple[np.ndarray, list]:
-    """Downscale frames ``[N, H, W, 3]`` so the longer side is at most ``max_long_side`` (even sides), boxes along."""
-    h, w = frames.shape[1:3]
-    if max_long_side is None or max(h, w) <= max_long_side:
-        return frames, boxes
-    scale = max_long_side / max(h, w)
-    nh, nw = 2 * round(h * scale / 2), 2 * round(w * scale / 2)
-    out = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames])
-    factor = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
-    return out, [b * factor for b in boxes]
+def output_size(height: int, width: int, max_long_side: int | None) -> tuple[int, int]:
+    """Stored clip size: the source's, or downscaled so the longer side is at most ``max_long_side`` (even sides)."""
+    if max_long_side is None or max(height, width) <= max_long_side:
+        return height, width
+    scale = max_long_side / max(height, width)
+    return 2 * round(height * scale / 2), 2 * round(width * scale / 2)
 
 
 def reference_indices(
-    times: np.ndarray, clip: np.ndarray, usable: np.ndarray, window_s: float, count: int, seed: int
+    times: np.ndarray,
+    clip: np.ndarray,
+    usable: np.ndarray,
+    window_s: float,
+    count: int,
+    seed: int,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reference frames within ±``window_s`` of a clip, outside it, with a face (random but seeded).
 
-    Falls back to frames of the clip when the neighbourhood has too few faces.
+    Falls back to candidate frames of the clip when the neighbourhood has too few faces, and to the clip's first
+    frame when the clip has no candidate frame.
+
+    Args:
+        times: Frame times ``[N]``.
+        clip: The clip's source frame indices.
+        usable: ``[N]`` frames with a lower-face box.
+        window_s: Half-width of the window around the clip.
+        count: References to draw.
+        seed: Seed of the draw.
+        candidates: ``[N]`` frames that may be drawn at all (data_prep keeps only these in memory); all when
+            ``None``.
     """
+    allowed = np.ones(len(times), bool) if candidates is None else candidates
     t0, t1 = times[clip[0]], times[clip[-1]]
-    near = (times >= t0 - window_s) & (times <= t1 + window_s) & usable
+    near = (times >= t0 - window_s) & (times <= t1 + window_s) & usable & allowed
     outside = near.copy()
     outside[clip[0] : clip[-1] + 1] = False
     pool = np.flatnonzero(outside)
     if pool.size < count:
         pool = np.flatnonzero(near)
     if pool.size == 0:
-        pool = clip
+        pool = clip[allowed[clip]] if allowed[clip].any() else clip[:1]
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(pool, size=count, replace=pool.size < count))
+
+
+class FrameBuffer:
+    """Full-size frames held for clips and references, as planar YUV 4:2:0.
+
+    That is half the memory of RGB, and what the encoder takes without a conversion. Frames with an odd side
+    (which YUV 4:2:0 cannot hold) stay RGB.
+    """
+
+    def __init__(self) -> None:
+        self._frames: dict[int, np.ndarray] = {}
+
+    def __contains__(self, index: int) -> bool:
+        return index in self._frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def indices(self) -> list[int]:
+        """Indices of the frames held."""
+        return list(self._frames)
+
+    def add(self, index: int, rgb: np.ndarray) -> None:
+        """Hold frame ``index`` (``[H, W, 3]`` uint8 RGB)."""
+        h, w = rgb.shape[:2]
+        self._frames[index] = rgb_to_i420(rgb) if h % 2 == 0 and w % 2 == 0 else rgb
+
+    def rgb(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Frame ``index`` as RGB ``[H, W, 3]``, resized (area) to ``size`` = ``(H, W)`` when given."""
+        frame = self._frames[index]
+        rgb = i420_to_rgb(frame) if frame.ndim == 2 else frame
+        if size is not None and rgb.shape[:2] != tuple(size):
+            rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        return rgb
+
+    def planar(self, index: int, size: tuple[int, int]) -> np.ndarray:
+        """Frame ``index`` as the encoder takes it (YUV 4:2:0 at ``size``), converting only when needed."""
+        frame = self._frames[index]
+        if frame.ndim == 2 and (frame.shape[0] * 2 // 3, frame.shape[1]) == tuple(size):
+            return frame
+        return rgb_to_i420(self.rgb(index, size))
+
+    def drop(self, index: int) -> None:
+        """Release frame ``index``."""
+        del self._frames[index]
+
+
+@dataclass
+class PendingClip:
+    """A clip that passed every check and is encoded, waiting for the frames its references are drawn from.
+
+    Attributes:
+        row: Its ledger row (completed when the sample is written).
+        cand: The candidate it was cut from.
+        start_s: Source time of its first frame.
+        end_s: Source time of its last frame.
+        size: Stored ``(height, width)``.
+        video_mp4: The encoded clip.
+        audio: Its 16 kHz audio.
+        whisper: Its Whisper features.
+        face_boxes: Face boxes at the stored size.
+        lower_face_boxes: Lower-face boxes at the stored size.
+        caption: Its caption.
+        latents: Its VAE posterior (``latent_mean``/``latent_logvar``), when latents are cached.
+        timings: Seconds per stage so far.
+    """
+
+    row: dict
+    cand: Candidate
+    start_s: float
+    end_s: float
+    size: tuple[int, int]
+    video_mp4: bytes
+    audio: np.ndarray
+    whisper: np.ndarray
+    face_boxes: np.ndarray
+    lower_face_boxes: np.ndarray
+    caption: str | None
+    latents: dict | None
+    timings: dict
 
 
 class VideoProcessor:
@@ -267,13 +375,25 @@ class VideoProcessor:
 
     # ------------------------------------------------------------------ decode once, analyse in memory
     def _decode_and_cut(self, path, digest, probe, row, timings, unit, emit) -> list[dict]:
+        """Decode once, analyse every frame as it arrives, and cut clips as soon as their frames are settled.
+
+        Every ``execution.window_s`` seconds of video the frames analysed so far are cut into clips. A clip whose
+        frames are settled is checked (audio, SyncNet, HyperIQA) and encoded at once, and its frames released;
+        it waits, as a few megabytes of encoded video, until the analysis has passed ``reference_window_s``
+        beyond its end, when its references are drawn and its sample written. Between clips only the frames
+        that a clip may still start on and evenly spaced reference candidates
+        (``features.reference_candidates_per_s``) are held, as YUV 4:2:0: memory is about one clip and a window
+        of full-size frames, whatever the video's length.
+        """
         cfg = self.cfg
         decoder = SourceDecoder(path, expected_frames=probe.num_frames, analysis_long_side=cfg.faces.analysis_long_side)
-        buffer: dict[int, np.ndarray] = {}
+        buffer = FrameBuffer()
         emitted: set[int] = set()
+        pending: list[PendingClip] = []
         clip_rows: list[dict] = []
         fps = probe.fps or 25.0
         ref_s = cfg.features.reference_window_s
+        ref_stride = max(1, round(fps / cfg.features.reference_candidates_per_s))
         # Scene cuts and face gaps are only settled some frames after they happen.
         lag = max(cfg.scenes.min_scene_len, cfg.faces.max_missing_frames) + 2
         last_window = 0.0
@@ -281,33 +401,63 @@ class VideoProcessor:
             ["probe", "decode"] + (["scenes"] if cfg.scenes.enabled else []) + (["faces"] if cfg.faces.enabled else [])
         )
 
+        def release(tarr: np.ndarray, horizon: float, later: list[np.ndarray]) -> None:
+            # Clip frames are held from the earliest time a clip may still start at (and those of the clips
+            # `later` in this round); reference candidates (and the first frame of waiting clips, their
+            # last-resort reference) from reference_window_s before the earliest clip that may still draw
+            # references: a waiting one, one later in this round, or one still to be cut.
+            needed = {int(i) for idx in later for i in idx}
+            starts = [horizon, *(p.start_s for p in pending), *(float(tarr[idx[0]]) for idx in later)]
+            ref_from = min(starts) - ref_s - 1.0 / fps
+            firsts = {int(p.cand.indices[0]) for p in pending}
+            for i in buffer.indices():
+                t = tarr[i]
+                keep = i in needed or t >= horizon - 0.5 / fps
+                keep = keep or (t >= ref_from and (i % ref_stride == 0 or i in firsts))
+                if not keep:
+                    buffer.drop(i)
+
         def process_ready(analysis: FrameAnalysis, final: bool) -> None:
             n = len(analysis)
             settled = n if final else max(0, n - lag)
+            # Bridging a face gap can still change frames this close to the settled ones.
+            stable = n if final else max(0, settled - cfg.faces.max_missing_frames - 1)
             tarr = np.asarray(analysis.times)
             segments, track, _ = find_segments(tarr, analysis.cuts, analysis.track(), cfg.faces, settled)
-            keep_from = settled
+            horizon = float(tarr[settled]) if settled < n else float("inf")
+            ready: list[tuple[Segment, np.ndarray]] = []
             for seg in segments:
-                for idx in tile_clips(tarr, seg, cfg.clips):
-                    if idx[0] in emitted:
+                tiles = tile_clips(tarr, seg, cfg.clips)
+                for idx in tiles:
+                    if int(idx[0]) in emitted:
                         continue
-                    ready = idx[-1] < settled and (final or tarr[-1] >= tarr[idx[-1]] + ref_s)
-                    if not ready:
-                        keep_from = min(keep_from, int(idx[0]))
-                        continue
-                    emitted.add(int(idx[0]))
-                    cand = Candidate(idx, track.boxes[idx], track.lower[idx])
-                    clip_rows.append(self._clip(path, digest, probe, cand, tarr, track, buffer, decoder, unit, emit))
-            # Frames before the earliest frame a future clip or its references can use are released.
-            if keep_from < n:
-                horizon = tarr[min(keep_from, n - 1)] - ref_s - 1.0 / fps
-                for i in [i for i in buffer if tarr[i] < horizon]:
-                    del buffer[i]
+                    if idx[-1] < settled:
+                        ready.append((seg, idx))
+                    else:
+                        horizon = min(horizon, float(tarr[idx[0]]))
+                if seg.end >= stable and not final:  # the segment may still grow: keep where its next clip starts
+                    horizon = min(horizon, next_clip_start(tarr, seg, cfg.clips, len(tiles)))
+            for k, (seg, idx) in enumerate(ready):
+                emitted.add(int(idx[0]))
+                cand = Candidate(idx, track.boxes[idx], track.lower[idx], seg)
+                clip_row, waiting = self._cut(path, digest, probe, cand, tarr, track, buffer, decoder, unit)
+                clip_rows.append(clip_row)
+                if waiting is not None:
+                    pending.append(waiting)
+                release(tarr, horizon, [later for _, later in ready[k + 1 :]])
+            usable = np.isfinite(track.lower).all(axis=1)
+            usable[stable:] = False  # not final yet: no reference is drawn from there
+            candidates = np.arange(n) % ref_stride == 0
+            for waiting in list(pending):
+                if final or (stable > 0 and tarr[stable - 1] >= waiting.end_s + ref_s):
+                    self._finish(waiting, tarr, usable, candidates, track.lower, buffer, emit)
+                    pending.remove(waiting)
+            release(tarr, horizon, [])
 
         t_dec = time.perf_counter()
         with FrameAnalysis(cfg.scenes, cfg.faces, fps) as analysis:
             for frame in decoder.frames():
-                buffer[frame.index] = frame.image
+                buffer.add(frame.index, frame.image)
                 analysis.add(frame)
                 if frame.time_s - last_window >= cfg.execution.window_s:
                     last_window = frame.time_s
@@ -321,6 +471,7 @@ class VideoProcessor:
             scene_cuts=len(analysis.cuts),
             face_fraction=float(np.mean(present & (track.second_ratio < cfg.faces.max_second_face_ratio))),
             face_min_side_px=float(np.nanmin(face_sides(track.boxes))) if present.any() else None,
+            segment_face_px=largest_usable_face(track, cfg.faces),
         )
         if not clip_rows:
             segments, _, reasons = find_segments(
@@ -336,18 +487,23 @@ class VideoProcessor:
             )
         return clip_rows
 
-    def _caption(self, path: Path, frames: np.ndarray, fps: float) -> str | None:
+    def _caption(self, path: Path, frames: np.ndarray | None, fps: float) -> str | None:
         caption = sidecar_caption(path, self.cfg)
         if caption is None and self.captioner is not None:
             caption = str(self.captioner(frames, fps, str(path))).strip() or None
         return caption if caption is not None else self.cfg.features.default_caption
 
     # ------------------------------------------------------------------ scores
-    def _sync_scores(self, frames: np.ndarray, boxes: np.ndarray, audio: np.ndarray, fps: float) -> dict:
+    def _sync_scores(self, buffer: FrameBuffer, idx: np.ndarray, boxes: np.ndarray, audio: np.ndarray, fps: float):
         """SyncNet on the clip's face crops (official crop geometry over median-smoothed boxes)."""
         from data_prep.models.syncnet import crop_faces, score_clip, smooth_boxes
 
-        crops = crop_faces(frames, smooth_boxes(boxes), self.cfg.sync.crop_scale)
+        smoothed = smooth_boxes(boxes)
+        scale = self.cfg.sync.crop_scale
+        # One frame at a time: only the 224-px crops are held, never the clip's full-size frames.
+        crops = np.concatenate(
+            [crop_faces(buffer.rgb(int(i))[None], smoothed[k : k + 1], scale) for k, i in enumerate(idx)]
+        )
         s = score_clip(
             self.models.syncnet, crops, audio, fps=fps, batch_size=self.cfg.sync.batch_size, vshift=self.cfg.sync.vshift
         )
@@ -366,29 +522,39 @@ class VideoProcessor:
         """
         return round(row["sync_offset_frames"] / fps * AUDIO_RATE)
 
-    def _quality(self, frames: np.ndarray) -> float:
+    def _quality(self, buffer: FrameBuffer, idx: np.ndarray) -> float:
         """HyperIQA score of the clip under the documented frame and crop protocol."""
-        from data_prep.models.hyperiqa import score_frames
+        from data_prep.models.hyperiqa import sample_frame_indices, score_frames
 
         q = self.cfg.quality
+        # Only the frames the protocol samples are converted; scoring them alone samples them all, in order.
+        chosen = sample_frame_indices(len(idx), q.num_frames)
+        frames = np.stack([buffer.rgb(int(idx[k])) for k in chosen])
         return float(
             score_frames(
                 self.models.hyperiqa,
                 frames,
-                num_frames=q.num_frames,
+                num_frames=len(chosen),
                 crops_per_frame=q.crops_per_frame,
                 seed=self.cfg.seed,
             ).score
         )
 
     # ------------------------------------------------------------------ one clip candidate
-    def _clip(self, path, digest, probe, cand: Candidate, times, track: FaceTrack, buffer, decoder, unit, emit) -> dict:
+    def _cut(self, path, digest, probe, cand: Candidate, times, track: FaceTrack, buffer, decoder, unit):
+        """Check and encode one clip candidate whose frames are settled.
+
+        Returns:
+            ``(row, pending)``: the row, and the clip waiting for its references when it passed every check
+            (``None`` when it was rejected; the row says why).
+        """
         cfg = self.cfg
         idx = cand.indices
         clip_fps = cfg.clips.fps or probe.fps
         span = (int(idx[0]), int(idx[-1]) + 1)
         clip_id = make_clip_id(digest, span[0], span[1], self.settings_fp)
         start_s = float(times[idx[0]])
+        face_px = clip_face_px(track, cand.segment, idx)
         row = self._base_row(path, unit)
         row.update(
             clip_id=clip_id,
@@ -402,12 +568,22 @@ class VideoProcessor:
             num_frames=cfg.clips.num_frames,
             width=probe.width,
             height=probe.height,
-            face_min_side_px=float(
-                np.nanmin(np.minimum(cand.boxes[:, 2] - cand.boxes[:, 0], cand.boxes[:, 3] - cand.boxes[:, 1]))
-            ),
+            face_min_side_px=float(np.nanmin(face_sides(cand.boxes))),
+            segment_face_px=face_px,
+            segment_s=float(times[idx[-1]] - times[cand.segment.start]) + 1.0 / (probe.fps or clip_fps),
+            face_max_jump=float(jumps(track.boxes[idx[0] : idx[-1] + 1]).max()),
+            face_max_second_ratio=float(track.second_ratio[idx[0] : idx[-1] + 1].max()),
             stages_ran=["probe", "decode", "scenes", "faces"],
         )
-        frames = np.stack([buffer[i] for i in idx])
+        if cfg.faces.enabled and face_px < cfg.faces.min_face_px:
+            # SayAnything: a face region that never reaches 228x228 px has too little detail.
+            row.update(
+                status=REJECTED,
+                reason=FACE_TOO_SMALL,
+                stage="faces",
+                message=f"the face of the clip's segment reached {face_px:.0f} px < {cfg.faces.min_face_px} px",
+            )
+            return row, None
         a0 = round(start_s * AUDIO_RATE)
         n_audio = round(cfg.clips.num_frames / clip_fps * AUDIO_RATE)
         audio = decoder.audio_so_far()[a0 : a0 + n_audio]
@@ -418,7 +594,7 @@ class VideoProcessor:
                 stage="decode",
                 message=f"audio ends {(n_audio - audio.shape[0]) / AUDIO_RATE:.2f} s before the clip",
             )
-            return row
+            return row, None
         cached = self.score_cache.get(clip_id, {})
         clip_t: dict[str, float] = {}
         if cfg.sync.enabled:
@@ -427,19 +603,19 @@ class VideoProcessor:
                 row.update({k: v for k, v in cached.items() if k.startswith("sync_")})
             else:
                 t = time.perf_counter()
-                row.update(self._sync_scores(frames, cand.boxes, audio, clip_fps))
+                row.update(self._sync_scores(buffer, idx, cand.boxes, audio, clip_fps))
                 clip_t["sync"] = time.perf_counter() - t
             if cfg.sync.correct_offset and row["sync_offset_frames"] and "sync_confidence_corrected" not in cached:
                 # Delay (or advance) the audio by the measured offset, taken from the source track, and re-check.
                 shifted = audio_window(decoder.audio_so_far(), a0 - self._offset_samples(row, clip_fps), n_audio)
-                corrected = self._sync_scores(frames, cand.boxes, shifted, clip_fps)
+                corrected = self._sync_scores(buffer, idx, cand.boxes, shifted, clip_fps)
                 row.update({f"{k}_corrected": v for k, v in corrected.items()})
             failed = sync_decision(row, cfg)
             if failed:
                 row.update(
                     status=REJECTED, reason=failed[0], message=failed[1], stage="sync", timings=json.dumps(clip_t)
                 )
-                return row
+                return row, None
             if cfg.sync.correct_offset and row.get("sync_confidence_corrected") is not None:
                 audio = audio_window(decoder.audio_so_far(), a0 - self._offset_samples(row, clip_fps), n_audio)
         if cfg.quality.enabled:
@@ -448,59 +624,99 @@ class VideoProcessor:
                 row["quality_score"] = cached["quality_score"]
             else:
                 t = time.perf_counter()
-                row["quality_score"] = self._quality(frames)
+                row["quality_score"] = self._quality(buffer, idx)
                 clip_t["quality"] = time.perf_counter() - t
             failed = quality_decision(row, cfg)
             if failed:
                 row.update(
                     status=REJECTED, reason=failed[0], message=failed[1], stage="quality", timings=json.dumps(clip_t)
                 )
-                return row
+                return row, None
         t = time.perf_counter()
-        usable = np.isfinite(track.lower).all(axis=1)
+        h, w = buffer.rgb(int(idx[0])).shape[:2]
+        size = output_size(h, w, cfg.clips.max_long_side)
+        factor = np.array([size[1] / w, size[0] / h, size[1] / w, size[0] / h], np.float32)
+        frames_needed = self.captioner is not None and sidecar_caption(path, cfg) is None
+        stacked = (
+            np.stack([buffer.rgb(int(i), size) for i in idx]) if frames_needed or cfg.features.vae_latents else None
+        )
+        caption = self._caption(path, stacked, clip_fps)
+        latents = clip_latents(stacked, self.models.vae) if cfg.features.vae_latents else None
+        whisper = self.models.whisper.encode(audio).numpy()
+        clip_t["features"] = time.perf_counter() - t
+        t = time.perf_counter()
+        video = encode_mp4_i420((buffer.planar(int(i), size) for i in idx), size, clip_fps, cfg.features.crf)
+        clip_t["encode"] = time.perf_counter() - t
+        waiting = PendingClip(
+            row=row,
+            cand=cand,
+            start_s=start_s,
+            end_s=float(times[idx[-1]]),
+            size=size,
+            video_mp4=video,
+            audio=audio,
+            whisper=whisper,
+            face_boxes=cand.boxes * factor,
+            lower_face_boxes=cand.lower * factor,
+            caption=caption,
+            latents=latents,
+            timings=clip_t,
+        )
+        row.update(status=KEPT, reason="", stage="references", message="waiting for its reference frames")
+        return row, waiting
+
+    def _finish(self, waiting: PendingClip, times, usable, candidates, lower, buffer: FrameBuffer, emit) -> None:
+        """Draw a waiting clip's references, encode them and write its sample (completes its row)."""
+        cfg, row, idx = self.cfg, waiting.row, waiting.cand.indices
+        t = time.perf_counter()
         refs = reference_indices(
             times,
             idx,
             usable,
             cfg.features.reference_window_s,
             cfg.features.num_reference_frames,
-            seed=int(clip_id[:8], 16) ^ cfg.seed,
+            seed=int(row["clip_id"][:8], 16) ^ cfg.seed,
+            candidates=candidates,
         )
         missing = [int(i) for i in refs if i not in buffer]
         if missing:
             raise RuntimeError(f"reference frames {missing[:3]} were released from the buffer too early")
-        out_frames, (out_boxes, out_lower) = fit_long_side(frames, [cand.boxes, cand.lower], cfg.clips.max_long_side)
-        ref_frames, (ref_lower,) = fit_long_side(
-            np.stack([buffer[int(i)] for i in refs]), [track.lower[refs]], cfg.clips.max_long_side
-        )
-        clip = ClipArrays(
-            clip_id=clip_id,
-            source=str(path),
-            span=span,
-            fps=clip_fps,
-            frames=out_frames,
-            audio=audio,
-            sample_rate=AUDIO_RATE,
-            whisper=self.models.whisper.encode(audio).numpy(),
-            face_boxes=out_boxes,
-            lower_face_boxes=out_lower,
-            ref_frames=ref_frames,
-            ref_lower_face_boxes=ref_lower,
-            caption=self._caption(path, out_frames, clip_fps),
-            scores={k: row.get(k) for k in ("sync_confidence", "sync_offset_frames", "sync_min_dist", "quality_score")},
-        )
+        h, w = buffer.rgb(int(refs[0])).shape[:2]
+        factor = np.array([waiting.size[1] / w, waiting.size[0] / h] * 2, np.float32)
+        latents = dict(waiting.latents or {})
         if cfg.features.vae_latents:
-            attach_latents(clip, self.models.vae)
+            ref_rgb = np.stack([buffer.rgb(int(i), waiting.size) for i in refs])
+            latents.update(reference_latents(ref_rgb, self.models.vae))
+        ref_mp4 = encode_mp4_i420(
+            [buffer.planar(int(i), waiting.size) for i in refs], waiting.size, row["fps"], cfg.features.crf
+        )
         row["stages_ran"].append("features")
-        clip_t["features"] = time.perf_counter() - t
-        t = time.perf_counter()
-        row["shard"] = emit(encode_sample(clip, crf=cfg.features.crf))
-        clip_t["encode"] = time.perf_counter() - t
+        clip = EncodedClip(
+            clip_id=row["clip_id"],
+            source=row["source"],
+            span=(row["span_start"], row["span_end"]),
+            fps=row["fps"],
+            num_frames=len(idx),
+            size=waiting.size,
+            video_mp4=waiting.video_mp4,
+            audio=waiting.audio,
+            sample_rate=AUDIO_RATE,
+            whisper=waiting.whisper,
+            face_boxes=waiting.face_boxes,
+            lower_face_boxes=waiting.lower_face_boxes,
+            ref_mp4=ref_mp4,
+            num_reference_frames=len(refs),
+            ref_lower_face_boxes=lower[refs] * factor,
+            caption=waiting.caption,
+            scores={k: row.get(k) for k in ("sync_confidence", "sync_offset_frames", "sync_min_dist", "quality_score")},
+            latents=latents or None,
+        )
+        waiting.timings["features"] = waiting.timings.get("features", 0.0) + time.perf_counter() - t
+        row["shard"] = emit(sample_members(clip))
         row.update(
             status=KEPT,
             reason="",
             stage="done",
             message="",
-            timings=json.dumps({k: round(v, 4) for k, v in clip_t.items()}),
+            timings=json.dumps({k: round(v, 4) for k, v in waiting.timings.items()}),
         )
-        return row

@@ -15,9 +15,14 @@ from pathlib import Path
 
 import pyarrow as pa
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from data_prep.config import register
 from data_prep.ledger import ERROR, KEPT, read_ledger, write_table
 from trainer.atomic import atomic_write_bytes, atomic_write_text
+from trainer.config.cli import Command, run_command
+from trainer.config.errors import ConfigError
+from trainer.config.keys import check_overrides
 
 
 def _hours(rows: list[dict], kind: str) -> float:
@@ -28,11 +33,16 @@ def _hours(rows: list[dict], kind: str) -> float:
     return total / 3600.0
 
 
+KINDS = ("video", "clip", "file")
+# Threshold groups of the ledger's thresholds JSON, each judged only by the stage of the same name.
+THRESHOLD_STAGES = ("probe", "scenes", "faces", "sync", "quality")
+
+
 def summarize(table: pa.Table) -> dict:
-    """Counts and hours per kind, status and reason."""
+    """Counts and hours per kind, status and reason; the stages that ran and their thresholds."""
     rows = table.to_pylist()
     out: dict = {}
-    for kind in ("video", "clip"):
+    for kind in KINDS:
         sel = [r for r in rows if r["kind"] == kind]
         by_status: dict[str, list[dict]] = defaultdict(list)
         by_reason: dict[str, list[dict]] = defaultdict(list)
@@ -49,15 +59,20 @@ def summarize(table: pa.Table) -> dict:
                 for k, v in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
             },
         }
-    out["stages_ran"] = sorted({s for r in rows for s in (r["stages_ran"] or [])})
-    thresholds = {r["thresholds"] for r in rows if r["thresholds"]}
-    out["thresholds"] = json.loads(sorted(thresholds)[0]) if len(thresholds) == 1 else sorted(thresholds)
+    ran = sorted({s for r in rows for s in (r["stages_ran"] or [])})
+    out["stages_ran"] = ran
+
+    def of_stages_that_ran(text: str) -> dict:
+        return {k: v for k, v in json.loads(text).items() if k in ran or k not in THRESHOLD_STAGES}
+
+    sets = sorted({r["thresholds"] for r in rows if r["thresholds"]})
+    out["thresholds"] = of_stages_that_ran(sets[0]) if len(sets) == 1 else [of_stages_that_ran(t) for t in sets]
     return out
 
 
 def render_markdown(summary: dict) -> str:
     """The report as markdown."""
-    v, c = summary["video"], summary["clip"]
+    v, c, f = summary["video"], summary["clip"], summary["file"]
     lines = [
         "# Data preparation report",
         "",
@@ -65,35 +80,70 @@ def render_markdown(summary: dict) -> str:
         f"- clip candidates: {c['total']} ({c['hours']:.3f} h); kept "
         f"{c['status'].get(KEPT, {}).get('count', 0)} ({c['status'].get(KEPT, {}).get('hours', 0.0):.3f} h)",
         f"- stages that ran: {', '.join(summary['stages_ran']) or 'none'}",
-        "",
     ]
+    if f["total"]:
+        lines.append(f"- other input files, not processed: {f['total']} (by reason below)")
+    lines.append("")
     for title, part in (("Videos", v), ("Clips", c)):
         lines += [f"## {title} by status", "", "| status | count | hours |", "| --- | ---: | ---: |"]
         lines += [f"| {s} | {d['count']} | {d['hours']:.3f} |" for s, d in part["status"].items()]
         lines += ["", f"## {title} rejected, by reason", "", "| reason | count | hours |", "| --- | ---: | ---: |"]
         lines += [f"| {r} | {d['count']} | {d['hours']:.3f} |" for r, d in part["reasons"].items()]
         lines.append("")
-    lines += ["## Thresholds", "", "```json", json.dumps(summary["thresholds"], indent=2), "```", ""]
-    lines += ["![rejection reasons](report.png)", ""]
+    if f["total"]:
+        lines += ["## Input files not processed, by reason", "", "| reason | count |", "| --- | ---: |"]
+        lines += [f"| {r} | {d['count']} |" for r, d in f["reasons"].items()]
+        lines.append("")
+    lines += ["## Thresholds of the stages that ran", "", "```json", json.dumps(summary["thresholds"], indent=2)]
+    lines += ["```", "", "![rejection reasons](report.png)", ""]
     return "\n".join(lines)
 
 
-def render_chart(summary: dict) -> bytes:
-    """PNG bar chart of the hours removed by each reason (videos and clips), like EditYourself's Fig. 11."""
+def chart_figure(summary: dict):
+    """The matplotlib figure of the rejections by reason, like EditYourself's Fig. 11.
+
+    One panel per kind (videos, clips, other input files) that has rejections, counts on a whole-number axis;
+    when nothing was rejected, one panel with the counts by status.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for ax, kind in zip(axes, ("video", "clip")):
+    colours = {"video": "#c0504d", "clip": "#4f81bd", "file": "#9bbb59"}
+    kinds = [k for k in KINDS if summary[k]["reasons"]]
+    panels = len(kinds) or 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), constrained_layout=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
         reasons = summary[kind]["reasons"]
-        names = list(reasons) or ["(none)"]
-        counts = [reasons[n]["count"] for n in reasons] or [0]
-        ax.barh(names[::-1], counts[::-1], color="#c0504d" if kind == "video" else "#4f81bd")
+        names = list(reasons)
+        ax.barh(names[::-1], [reasons[n]["count"] for n in names][::-1], color=colours[kind])
         kept = summary[kind]["status"].get(KEPT, {}).get("count", 0)
-        ax.set_title(f"{kind}s rejected by reason (kept: {kept} of {summary[kind]['total']})")
+        label = "other input files" if kind == "file" else f"{kind}s"
+        ax.set_title(f"{label} rejected by reason (kept: {kept} of {summary[kind]['total']})")
         ax.set_xlabel("count")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not kinds:
+        ax = axes[0][0]
+        labels = [f"{kind}s {status}" for kind in KINDS for status in summary[kind]["status"]]
+        counts = [d["count"] for kind in KINDS for d in summary[kind]["status"].values()]
+        if labels:
+            ax.barh(labels[::-1], counts[::-1], color="#4f81bd")
+            ax.set_title("nothing rejected: counts by status")
+            ax.set_xlabel("count")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.text(0.5, 0.5, "the ledger has no rows", ha="center", va="center")
+            ax.set_axis_off()
+    return fig
+
+
+def render_chart(summary: dict) -> bytes:
+    """:func:`chart_figure` as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(summary)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -108,39 +158,109 @@ def write_report(table: pa.Table, out_dir: Path) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: ``output_dir=<dir> [threshold overrides]``."""
+# Keys whose new value re-decides stored scores; any other key changes what is computed.
+REDECIDABLE = (
+    "probe.min_fps",
+    "probe.max_fps",
+    "probe.min_bitrate_kbps",
+    "probe.min_frames",
+    "probe.require_audio",
+    "sync.enabled",
+    "sync.min_confidence",
+    "sync.max_offset_ms",
+    "sync.correct_offset",
+    "quality.enabled",
+    "quality.min_score",
+)
+
+
+def _output_dir(overrides: list[str]) -> tuple[Path, list[str]]:
+    """``output_dir`` from the overrides (its ledger must exist), and the threshold overrides (keys checked).
+
+    Raises:
+        ConfigError: No ``output_dir``, an unknown key, or a key that cannot change without recomputing.
+        FileNotFoundError: ``output_dir`` holds no ledger.
+    """
+    from data_prep.config import DataPrepConfig
+
+    checked = check_overrides(DataPrepConfig, overrides, {}, "the data preparation config")
+    outs = [a for a in checked if a.startswith("output_dir=")]
+    rest = [a for a in checked if not a.startswith("output_dir=")]
+    for text in rest:
+        key = text.lstrip("+~").split("=", 1)[0]
+        if key not in REDECIDABLE:
+            raise ConfigError(
+                key, text.split("=", 1)[-1], "changes what is computed, not a threshold; rerun python -m data_prep.run"
+            )
+    if not outs:
+        raise ConfigError("output_dir", None, "is required: the folder python -m data_prep.run wrote")
+    out = Path(outs[-1].split("=", 1)[1])
+    if not (out / "ledger.parquet").is_file():
+        raise FileNotFoundError(
+            f"output_dir={out}: {out / 'ledger.parquet'} does not exist (run python -m data_prep.run)"
+        )
+    return out, rest
+
+
+def redecision_config(out: Path, overrides: list[str]):
+    """The run's saved config with threshold overrides (checked by :func:`_output_dir`) applied and validated.
+
+    Raises:
+        ConfigError: A value of the wrong type, or a broken rule.
+    """
     from data_prep.config import DataPrepConfig, validate_data_prep_config
+
+    checked = overrides
+    saved = OmegaConf.load(out / "config.yaml") if (out / "config.yaml").is_file() else {}
+    try:
+        cfg = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(DataPrepConfig), saved, OmegaConf.from_dotlist(checked))
+        )
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(getattr(err, "full_key", "<config>")), None, " ".join(str(err).split())) from err
+    validate_data_prep_config(cfg)
+    return cfg
+
+
+def _redecision_yaml(overrides: list[str]) -> str:
+    out, rest = _output_dir(overrides)
+    return OmegaConf.to_yaml(OmegaConf.structured(redecision_config(out, rest)))
+
+
+COMMAND = Command(
+    module="data_prep.report",
+    config_name="data_prep",
+    synopsis="output_dir=<data_prep output folder> [threshold overrides ...]",
+    summary=f"""Rebuild report.md and report.png of a data_prep run from its ledger.parquet. Threshold overrides
+re-decide the stored scores without recomputing anything and write ledger_redecided.parquet beside the ledger;
+the keys that can change this way: {", ".join(REDECIDABLE)}. The other keys are shown with their defaults;
+changing them means rerunning python -m data_prep.run.""",
+    examples=(
+        "python -m data_prep.report output_dir=/data/prep",
+        "python -m data_prep.report output_dir=/data/prep sync.min_confidence=4 quality.min_score=45",
+    ),
+    register=register,
+    config_yaml=_redecision_yaml,
+)
+
+
+def _report(overrides: list[str]) -> int:
     from data_prep.decisions import redecide
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    out_arg = [a for a in args if a.startswith("output_dir=")]
-    if not out_arg:
-        print("error: output_dir=<data_prep output folder> is required", file=sys.stderr)
-        return 2
-    out = Path(out_arg[0].split("=", 1)[1])
-    ledger = out / "ledger.parquet"
-    if not ledger.is_file():
-        print(f"error: {ledger} does not exist (run python -m data_prep.run first)", file=sys.stderr)
-        return 2
-    table = read_ledger(ledger)
-    overrides = [a for a in args if not a.startswith("output_dir=")]
-    if overrides:
-        saved = OmegaConf.load(out / "config.yaml")
-        try:
-            cfg = OmegaConf.to_object(
-                OmegaConf.merge(OmegaConf.structured(DataPrepConfig), saved, OmegaConf.from_dotlist(overrides))
-            )
-            validate_data_prep_config(cfg)
-        except Exception as err:  # OmegaConf and ConfigError both name the key
-            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-            return 2
-        table = redecide(table, cfg)
+    out, rest = _output_dir(overrides)
+    table = read_ledger(out / "ledger.parquet")
+    if rest:
+        table = redecide(table, redecision_config(out, rest))
         write_table(table, out / "ledger_redecided.parquet")
     summary = write_report(table, out)
     errors = summary["video"]["status"].get(ERROR, {}).get("count", 0)
     print(f"report: {out / 'report.md'}, {out / 'report.png'} ({errors} videos with errors)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: ``output_dir=<dir> [threshold overrides]``; bad input exits with status 2."""
+    return run_command(COMMAND, argv, _report)
 
 
 if __name__ == "__main__":

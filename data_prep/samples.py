@@ -7,11 +7,9 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from data_prep.media import encode_mp4, encode_npy, encode_wav
 from trainer.data.schema import SCHEMA_VERSION
-from trainer.model.vae import encode_posterior
 
 
 def make_clip_id(source_digest: str, start: int, end: int, settings_fingerprint: str) -> str:
@@ -70,32 +68,76 @@ class ClipArrays:
     latents: dict[str, np.ndarray] | None = None
 
 
-def encode_sample(clip: ClipArrays, crf: int = 18) -> dict:
-    """Encode a clip into shard members (``{"__key__": …, "video.mp4": bytes, …}``)."""
-    num_frames, height, width = clip.frames.shape[:3]
+@dataclass
+class EncodedClip:
+    """A clip whose videos are encoded already: what a shard sample holds, before serialisation.
+
+    Attributes:
+        clip_id: Sample key.
+        source: Source video.
+        span: ``(start, end)`` source frames.
+        fps: Clip frame rate.
+        num_frames: Frames of ``video_mp4``.
+        size: ``(height, width)`` of the videos.
+        video_mp4: The clip, H.264.
+        audio: ``[S]`` float32 mono at ``sample_rate``.
+        sample_rate: 16000 in the schema.
+        whisper: ``[L, B, C]`` features.
+        face_boxes: ``[F, 4]``.
+        lower_face_boxes: ``[F, 4]``.
+        ref_mp4: The reference frames, H.264.
+        num_reference_frames: Frames of ``ref_mp4``.
+        ref_lower_face_boxes: ``[R, 4]``.
+        caption: Caption or ``None``.
+        scores: Raw filter scores.
+        latents: Optional raw VAE posteriors (see :class:`ClipArrays`).
+    """
+
+    clip_id: str
+    source: str
+    span: tuple[int, int]
+    fps: float
+    num_frames: int
+    size: tuple[int, int]
+    video_mp4: bytes
+    audio: np.ndarray
+    sample_rate: int
+    whisper: np.ndarray
+    face_boxes: np.ndarray
+    lower_face_boxes: np.ndarray
+    ref_mp4: bytes
+    num_reference_frames: int
+    ref_lower_face_boxes: np.ndarray
+    caption: str | None = None
+    scores: dict = field(default_factory=dict)
+    latents: dict[str, np.ndarray] | None = None
+
+
+def sample_members(clip: EncodedClip) -> dict:
+    """The shard members of an encoded clip (``{"__key__": …, "video.mp4": bytes, …}``)."""
     record = {
         "schema_version": SCHEMA_VERSION,
         "clip_id": clip.clip_id,
         "source": clip.source,
         "span": [int(clip.span[0]), int(clip.span[1])],
         "fps": float(clip.fps),
-        "num_frames": int(num_frames),
-        "width": int(width),
-        "height": int(height),
+        "num_frames": int(clip.num_frames),
+        "width": int(clip.size[1]),
+        "height": int(clip.size[0]),
         "sample_rate": int(clip.sample_rate),
         "audio_feature_rate": 50.0,
-        "num_reference_frames": int(clip.ref_frames.shape[0]),
+        "num_reference_frames": int(clip.num_reference_frames),
         "caption": clip.caption,
         "scores": clip.scores,
     }
     sample = {
         "__key__": clip.clip_id,
-        "video.mp4": encode_mp4(clip.frames, clip.fps, crf),
+        "video.mp4": clip.video_mp4,
         "audio.wav": encode_wav(clip.audio, clip.sample_rate),
         "whisper.npy": encode_npy(clip.whisper.astype(np.float16)),
         "face_boxes.npy": encode_npy(clip.face_boxes.astype(np.float32)),
         "lower_face_boxes.npy": encode_npy(clip.lower_face_boxes.astype(np.float32)),
-        "ref.mp4": encode_mp4(clip.ref_frames, clip.fps, crf),
+        "ref.mp4": clip.ref_mp4,
         "ref_lower_face_boxes.npy": encode_npy(clip.ref_lower_face_boxes.astype(np.float32)),
         "json": json.dumps(record, sort_keys=True).encode("utf-8"),
     }
@@ -105,13 +147,55 @@ def encode_sample(clip: ClipArrays, crf: int = 18) -> dict:
     return sample
 
 
-def attach_latents(clip: ClipArrays, vae) -> None:
-    """Store the VAE posterior of the clip and of each reference frame (one latent frame each)."""
-    mean, logvar = encode_posterior(vae, torch.from_numpy(clip.frames)[None])
-    r_mean, r_logvar = encode_posterior(vae, torch.from_numpy(clip.ref_frames)[:, None])
-    clip.latents = {
-        "latent_mean": mean[0].numpy(),
-        "latent_logvar": logvar[0].numpy(),
+def encode_sample(clip: ClipArrays, crf: int = 18) -> dict:
+    """Encode a clip into shard members (``{"__key__": …, "video.mp4": bytes, …}``)."""
+    num_frames, height, width = clip.frames.shape[:3]
+    encoded = EncodedClip(
+        clip_id=clip.clip_id,
+        source=clip.source,
+        span=clip.span,
+        fps=clip.fps,
+        num_frames=num_frames,
+        size=(height, width),
+        video_mp4=encode_mp4(clip.frames, clip.fps, crf),
+        audio=clip.audio,
+        sample_rate=clip.sample_rate,
+        whisper=clip.whisper,
+        face_boxes=clip.face_boxes,
+        lower_face_boxes=clip.lower_face_boxes,
+        ref_mp4=encode_mp4(clip.ref_frames, clip.fps, crf),
+        num_reference_frames=clip.ref_frames.shape[0],
+        ref_lower_face_boxes=clip.ref_lower_face_boxes,
+        caption=clip.caption,
+        scores=clip.scores,
+        latents=clip.latents,
+    )
+    return sample_members(encoded)
+
+
+def clip_latents(frames: np.ndarray, vae) -> dict[str, np.ndarray]:
+    """The VAE posterior of a clip's frames ``[F, H, W, 3]``: ``latent_mean``, ``latent_logvar`` ``[C, T, h, w]``."""
+    import torch
+
+    from trainer.model.vae import encode_posterior  # diffusers: only when latents are cached
+
+    mean, logvar = encode_posterior(vae, torch.from_numpy(frames)[None])
+    return {"latent_mean": mean[0].numpy(), "latent_logvar": logvar[0].numpy()}
+
+
+def reference_latents(ref_frames: np.ndarray, vae) -> dict[str, np.ndarray]:
+    """The VAE posterior of each reference frame (one latent frame each): ``ref_latent_*`` ``[C, R, h, w]``."""
+    import torch
+
+    from trainer.model.vae import encode_posterior
+
+    r_mean, r_logvar = encode_posterior(vae, torch.from_numpy(ref_frames)[:, None])
+    return {
         "ref_latent_mean": r_mean[:, :, 0].permute(1, 0, 2, 3).numpy(),
         "ref_latent_logvar": r_logvar[:, :, 0].permute(1, 0, 2, 3).numpy(),
     }
+
+
+def attach_latents(clip: ClipArrays, vae) -> None:
+    """Store the VAE posterior of the clip and of each reference frame (one latent frame each)."""
+    clip.latents = {**clip_latents(clip.frames, vae), **reference_latents(clip.ref_frames, vae)}

@@ -2,10 +2,11 @@
 
 A segment is a maximal run of frames with one dominant face, no scene cut and no jump of the face box
 (SayAnything appendix A: "split at jumps"); short detection gaps are bridged by interpolation.
-Segments shorter than ``min_segment_s``, or whose face never reaches ``min_face_px`` (SayAnything
-discards videos whose face region never exceeds 228×228), are dropped. Clips are tiled from each segment's
-first frame, resampled to the clip frame rate by timestamp (:mod:`data_prep.frame_rate`), so their positions
-never depend on where the analysis happened to stop.
+Segments shorter than ``min_segment_s`` are dropped; a clip passes the face-size rule when its segment's face
+has reached ``min_face_px`` by the clip's last frame (SayAnything discards videos whose face region never
+exceeds 228×228). Clips are tiled from each segment's first frame, resampled to the clip frame rate by
+timestamp (:mod:`data_prep.frame_rate`), so their positions never depend on where the analysis happened to
+stop.
 """
 
 from __future__ import annotations
@@ -42,10 +43,20 @@ class FaceTrack:
 
 @dataclass
 class Segment:
-    """Frames ``[start, end)`` of a usable segment, with gap-bridged boxes."""
+    """Frames ``[start, end)`` of a usable segment, with gap-bridged boxes.
+
+    Attributes:
+        start: First frame.
+        end: One past the last frame.
+        face_px: The largest shorter side of the face box over the segment, in source pixels: the quantity
+            ``faces.min_face_px`` is checked against.
+        duration_s: The segment's length: the quantity ``faces.min_segment_s`` is checked against.
+    """
 
     start: int
     end: int
+    face_px: float = float("nan")
+    duration_s: float = float("nan")
 
 
 def frame_failures(track: FaceTrack, cfg: FaceConfig) -> np.ndarray:
@@ -95,6 +106,25 @@ def bridge_gaps(track: FaceTrack, failures: np.ndarray, max_missing: int, final:
     return FaceTrack(boxes, lower, track.second_ratio), failures
 
 
+def clip_face_px(track: FaceTrack, segment: Segment, clip: np.ndarray) -> float:
+    """The largest face (shorter box side, px) of the clip's segment from its start to the clip's last frame.
+
+    This is what ``faces.min_face_px`` is checked against: it is final when the clip is cut (a face that grows
+    later in the segment cannot change it), so the decision does not depend on how far decoding has got.
+    """
+    return float(np.nanmax(face_sides(track.boxes[segment.start : int(clip[-1]) + 1])))
+
+
+def largest_usable_face(track: FaceTrack, cfg: FaceConfig) -> float | None:
+    """The largest face (shorter box side, px) over the frames that can be in a segment.
+
+    It is the best any segment reaches, so it says why a video whose segments were all too small failed
+    ``faces.min_face_px``.
+    """
+    usable = frame_failures(track, cfg) == ""
+    return float(np.nanmax(face_sides(track.boxes[usable]))) if usable.any() else None
+
+
 def jumps(boxes: np.ndarray) -> np.ndarray:
     """Box centre displacement from the previous frame in units of the box's longer side ``[N]`` (0 at frame 0)."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -125,6 +155,9 @@ def find_segments(
     track, failures = bridge_gaps(track, failures, cfg.max_missing_frames, final)
     jump = jumps(track.boxes)
     n = len(failures)
+    # A segment ending this close to `final` may still be extended: the gap after it can be bridged once its
+    # end is known. It stays open (kept, whatever its length) until then.
+    closed_before = final if final >= n else final - cfg.max_missing_frames
     segments: list[Segment] = []
     reasons = failures.copy()
     start = None
@@ -135,17 +168,26 @@ def find_segments(
             end = f
             duration = times[end - 1] - times[start] + (times[1] - times[0] if n > 1 else 0.0)
             largest = float(np.nanmax(face_sides(track.boxes[start:end])))
-            if duration < cfg.min_segment_s and end < final:
+            if duration < cfg.min_segment_s and end < closed_before:
                 reasons[start:end] = SEGMENT_TOO_SHORT
-            elif largest < cfg.min_face_px and end < final:
-                # SayAnything: a face region that never reaches 228x228 px has too little detail.
-                reasons[start:end] = FACE_TOO_SMALL
             else:
-                segments.append(Segment(start, end))
+                if largest < cfg.min_face_px and end < closed_before:
+                    # SayAnything: a face region that never reaches 228x228 px has too little detail. The
+                    # segment stays: each clip is judged on the face its segment reached by the clip's end
+                    # (:func:`clip_face_px`), which is known when the clip is cut; this marks why none passed.
+                    reasons[start:end] = FACE_TOO_SMALL
+                segments.append(Segment(start, end, largest, float(duration)))
             start = None
         if usable and start is None:
             start = f
     return segments, track, reasons
+
+
+def next_clip_start(times: np.ndarray, segment: Segment, cfg: ClipConfig, tiled: int) -> float:
+    """Time at which the segment's next clip (after ``tiled`` clips that fit so far) starts, if it grows."""
+    if cfg.fps is None:
+        return float(times[min(segment.start + tiled * cfg.stride_frames, len(times) - 1)])
+    return float(times[segment.start] + tiled * cfg.stride_frames / cfg.fps)
 
 
 def tile_clips(times: np.ndarray, segment: Segment, cfg: ClipConfig) -> list[np.ndarray]:

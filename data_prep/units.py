@@ -11,17 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from data_prep.config import DataPrepConfig
-from data_prep.ledger import KEPT, read_ledger, rows_to_table, write_table
-from data_prep.pipeline import Models, VideoProcessor
-from data_prep.shard_writer import ShardWriter
+from data_prep.ledger import ERROR, KEPT, REJECTED, read_ledger, rows_to_table, write_table
 from trainer.atomic import atomic_write_text
 from trainer.config.compose import to_container
+
+if TYPE_CHECKING:
+    from data_prep.pipeline import Models
 
 SHARDS = "shards"
 PARTS = "ledger_parts"
@@ -29,12 +32,28 @@ MARKERS = "units"
 PLAN = "plan.json"
 
 
-def list_inputs(cfg: DataPrepConfig) -> list[Path]:
-    """Input videos in a deterministic order.
+UNSUPPORTED_FILE = "unsupported_file"
+UNREADABLE = "unreadable"
+OTHER_FILES_PART = "other-files.parquet"
 
-    ``input_dir`` is searched recursively for the configured extensions (sorted by relative path);
-    ``input_list`` is read line by line (blank lines and ``#`` comments skipped, relative paths resolved
-    against the list's folder). Files named in a list that do not exist still get a ledger row.
+
+def _is_entry(p: Path) -> bool:
+    # A broken symlink is not a file (is_file() follows the link) but still an input the user gave.
+    return p.is_file() or (p.is_symlink() and not p.exists())
+
+
+def input_files(cfg: DataPrepConfig) -> tuple[list[Path], list[Path]]:
+    """The input's video candidates and its other files, each in a deterministic order.
+
+    ``input_dir`` is searched recursively: files whose extension is one of ``video_extensions`` (broken
+    symlinks included, so that they get their row) are video candidates, sorted by relative path; every other
+    file is listed too, so that it gets a ledger row saying why it was not processed, except caption sidecars
+    (``<video stem><suffix>``, read with their video). ``input_list`` is read line by line (blank lines and
+    ``#`` comments skipped, relative paths resolved against the list's folder); every entry is a video
+    candidate, and entries that do not exist still get a ledger row.
+
+    Returns:
+        ``(videos, other files)``.
 
     Raises:
         FileNotFoundError: The input folder or list does not exist.
@@ -44,10 +63,17 @@ def list_inputs(cfg: DataPrepConfig) -> list[Path]:
         if not root.is_dir():
             raise FileNotFoundError(f"input_dir {root} is not a folder")
         exts = {e.lower() for e in cfg.video_extensions}
-        return sorted(
-            (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts),
-            key=lambda p: str(p.relative_to(root)),
-        )
+        entries = sorted((p for p in root.rglob("*") if _is_entry(p)), key=lambda p: str(p.relative_to(root)))
+        videos = [p for p in entries if p.suffix.lower() in exts]
+        stems = {(p.parent, p.stem) for p in videos}
+        sidecar = {s.lower() for s in cfg.features.caption_sidecar_suffixes}
+        others = [
+            p
+            for p in entries
+            if p.suffix.lower() not in exts
+            and not any(p.name.lower().endswith(s) and (p.parent, p.name[: -len(s)]) in stems for s in sidecar)
+        ]
+        return videos, others
     listing = Path(cfg.input_list)
     if not listing.is_file():
         raise FileNotFoundError(f"input_list {listing} does not exist")
@@ -57,7 +83,42 @@ def list_inputs(cfg: DataPrepConfig) -> list[Path]:
         if line and not line.startswith("#"):
             p = Path(line)
             out.append(p if p.is_absolute() else listing.parent / p)
-    return out
+    return out, []
+
+
+def list_inputs(cfg: DataPrepConfig) -> list[Path]:
+    """The input's video candidates (:func:`input_files`)."""
+    return input_files(cfg)[0]
+
+
+def other_file_rows(cfg: DataPrepConfig, others: list[Path]) -> list[dict]:
+    """Ledger rows (kind ``file``) of the input files that are not processed, each with its reason."""
+    exts = ", ".join(cfg.video_extensions)
+    rows = []
+    for path in others:
+        row = {
+            "clip_id": hashlib.sha256(f"file:{path}".encode()).hexdigest()[:20],
+            "kind": "file",
+            "source": str(path),
+            "stage": "input",
+            "stages_ran": [],
+        }
+        if path.is_symlink() and not path.exists():
+            row.update(status=ERROR, reason=UNREADABLE, message=f"broken symbolic link to {os.readlink(path)}")
+        else:
+            row.update(
+                status=REJECTED,
+                reason=UNSUPPORTED_FILE,
+                message=f"not processed: extension {path.suffix or '(none)'!r} is not one of video_extensions "
+                f"[{exts}]; add it there if the file is a video",
+            )
+        rows.append(row)
+    return rows
+
+
+def write_other_files(cfg: DataPrepConfig, others: list[Path]) -> None:
+    """Write the rows of the input's non-video files as a ledger part (idempotent: every array task may)."""
+    write_table(rows_to_table(other_file_rows(cfg, others)), Path(cfg.output_dir) / PARTS / OTHER_FILES_PART)
 
 
 def make_units(videos: list[Path], per_unit: int) -> list[list[Path]]:
@@ -164,6 +225,9 @@ def process_unit(cfg: DataPrepConfig, unit: int, videos: list[Path], models: Mod
     Returns:
         The unit's summary.
     """
+    from data_prep.pipeline import VideoProcessor  # the media stack loads only where videos are processed
+    from data_prep.shard_writer import ShardWriter
+
     paths = UnitPaths(Path(cfg.output_dir), unit)
     fingerprint = config_fingerprint(cfg)
     if is_done(paths, fingerprint):

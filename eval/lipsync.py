@@ -96,7 +96,7 @@ def _plan(entry: CorpusEntry, span: tuple[int, int]):
 
 
 def dub_cases(clips: list[tuple[ClipSample, np.ndarray, int]], corpus_dir: str | Path) -> list[DubCase]:
-    """Pair every held-out clip with the next clip of another source video and render the ground truths.
+    """Pair every held-out clip with a clip of another source video and render the ground truths.
 
     Args:
         clips: Held-out clips with their 16 kHz audio (:func:`eval.run.read_clips`), from a synthetic corpus.
@@ -110,12 +110,18 @@ def dub_cases(clips: list[tuple[ClipSample, np.ndarray, int]], corpus_dir: str |
     """
     entries = {e.video_id: e for e in load_manifest(corpus_dir)}
     sources = [Path(c.record["source"]).stem for c, _, _ in clips]
+    starts = [int(c.record["span"][0]) for c, _, _ in clips]
     cases = []
+    n = len(clips)
     for i, (clip, _, _) in enumerate(clips):
-        others = [j for k in range(1, len(clips)) if sources[j := (i + k) % len(clips)] != sources[i]]
+        # Another person's speech from another point of an utterance (clips at the same span start share
+        # the silence before the first word, which would correlate any two mouths).
+        order = [(i + n // 2 + k) % n for k in range(n)]
+        others = [j for j in order if sources[j] != sources[i]]
         if not others:
             continue
-        driving, audio, rate = clips[others[0]]
+        other_start = [j for j in others if starts[j] != starts[i]]
+        driving, audio, rate = clips[(other_start or others)[0]]
         plan = _plan(_entry_of(clip, entries), tuple(clip.record["span"]))
         drive_plan = _plan(_entry_of(driving, entries), tuple(driving.record["span"]))
         frames = clip.frames.shape[0]

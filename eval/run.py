@@ -1,7 +1,14 @@
 """Evaluate a training checkpoint: sample clips from shards, compute the metrics, write the paper's tables.
 
 ``python -m eval.run checkpoint=<ckpt> shards=<glob> [output_dir=eval_out] [modes=[v2v_self,v2v_novel,i2v]]
-[max_clips=8] [v2v_mask=lip] [sync_protocol=direct|official] [sampler.num_steps=40] [sampler.guidance.audio=2.0] ...``
+[max_clips=8] [size=[512,512]] [v2v_mask=lip] [sync_protocol=direct|official] [sampler.num_steps=40]
+[sampler.guidance.audio=2.0] ...``
+
+Inputs are checked before any model is built: the options, the checkpoint and its stored config, and every
+clip to evaluate (read from the shards). Each clip is sampled at ``size`` (default: its own size brought into
+the checkpoint's training range, sides multiples of 32, aspect kept; see :func:`eval.config.sample_size`) and
+the sample is resized back to the clip's size, where the metrics compare it with the clip and where it is
+written.
 
 Modes (the rows of the paper's tables): ``v2v_self`` — V2V self-reenactment, each clip driven by its own
 audio (Table 2, left); ``v2v_novel`` — V2V with the audio of the next clip in the list (Table 2, right);
@@ -21,95 +28,75 @@ import csv
 import io
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import webdataset as wds
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from data_prep.audio import AUDIO_RATE, decode_audio
-from eval.metrics import METRIC_NAMES, MetricWeights, compute_metrics
-from eval.metrics.sync_official import PROTOCOLS, protocol_label, protocol_note
-from eval.sampler.batch import edited_sample_inputs, sample_inputs_from_batch
-from eval.sampler.edit_audio import edited_track
-from eval.sampler.sampler import EulerSampler, SamplerConfig
-from eval.sampler.video_out import decode_latents, write_sample
+from eval.config import MODES, TABLES, EvalConfig, register, sample_size, validate
 from trainer.atomic import atomic_write_text
-from trainer.data.decode import ClipSample, decode_sample
-from trainer.data.schema import ShardSampleError
-from trainer.data.transforms import TrainingClip, collate_clips
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_config
+
+# torch, the media stack and the model load inside the functions that use them, so that `--help`, `--cfg job`
+# and bad options answer without them.
+if TYPE_CHECKING:
+    from eval.metrics import MetricWeights
+    from eval.sampler.sampler import EulerSampler
+    from trainer.config.schema import TrainConfig
+    from trainer.data.decode import ClipSample
 
 log = logging.getLogger("talkdit.eval")
 
-MODES = {
-    "v2v_self": ("v2v", "Table 2: V2V self-reenactment"),
-    "v2v_novel": ("v2v", "Table 2: V2V with novel audio"),
-    "i2v": ("i2v", "Table 3: I2V"),
-}
-TABLES = {"table2": ("v2v_self", "v2v_novel"), "table3": ("i2v",)}
+COMMAND = Command(
+    module="eval.run",
+    config_name="eval",
+    synopsis="checkpoint=<ckpt> shards=<glob> [key=value ...]",
+    summary="""Evaluate a training checkpoint on held-out shards: sample every clip in each mode (V2V
+self-reenactment, V2V with novel audio, I2V), write the samples as mp4 with their driving audio, and the paper's
+Tables 2 and 3 (table2.md/.csv, table3.md/.csv), metrics.csv (every clip) and skipped.md (each metric not
+computed and why). Clips are sampled at `size` (default: their own size brought into the checkpoint's training
+range, sides multiples of 32) and resized back to their own size for the metrics.""",
+    examples=(
+        "python -m eval.run checkpoint=runs/<experiment>/<run>/checkpoints/last.ckpt 'shards=/data/heldout/*.tar'",
+        "python -m eval.run checkpoint=<ckpt> 'shards=...' max_clips=64 size=[512,512] sampler.guidance.audio=2.0",
+    ),
+    notes="""Metric weights come from environment variables (a missing one skips its metrics, with the reason):
+TALKDIT_SYNCNET (syncnet_v2.model), TALKDIT_LPIPS_ALEXNET (alexnet-owt-7be5be79.pth), TALKDIT_FID_INCEPTION
+(pt_inception-2015-12-05-6726825d.pth), TALKDIT_I3D (i3d_torchscript.pt), TALKDIT_ARCFACE (backbone.pth).""",
+    register=register,
+)
 
 
-@dataclass
-class EvalConfig:
-    """Options of ``python -m eval.run``.
+def read_checkpoint(checkpoint: str | Path) -> tuple[dict, TrainConfig]:
+    """A training checkpoint and the config stored in it (checked against today's schema).
 
-    Attributes:
-        checkpoint: Training checkpoint (``.ckpt`` file or DeepSpeed folder).
-        shards: Shard glob of held-out clips (the data_prep schema).
-        output_dir: Samples and tables go here.
-        modes: Table rows to produce (``v2v_self``, ``v2v_novel``, ``i2v``).
-        max_clips: Clips evaluated (the first ones of the shards, in order).
-        v2v_mask: V2V mask: ``lip`` (as trained), ``face`` or ``head``.
-        identity_refs: Prepend the clips' face reference tokens.
-        sync_protocol: ``direct`` or ``official`` (:mod:`eval.metrics.sync_official`).
-        sampler: Euler steps, guidance, seed.
-        device: Where the models run.
+    Raises:
+        ValueError: Not a talkdit checkpoint, or its config no longer fits (names the key).
     """
+    from trainer.checkpoints import read_training_checkpoint
+    from trainer.config.compose import config_from_container
 
-    checkpoint: str = MISSING
-    shards: str = MISSING
-    output_dir: str = "eval_out"
-    modes: list[str] = field(default_factory=lambda: ["v2v_self", "v2v_novel", "i2v"])
-    max_clips: int = 8
-    v2v_mask: str = "lip"
-    identity_refs: bool = True
-    sync_protocol: str = "direct"
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    device: str = "cpu"
+    ckpt = read_training_checkpoint(checkpoint)
+    if "talkdit" not in ckpt:
+        raise ValueError(f"checkpoint={checkpoint} was not written by talkdit (no 'talkdit' metadata)")
+    return ckpt, config_from_container(ckpt["talkdit"]["config"], source=str(checkpoint))
 
 
-def validate(cfg: EvalConfig) -> None:
-    """Fail fast on options the run cannot use, naming the key."""
-    unknown = [m for m in cfg.modes if m not in MODES]
-    if unknown or not cfg.modes:
-        raise ValueError(f"modes={list(cfg.modes)}: expected a non-empty subset of {', '.join(MODES)}")
-    if cfg.max_clips < 1:
-        raise ValueError(f"max_clips={cfg.max_clips}: expected >= 1")
-    if cfg.sync_protocol not in PROTOCOLS:
-        raise ValueError(f"sync_protocol={cfg.sync_protocol!r}: expected {' or '.join(PROTOCOLS)}")
-    if cfg.v2v_mask not in ("lip", "face", "head"):
-        raise ValueError(f"v2v_mask={cfg.v2v_mask!r}: expected lip, face or head")
-    if cfg.sampler.num_steps < 1:
-        raise ValueError(f"sampler.num_steps={cfg.sampler.num_steps}: expected >= 1")
-    if not Path(cfg.checkpoint).exists():
-        raise FileNotFoundError(f"checkpoint={cfg.checkpoint}: no such file or folder")
-
-
-def load_module(checkpoint: str | Path, device: str = "cpu"):
+def load_module(checkpoint: str | Path, device: str = "cpu", loaded: tuple[dict, TrainConfig] | None = None):
     """The training module of a checkpoint, with its trained tensors, in eval mode.
 
     The config stored in the checkpoint rebuilds the model (its weight files must be where the run found
     them); the checkpoint's trainable tensors (adapter, LoRA) are then loaded over it.
+
+    Args:
+        checkpoint: The checkpoint.
+        device: Where the module goes.
+        loaded: :func:`read_checkpoint`'s result when the caller has read it already.
     """
-    from trainer.checkpoints import read_training_checkpoint
-    from trainer.config.compose import config_from_container
     from trainer.lightning_module import TalkingHeadModule
 
-    ckpt = read_training_checkpoint(checkpoint)
-    cfg = config_from_container(ckpt["talkdit"]["config"], source=str(checkpoint))
+    ckpt, cfg = loaded or read_checkpoint(checkpoint)
     module = TalkingHeadModule(cfg)
     missing = set(ckpt["state_dict"]) - set(module.state_dict())
     if missing:
@@ -118,32 +105,81 @@ def load_module(checkpoint: str | Path, device: str = "cpu"):
     return module.to(device).eval()
 
 
-def read_clips(shards: str, module, limit: int) -> list[tuple[ClipSample, np.ndarray, int]]:
-    """The first ``limit`` clips of the shards with their audio (:func:`data_prep.audio.decode_audio`: 16 kHz mono).
+def read_clips(
+    shards: str, cfg: TrainConfig, limit: int, key: str = "shards"
+) -> list[tuple[ClipSample, np.ndarray, int]]:
+    """The first ``limit`` clips of the shards with their 16 kHz audio, checked against a training config.
+
+    Args:
+        shards: Brace pattern, glob or list of shards.
+        cfg: The training config whose feature layout the clips must carry.
+        limit: Clips to read.
+        key: The option that named the shards, for error messages.
 
     Raises:
         FileNotFoundError: No shard matches.
-        ShardSampleError: A sample breaks the schema or its audio does not decode.
+        ShardSampleError: A shard is not a readable tar file, or a sample breaks the schema (names the shard).
     """
-    from trainer.data.datamodule import expand_shards
+    import tarfile
+
+    import webdataset as wds
+
+    from data_prep.audio import AUDIO_RATE, decode_audio
+    from trainer.data.decode import decode_sample
+    from trainer.data.schema import ShardSampleError
+    from trainer.data.shard_paths import expand_shards
     from trainer.runner import feature_spec
 
-    urls = expand_shards(shards)
     out = []
-    for raw in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False):
-        clip = decode_sample(raw, feature_spec(module.cfg), decode_latents=False)
+    for url in expand_shards(shards, key=key):
         try:
-            audio = decode_audio(raw["audio.wav"])
-        except ValueError as err:
-            raise ShardSampleError(clip.shard, clip.key, f"member 'audio.wav': {err}") from err
-        out.append((clip, audio, AUDIO_RATE))
-        if len(out) == limit:
-            break
+            for raw in wds.tarfile_samples([{"url": url}]):
+                clip = decode_sample(raw, feature_spec(cfg), decode_latents=False)
+                try:
+                    audio = decode_audio(raw["audio.wav"])
+                except ValueError as err:
+                    raise ShardSampleError(clip.shard, clip.key, f"member 'audio.wav': {err}") from err
+                out.append((clip, audio, AUDIO_RATE))
+                if len(out) == limit:
+                    return out
+        except (tarfile.TarError, OSError, EOFError) as err:
+            raise ShardSampleError(url, None, f"not a readable tar file ({' '.join(str(err).split())})") from err
     return out
 
 
+def resize_clip(clip: ClipSample, size: tuple[int, int]) -> ClipSample:
+    """The clip with its frames, reference frames and boxes resized to ``size`` (``(height, width)``)."""
+    import dataclasses
+
+    h, w = clip.frames.shape[1:3]
+    if (h, w) == tuple(size):
+        return clip
+    scale = np.array([size[1] / w, size[0] / h, size[1] / w, size[0] / h], np.float32)
+    return dataclasses.replace(
+        clip,
+        frames=resize_frames(clip.frames, size),
+        ref_frames=resize_frames(clip.ref_frames, size),
+        face_boxes=clip.face_boxes * scale,
+        lower_face_boxes=clip.lower_face_boxes * scale,
+        ref_lower_face_boxes=clip.ref_lower_face_boxes * scale,
+    )
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[F, H, W, 3]`` uint8 frames at ``size`` (``(height, width)``): area-averaged down, bicubic up."""
+    import cv2
+
+    h, w = frames.shape[1:3]
+    if (h, w) == tuple(size):
+        return frames
+    interp = cv2.INTER_AREA if size[0] * size[1] < h * w else cv2.INTER_CUBIC
+    return np.stack([cv2.resize(f, (size[1], size[0]), interpolation=interp) for f in frames])
+
+
 def clip_batch(clip: ClipSample, num_refs: int, whisper: np.ndarray | None = None) -> dict:
-    """A one-clip batch in the training loader's layout (stored resolution, every frame)."""
+    """A one-clip batch in the training loader's layout (the clip's resolution, every frame)."""
+    from trainer.data.transforms import TrainingClip, collate_clips
+
     tc = TrainingClip(
         key=clip.key,
         frames=clip.frames,
@@ -161,18 +197,22 @@ def clip_batch(clip: ClipSample, num_refs: int, whisper: np.ndarray | None = Non
     return collate_clips([tc])
 
 
-@torch.no_grad()
 def sample_clip(module, sampler: EulerSampler, batch: dict, mode: str, v2v_mask: str, identity_refs: bool, seed: int):
     """Sample one clip of ``batch`` in ``mode`` (``v2v``/``i2v``/``t2v``); returns uint8 frames ``[F, H, W, 3]``."""
-    dev = module.device
-    batch = module.transfer_batch_to_device(batch, dev, 0)
-    latents, refs = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
-    inputs = sample_inputs_from_batch(module, batch, latents, refs, mode, v2v_mask, identity_refs)
-    out = sampler.sample(inputs)
-    return decode_latents(module.vae, out)[0]
+    import torch
+
+    from eval.sampler.batch import sample_inputs_from_batch
+    from eval.sampler.video_out import decode_latents
+
+    with torch.no_grad():
+        dev = module.device
+        batch = module.transfer_batch_to_device(batch, dev, 0)
+        latents, refs = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+        inputs = sample_inputs_from_batch(module, batch, latents, refs, mode, v2v_mask, identity_refs)
+        out = sampler.sample(inputs)
+        return decode_latents(module.vae, out)[0]
 
 
-@torch.no_grad()
 def sample_edited_clip(
     module, sampler: EulerSampler, batch: dict, edits: list, audio: np.ndarray, sample_rate: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -190,11 +230,18 @@ def sample_edited_clip(
     Returns:
         ``(frames [F', H, W, 3] uint8, driving audio [S'])`` of the edited clip.
     """
-    dev = module.device
-    batch = module.transfer_batch_to_device(batch, dev, 0)
-    latents, refs = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
-    inputs, _, frames_map = edited_sample_inputs(module, batch, latents, refs, edits)
-    frames = decode_latents(module.vae, sampler.sample(inputs))[0]
+    import torch
+
+    from eval.sampler.batch import edited_sample_inputs
+    from eval.sampler.edit_audio import edited_track
+    from eval.sampler.video_out import decode_latents
+
+    with torch.no_grad():
+        dev = module.device
+        batch = module.transfer_batch_to_device(batch, dev, 0)
+        latents, refs = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+        inputs, _, frames_map = edited_sample_inputs(module, batch, latents, refs, edits)
+        frames = decode_latents(module.vae, sampler.sample(inputs))[0]
     return frames, edited_track(audio, frames_map, sample_rate, float(batch["fps"][0]))
 
 
@@ -205,29 +252,34 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(got))
 
 
-def write_tables(out: Path, rows: list[dict], sync_label: str, sync_note: str) -> dict[str, Path]:
+def write_tables(out: Path, rows: list[dict], note: str = "", sync_label: str = "") -> dict[str, Path]:
     """``table2``/``table3`` (markdown and CSV), ``metrics.csv`` (every clip) from per-clip rows.
+
+    Every table has a column for every metric; a metric that was not computed shows ``–`` (markdown) or an
+    empty cell (CSV), and ``skipped.md`` says why.
 
     Args:
         out: Output folder.
-        rows: One dict per clip and mode (``mode``, ``clip`` and the metric values).
+        rows: One dict per clip and mode: ``mode``, ``clip``, the metrics, ``source_size``, ``sample_size``.
+        note: Lines under each markdown table (how the samples were compared, how sync was computed).
         sync_label: The sync protocol (:func:`eval.metrics.sync_official.protocol_label`), a CSV column.
-        sync_note: The sentence under each markdown table saying how the sync metrics were computed.
     """
+    from eval.metrics import METRIC_NAMES
+
     written = {}
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["mode", "clip", *METRIC_NAMES])
+    writer = csv.DictWriter(buf, fieldnames=["mode", "clip", "source_size", "sample_size", *METRIC_NAMES])
     writer.writeheader()
     for r in rows:
         writer.writerow({k: r.get(k) for k in writer.fieldnames})
     atomic_write_text(out / "metrics.csv", buf.getvalue())
     written["metrics"] = out / "metrics.csv"
+    cols = list(METRIC_NAMES)
     for table, modes in TABLES.items():
         present = [m for m in modes if any(r["mode"] == m for r in rows)]
         if not present:
             continue
-        means = {m: {k: _mean([r[k] for r in rows if r["mode"] == m]) for k in METRIC_NAMES} for m in present}
-        cols = [k for k in METRIC_NAMES if any(means[m][k] is not None for m in present)]
+        means = {m: {k: _mean([r.get(k) for r in rows if r["mode"] == m]) for k in cols} for m in present}
         md = [f"| setting | clips | {' | '.join(cols)} |", "| --- | --- |" + " --- |" * len(cols)]
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -237,34 +289,67 @@ def write_tables(out: Path, rows: list[dict], sync_label: str, sync_note: str) -
             vals = [means[m][k] for k in cols]
             md.append(f"| {MODES[m][1]} | {n} | " + " | ".join("–" if v is None else f"{v:.4g}" for v in vals) + " |")
             w.writerow([m, n, *["" if v is None else v for v in vals], sync_label])
-        atomic_write_text(out / f"{table}.md", "\n".join(md) + f"\n\n{sync_note}\n")
+        if note:
+            md += ["", note, "– : not computed (see skipped.md)."]
+        atomic_write_text(out / f"{table}.md", "\n".join(md) + "\n")
         atomic_write_text(out / f"{table}.csv", buf.getvalue())
         written[table] = out / f"{table}.md"
     return written
 
 
+def _size_text(hw: tuple[int, int]) -> str:
+    return f"{hw[1]}x{hw[0]}"
+
+
 def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str, Path]:
-    """Sample and score every clip in every mode; returns where the tables are."""
+    """Sample and score every clip in every mode; returns where the tables are.
+
+    Every input is checked before a model is built or a file written: the options, the checkpoint and its
+    config, and the clips (shards found, readable, in the schema the checkpoint was trained on).
+
+    Raises:
+        ConfigError: A bad option.
+        FileNotFoundError: No checkpoint, or no shard matches ``shards``.
+        ShardSampleError: A shard is unreadable or a sample breaks the schema.
+        ValueError: The checkpoint is not a talkdit checkpoint.
+    """
     validate(cfg)
+    from trainer.data.shard_paths import expand_shards
+
+    expand_shards(cfg.shards, key="shards")  # a pattern that matches nothing fails before torch loads
+    from eval.metrics import MetricWeights, compute_metrics
+    from eval.sampler.sampler import EulerSampler
+    from eval.sampler.video_out import write_sample
+
     weights = weights or MetricWeights.from_env()
-    module = load_module(cfg.checkpoint, cfg.device)
-    sampler = EulerSampler(module.dit, cfg.sampler, module.cfg.objective.timestep_loc)
-    clips = read_clips(cfg.shards, module, cfg.max_clips)
+    loaded = read_checkpoint(cfg.checkpoint)
+    train_cfg = loaded[1]
+    clips = read_clips(cfg.shards, train_cfg, cfg.max_clips)
     if not clips:
-        raise FileNotFoundError(f"shards={cfg.shards}: no clip found")
+        raise FileNotFoundError(f"shards={cfg.shards}: the shards hold no clip")
+    lo, hi = train_cfg.data.min_megapixels, train_cfg.data.max_megapixels
+    sizes = [
+        tuple(cfg.size) if cfg.size is not None else sample_size(*clip.frames.shape[1:3], lo, hi)
+        for clip, _, _ in clips
+    ]
+    module = load_module(cfg.checkpoint, cfg.device, loaded)
+    sampler = EulerSampler(module.dit, cfg.sampler, module.cfg.objective.timestep_loc)
     out = Path(cfg.output_dir)
     num_refs = module.cfg.objective.num_reference_frames
     rows, skipped = [], {}
-    for i, (clip, audio, sr) in enumerate(clips):
+    for i, ((clip, audio, sr), size) in enumerate(zip(clips, sizes, strict=True)):
+        source = clip.frames.shape[1:3]
+        sampled_clip = resize_clip(clip, size)
         for mode in cfg.modes:
             whisper, drive = None, audio
             if mode == "v2v_novel":
                 other_clip, other_audio, _ = clips[(i + 1) % len(clips)]
                 whisper, drive = other_clip.whisper, other_audio
-            batch = clip_batch(clip, num_refs, whisper)
-            frames = sample_clip(
+            batch = clip_batch(sampled_clip, num_refs, whisper)
+            sampled = sample_clip(
                 module, sampler, batch, MODES[mode][0], cfg.v2v_mask, cfg.identity_refs, cfg.sampler.seed + i
             )
+            frames = resize_frames(sampled, source)
             sample = out / "samples" / mode / f"{clip.key}.mp4"
             write_sample(sample, frames, clip.fps, drive, sr)
             values = compute_metrics(
@@ -279,12 +364,29 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
                 sync_protocol=cfg.sync_protocol,
                 video_path=sample,
             )
-            rows.append({"mode": mode, "clip": clip.key, **values})
+            rows.append(
+                {
+                    "mode": mode,
+                    "clip": clip.key,
+                    "source_size": _size_text(source),
+                    "sample_size": _size_text(size),
+                    **values,
+                }
+            )
             for name, why in values.skipped.items():
                 skipped.setdefault(name, why)
             log.info("%s %s: %s", mode, clip.key, {k: v for k, v in values.items() if v is not None})
-    label, note = protocol_label(cfg.sync_protocol, weights.s3fd), protocol_note(cfg.sync_protocol, weights.s3fd)
-    written = write_tables(out, rows, label, note)
+    resized = sorted({(r["sample_size"], r["source_size"]) for r in rows if r["sample_size"] != r["source_size"]})
+    note = (
+        "Samples generated at " + ", ".join(f"{a} (source {b})" for a, b in resized) + " were resized back to the "
+        "source size; every metric compares at the source size."
+        if resized
+        else "Samples generated at the source size."
+    )
+    from eval.metrics.sync_official import protocol_label, protocol_note
+
+    note += "\n" + protocol_note(cfg.sync_protocol, weights.s3fd)
+    written = write_tables(out, rows, note, protocol_label(cfg.sync_protocol, weights.s3fd))
     lines = [f"- `{k}`: {v}" for k, v in sorted(skipped.items())]
     atomic_write_text(out / "skipped.md", "# Metrics not computed\n\n" + ("\n".join(lines) or "none") + "\n")
     written["skipped"] = out / "skipped.md"
@@ -292,22 +394,22 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: bad options exit with status 2."""
+def _evaluate(overrides: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg: EvalConfig = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(EvalConfig), OmegaConf.from_dotlist(args))
-        )
-        validate(cfg)
-    except (OmegaConfBaseException, ValueError, FileNotFoundError) as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+    register()
+    cfg: EvalConfig = load_config("eval", overrides)
+    validate(cfg)  # before torch and the media stack load
     written = run_eval(cfg)
     for name, path in written.items():
         print(f"{name:10s} {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: bad options, checkpoints or shards exit with status 2 and one line."""
+    from trainer.data.schema import ShardSampleError
+
+    return run_command(COMMAND, argv, _evaluate, errors=(ShardSampleError, ValueError))
 
 
 if __name__ == "__main__":

@@ -42,16 +42,16 @@ class ClusterConfig:
     (``gpus_per_node > 0``, NCCL), ``tasks_per_node`` CPU processes otherwise (gloo).
     """
 
-    name: str = MISSING
-    nodes: int = 1
+    name: str = MISSING  # the cluster config's name (the option of the cluster group)
+    nodes: int = 1  # nodes of a training job
     gpus_per_node: int = 0  # 0 = a CPU cluster
     tasks_per_node: int | None = None  # ranks per node; None = gpus_per_node (GPU) or 1 (CPU)
     cpus_per_task: int = 1  # cores per rank (data loader workers, OMP threads)
     mem: str | None = None  # per node (SLURM --mem), e.g. "0" (all), "480G"; None = the partition's default
     time: str = "24:00:00"  # wall-clock limit of one job attempt (a requeued job starts a new attempt)
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
+    partition: str | None = None  # SLURM partition (--partition)
+    account: str | None = None  # SLURM account (--account)
+    qos: str | None = None  # SLURM quality of service (--qos)
     constraint: str | None = None  # node features, e.g. "h100"
     exclusive: bool = False  # whole nodes (no other job shares them)
     job_name: str = "talkdit"  # prefix; the job is named <job_name>-<experiment> or <job_name>-data-prep

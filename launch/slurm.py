@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from launch.cluster import ClusterConfig, LaunchConfig, validate_launch
 from launch.run_dir import REQUEUE_REQUEST
 from trainer.atomic import atomic_write_text
-from trainer.config.compose import compose_config, register_schema
+from trainer.config.cli import Command, one_line, run_command
+from trainer.config.compose import compose_config, load_config, register_schema
 from trainer.config.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,15 +62,6 @@ _MANAGED_PREP_KEYS = {
     "execution.unit_index": "each array task runs the unit $SLURM_ARRAY_TASK_ID",
     "execution.workers": "one unit per array task runs in one process",
 }
-
-USAGE = """usage: python -m launch.slurm job=train experiment=<name> cluster=<name> [dry_run=true] [cluster.<field>=...]
-                               [trainer overrides ...]
-       python -m launch.slurm job=data_prep cluster=<name> input_dir=<dir> output_dir=<dir> [dry_run=true]
-                               [data_prep overrides ...]
-
-Clusters: conf/cluster/ (local, generic_8xh100); fields: launch/cluster.py. Everything that is not a
-launch key (job, dry_run, cluster, cluster.*) goes to the job: python -m trainer.train / data_prep.run.
-"""
 
 _registered = False
 
@@ -112,18 +103,50 @@ def load_launch_config(overrides: list[str]) -> LaunchConfig:
         ConfigError: Naming the key that is unknown, mistyped, missing or breaks a rule.
     """
     _register()
-    cfg = compose_config("launch", overrides)
-    try:
-        obj = OmegaConf.to_object(cfg)
-    except MissingMandatoryValue as err:
-        key = getattr(err, "full_key", None) or "<launch>"
-        raise ConfigError(str(key), "???", "is required (job=train or job=data_prep)") from err
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "<launch>"
-        raise ConfigError(str(key), None, " ".join(str(err).split())) from err
+    obj = load_config("launch", overrides)
     assert isinstance(obj, LaunchConfig)
     validate_launch(obj)
     return obj
+
+
+def _job_config_yaml(args: list[str]) -> str:
+    """``--cfg job``: the launch config, then the resolved config of the job it would run."""
+    ours, forwarded = split_args(args)
+    cfg = load_launch_config(ours)
+    launch = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    if cfg.job == "train":
+        job = compose_config("train", [*cfg.cluster.train_overrides, *forwarded])
+    else:
+        from data_prep.config import register
+
+        register()
+        job = compose_config("data_prep", forwarded)
+    resolved = OmegaConf.to_yaml(OmegaConf.to_container(job, resolve=True, throw_on_missing=False))
+    module = "trainer.train" if cfg.job == "train" else "data_prep.run"
+    return f"# launch (conf/launch.yaml)\n{launch}---\n# the job: python -m {module}\n{resolved}"
+
+
+COMMAND = Command(
+    module="launch.slurm",
+    config_name="launch",
+    synopsis="job=train|data_prep cluster=<name> [dry_run=true] [cluster.<field>=...] [job overrides ...]",
+    summary="""Render and submit SLURM jobs: multi-node training runs (one rank per GPU through srun, requeued on
+preemption and resumed from the run directory named after the job id) and data-prep arrays (one task per work
+unit; the task finishing the last unit merges the ledger). The job's overrides are checked with the job's own
+rules before anything is rendered.""",
+    examples=(
+        "python -m launch.slurm job=train experiment=edityourself_stage1 cluster=generic_8xh100 cluster.nodes=4",
+        "python -m launch.slurm job=data_prep cluster=generic_8xh100 input_dir=/data/raw output_dir=/data/prep",
+        "python -m launch.slurm job=train experiment=demo cluster=local dry_run=true 'data.shards=...'",
+    ),
+    notes="""Every argument that is not a launch key (job, dry_run, cluster, cluster.*) goes to the job: see
+python -m trainer.train --help and python -m data_prep.run --help for those keys. Keys the launcher sets itself
+are refused: run_dir, resume, strategy.devices, strategy.num_nodes, strategy.accelerator (train);
+execution.unit_index, execution.workers (data_prep).""",
+    register=_register,
+    own_overrides=lambda args: split_args(args)[0],
+    config_yaml=_job_config_yaml,
+)
 
 
 def _refuse_managed(forwarded: list[str], managed: dict[str, str]) -> None:
@@ -483,23 +506,21 @@ def _main_data_prep(cfg: LaunchConfig, forwarded: list[str]) -> int:
     return 0
 
 
+def _launch(args: list[str]) -> int:
+    ours, forwarded = split_args(args)
+    cfg = load_launch_config(ours)
+    if cfg.job == "train":
+        return _main_train(cfg, forwarded, args)
+    return _main_data_prep(cfg, forwarded)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; a bad override exits with status 2, a refused submission with 1."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in args):
-        print(USAGE)
-        return 0
-    ours, forwarded = split_args(args)
     try:
-        cfg = load_launch_config(ours)
-        if cfg.job == "train":
-            return _main_train(cfg, forwarded, args)
-        return _main_data_prep(cfg, forwarded)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
+        return run_command(COMMAND, args, _launch)
+    except RuntimeError as err:  # sbatch missing or refusing: the input was fine, the cluster said no
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 1
 
 

@@ -18,14 +18,17 @@ Steps, each reused when a previous run finished it (so the demo fits the base on
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
+
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_config, register_schema
 
 log = logging.getLogger("talkdit.tiny_base")
 
@@ -50,8 +53,8 @@ class TinyBaseConfig:
 
     shards: str = MISSING
     out_dir: str = MISSING
-    vae_image_steps: int = 1000
-    vae_clip_steps: int = 1500
+    vae_image_steps: int = 800
+    vae_clip_steps: int = 2400
     base_steps: int = 1500
     base_overrides: list[str] = field(default_factory=list)
     seed: int = 0
@@ -85,9 +88,7 @@ def write_text_encoder(parts: Path) -> None:
     if (parts / "text_encoder").is_dir() and (parts / "tokenizer").is_dir():
         return
     cfg = load_train_config(["experiment=tiny_base", "data.shards=unused", f"model.transformer.path={parts}"])
-    random_cfg = OmegaConf.to_object(
-        OmegaConf.merge(OmegaConf.structured(cfg.model.text_encoder), {"source": "random"})
-    )
+    random_cfg = dataclasses.replace(cfg.model.text_encoder, source="random")
     encoder = TextEncoder(random_cfg)
     with (
         atomic_dir(parts / "text_encoder", overwrite=True) as enc,
@@ -133,26 +134,34 @@ def build_tiny_base(cfg: TinyBaseConfig, progress: bool = True) -> Path:
     return base
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point (``key=value`` arguments); bad input exits with status 2 and one line."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
-    from trainer.config.errors import ConfigError
-    from trainer.data.schema import ShardSampleError
+def register() -> None:
+    """Register :class:`TinyBaseConfig` as the config ``tiny_base`` (composed like every entry point's)."""
+    register_schema("tiny_base", TinyBaseConfig)
 
-    try:
-        cfg: TinyBaseConfig = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(TinyBaseConfig), OmegaConf.from_dotlist(args))
-        )
-        base = build_tiny_base(cfg)
-    except OmegaConfBaseException as err:
-        print(f"error: tiny_base arguments {args}: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    except (ConfigError, ShardSampleError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+
+COMMAND = Command(
+    module="launch.tiny_base",
+    config_name="tiny_base",
+    synopsis="shards=<training shards> out_dir=<folder> [vae_image_steps=800] [base_steps=1500] ...",
+    summary="""Fit talkdit's pretrained tiny base on a corpus: an LTX-architecture VAE (trainer.vae_fit), the VAE's
+latents added to the shards (data_prep.latents), a tiny T5, and every DiT weight trained by the base stage;
+written as a diffusers folder in the LTX-Video layout (out_dir/base_model). Finished parts are reused.""",
+    examples=("python -m launch.tiny_base shards='demo_out/data/corpora/<corpus>/prep/shards/*.tar' out_dir=tiny",),
+    register=register,
+)
+
+
+def _run(overrides: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    register()
+    base = build_tiny_base(load_config("tiny_base", overrides))
     print(f"base_model: {base}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``key=value`` arguments); bad input exits with status 2 and one line."""
+    return run_command(COMMAND, argv, _run, errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -24,23 +24,19 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from diffusers.loaders import LTXVideoLoraLoaderMixin
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-from peft import LoraConfig
-from safetensors.torch import save_file
+from omegaconf import MISSING
 
 from trainer.atomic import atomic_dir
-from trainer.checkpoints import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    adapter_state,
-    read_training_checkpoint,
-    transformer_state,
-)
-from trainer.model.base_folder import write_base_folder
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_config, register_schema
+
+# torch, peft and diffusers load inside the functions that use them, so that `--help`, `--cfg job` and bad
+# options answer without them.
+if TYPE_CHECKING:
+    import torch
+    from peft import LoraConfig
 
 LORA_DIR = "lora"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -52,9 +48,29 @@ _ADAPTER_NAME_INFIX = ".default."
 class ExportConfig:
     """Command-line options of ``python -m trainer.export``."""
 
-    checkpoint: str = MISSING  # a talkdit training checkpoint (.ckpt)
-    output_dir: str = MISSING  # folder to create
+    checkpoint: str = MISSING  # a talkdit training checkpoint (.ckpt file, or a DeepSpeed checkpoint folder)
+    output_dir: str = MISSING  # folder to create (written as a temporary folder, then renamed)
     overwrite: bool = False  # replace an existing output_dir
+
+
+def register() -> None:
+    """Register :class:`ExportConfig` as the config ``export`` (composed like every entry point's)."""
+    register_schema("export", ExportConfig)
+
+
+COMMAND = Command(
+    module="trainer.export",
+    config_name="export",
+    synopsis="checkpoint=<ckpt> output_dir=<dir> [overwrite=true]",
+    summary="""Export a training checkpoint into the files inference code loads: the audio adapter
+(audio_adapter.safetensors + .json) and, for stage 2, the LoRA in peft format (lora/) and in diffusers format
+(pytorch_lora_weights.safetensors); a base-stage checkpoint (every DiT weight trained) as a diffusers folder in
+the LTX-Video layout. The output is complete or absent.""",
+    examples=(
+        "python -m trainer.export checkpoint=runs/edityourself_stage1/<run>/checkpoints/last.ckpt output_dir=exports/1",
+    ),
+    register=register,
+)
 
 
 def lora_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -68,6 +84,8 @@ def lora_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def peft_config_from_meta(lora_meta: dict) -> LoraConfig:
     """Peft ``LoraConfig`` of the trained LoRA."""
+    from peft import LoraConfig
+
     return LoraConfig(
         r=int(lora_meta["rank"]),
         lora_alpha=float(lora_meta["alpha"]),
@@ -95,6 +113,9 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, overwrite:
         FileExistsError: ``output_dir`` exists and ``overwrite`` is false.
         ValueError: The checkpoint is not a talkdit checkpoint or holds nothing to export.
     """
+    from trainer.checkpoints import adapter_state, read_training_checkpoint, transformer_state
+    from trainer.model.base_folder import write_base_folder
+
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"output_dir {output_dir} exists; pass overwrite=true to replace it")
@@ -122,6 +143,10 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, overwrite:
 
 
 def _write_adapter(tmp: Path, adapter: dict, meta: dict, checkpoint: str | Path, ckpt: dict) -> dict[str, Path]:
+    from safetensors.torch import save_file
+
+    from trainer.checkpoints import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
     files = {"audio_adapter": tmp / ADAPTER_WEIGHTS, "audio_adapter_config": tmp / ADAPTER_CONFIG}
     save_file(
         {k: v.contiguous() for k, v in adapter.items()},
@@ -170,6 +195,9 @@ def training_settings(config: dict) -> dict:
 
 
 def _write_lora(tmp: Path, lora: dict[str, torch.Tensor], lora_meta: dict) -> dict[str, Path]:
+    from diffusers.loaders import LTXVideoLoraLoaderMixin
+    from safetensors.torch import save_file
+
     peft_cfg = peft_config_from_meta(lora_meta)
     lora_dir = tmp / LORA_DIR
     peft_cfg.save_pretrained(str(lora_dir))
@@ -190,23 +218,18 @@ def _write_lora(tmp: Path, lora: dict[str, torch.Tensor], lora_meta: dict) -> di
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point (``key=value`` arguments)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    schema = OmegaConf.structured(ExportConfig)
-    try:
-        cfg = OmegaConf.merge(schema, OmegaConf.from_dotlist(args))
-        opts: ExportConfig = OmegaConf.to_object(cfg)
-        files = export_checkpoint(opts.checkpoint, opts.output_dir, opts.overwrite)
-    except OmegaConfBaseException as err:  # unknown key, missing checkpoint=/output_dir=
-        print(f"error: export arguments {args}: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _export(overrides: list[str]) -> int:
+    register()
+    opts: ExportConfig = load_config("export", overrides)
+    files = export_checkpoint(opts.checkpoint, opts.output_dir, opts.overwrite)
     for name, path in files.items():
         print(f"{name}: {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``key=value`` arguments); bad arguments or checkpoints exit with status 2."""
+    return run_command(COMMAND, argv, _export, errors=(ValueError,))
 
 
 if __name__ == "__main__":

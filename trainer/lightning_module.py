@@ -16,6 +16,7 @@ from trainer.atomic import atomic_write_text
 from trainer.checkpoints import MODULE_PREFIX, check_adapter_config, read_adapter_source
 from trainer.config.compose import config_fingerprint, to_container
 from trainer.config.schema import TrainConfig
+from trainer.data.schema import DataError
 from trainer.model.audio_adapter import adapter_parameter_names, load_audio_adapter_state_dict
 from trainer.model.dit import AudioInputs, TalkingHeadDiT
 from trainer.model.dit_inputs import assemble_dit_inputs, batch_audio_windows, identity_references
@@ -100,6 +101,7 @@ class TalkingHeadModule(L.LightningModule):
         self.strict_loading = False
         self.logger_run_id: str | None = None
         self._window_start: float | None = None
+        self._edge_row: dict[str, float] = {}  # metrics of a first/last step that Lightning does not log
         self._window_steps = 0
         self._window_samples = 0
         # Groups each local dataloader worker delivered that training consumed: the data position.
@@ -418,18 +420,52 @@ class TalkingHeadModule(L.LightningModule):
                     metrics[f"loss_{name}_{state}"] = per_sample[sel].mean()
         return loss, metrics
 
-    def _logging_step(self) -> bool:
+    def _lightning_logs(self) -> bool:
         # Lightning forwards on-step metrics to the logger only every log_every_n_steps; building them on
         # the other steps would cost ~0.7 ms per self.log call for nothing.
-        if self._trainer is None:
+        return self._trainer is not None and self.trainer._logger_connector.should_update_logs
+
+    def _edge_step(self) -> bool:
+        """The first or the last optimizer step when Lightning's every-n rule does not log it.
+
+        A run must log its first step (a 3-step run would otherwise leave no metrics at all) and its last.
+        """
+        if self._trainer is None or self._lightning_logs():
             return False
-        return self.trainer._logger_connector.should_update_logs
+        loop = self.trainer.fit_loop.epoch_loop
+        if loop._should_accumulate():
+            return False
+        step = loop._batches_that_stepped  # optimizer steps before this one: the step a row is logged at
+        return step == 0 or step + 1 >= self.trainer.max_steps
+
+    def _logging_step(self) -> bool:
+        return self._lightning_logs() or self._edge_step()
+
+    def _log_step_metrics(self, values: dict, batch_size: int) -> None:
+        """Log on-step metrics: through Lightning on its logging steps, straight to the loggers on edge steps.
+
+        Values logged through Lightning stay in its result collection and would be sent again at its next
+        logging step, so edge steps bypass it and write their row at the end of the batch.
+        """
+        if self._lightning_logs():
+            self.log_dict(values, on_step=True, on_epoch=False, batch_size=batch_size)
+        else:
+            self._edge_row.update({k: float(v) for k, v in values.items()})
+
+    def _write_edge_row(self) -> None:
+        if not self._edge_row:
+            return
+        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
+        row = {**self._edge_row, "epoch": float(self.current_epoch)}
+        for logger in self.loggers:
+            logger.log_metrics(row, step=step)
+        self._edge_row = {}
 
     def track_stream(self, batch: dict) -> None:
         """Record the data position the batch advances to, and stop when too many samples were bad.
 
         Raises:
-            RuntimeError: More than ``data.max_skipped_fraction`` of the samples seen were skipped.
+            DataError: More than ``data.max_skipped_fraction`` of the samples seen were skipped.
         """
         if "stream_worker" not in batch:
             return
@@ -445,13 +481,13 @@ class TalkingHeadModule(L.LightningModule):
         d = self.cfg.data
         if skipped and seen >= d.min_samples_before_skip_check and skipped / seen > d.max_skipped_fraction:
             first = next(c[2] for c in self._stream_counts.values() if c[2])
-            raise RuntimeError(
+            raise DataError(
                 f"{skipped} of {seen} samples were bad ({skipped / seen:.1%} > data.max_skipped_fraction="
                 f"{d.max_skipped_fraction}); the first: {first}"
             )
         if self._logging_step():
-            self.log("data/skipped_samples", float(skipped), on_step=True, on_epoch=False, batch_size=1)
-            self.log("data/skipped_fraction", skipped / max(seen, 1), on_step=True, on_epoch=False, batch_size=1)
+            values = {"data/skipped_samples": float(skipped), "data/skipped_fraction": skipped / max(seen, 1)}
+            self._log_step_metrics(values, batch_size=1)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss."""
@@ -459,17 +495,21 @@ class TalkingHeadModule(L.LightningModule):
         inputs = self.prepare_step(batch, self.step_generator())
         loss, metrics = self.compute_loss(inputs)
         bsz = inputs.tokens.shape[0]
-        self.log("train/loss", metrics.pop("loss"), prog_bar=True, on_step=True, on_epoch=False, batch_size=bsz)
+        self.log("train/loss", metrics["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=bsz)
+        metrics.pop("loss")
+        if self._edge_step():
+            self._log_step_metrics({"train/loss": loss.detach()}, batch_size=bsz)
         if self._logging_step():
             metrics["identity_refs"] = float(inputs.flags.identity)
-            self.log_dict({f"train/{k}": v for k, v in metrics.items()}, on_step=True, on_epoch=False, batch_size=bsz)
+            self._log_step_metrics({f"train/{k}": v for k, v in metrics.items()}, batch_size=bsz)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         """Step time and samples/s (whole world, averaged since the last log) on the progress bar."""
         now = time.perf_counter()
-        if self._window_start is None:
+        if self._window_start is None:  # the first step: speeds are measured from its end
             self._window_start, self._window_steps, self._window_samples = now, 0, 0
+            self._write_edge_row()
             return
         self._window_steps += 1
         self._window_samples += len(batch["keys"])
@@ -481,9 +521,13 @@ class TalkingHeadModule(L.LightningModule):
             "train/step_time": elapsed / self._window_steps,
             "train/samples_per_s": self._window_samples * world / elapsed,
         }
-        self.log_dict(speed, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        if self._lightning_logs():
+            self.log_dict(speed, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        else:
+            self._log_step_metrics(speed, batch_size=1)
         if self._grad_norm is not None:
-            self.log("train/grad_norm_adamw", self._grad_norm, on_step=True, on_epoch=False, batch_size=1)
+            self._log_step_metrics({"train/grad_norm_adamw": self._grad_norm}, batch_size=1)
+        self._write_edge_row()
         self._window_start, self._window_steps, self._window_samples = now, 0, 0
 
 

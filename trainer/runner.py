@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,9 +35,10 @@ from trainer.checkpoints import read_training_checkpoint
 from trainer.config.schema import TrainConfig
 from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, stream_settings
 from trainer.data.plan import decode_plan
-from trainer.data.schema import FeatureSpec, ShardSampleError
+from trainer.data.schema import UNREADABLE_SHARD_ERRORS, FeatureSpec, ShardSampleError
 from trainer.data.stream import readers_for
 from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
+from trainer.progress import LineProgress
 from trainer.strategies import build_strategy, write_deepspeed_config
 
 log = logging.getLogger("talkdit.train")
@@ -67,6 +69,16 @@ class FinalCheckpoint(Callback):
             save_last_checkpoint(trainer, self.path)
 
 
+class _NoTips(logging.Filter):
+    """Drops Lightning's "💡 Tip:" advertisements."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+_NO_TIPS = _NoTips()  # one instance: adding it again is then a no-op
+
+
 @dataclass
 class TrainResult:
     """Where a finished run put its outputs.
@@ -88,19 +100,32 @@ def feature_spec(cfg: TrainConfig) -> FeatureSpec:
 
 
 def preflight_shards(cfg: TrainConfig) -> None:
-    """Check the first sample of the first shard against the schema before anything is written.
+    """Check the first sample of the first readable shard against the schema before anything is written.
+
+    Shards that are not readable tar files are skipped with a warning, as the loader will skip them.
 
     Raises:
         FileNotFoundError: No shard matches ``data.shards``.
-        ShardSampleError: The sample breaks the schema (names shard, key and member).
+        ShardSampleError: The sample breaks the schema (names shard, key and member), or no shard is readable.
     """
-    first = expand_shards(cfg.data.shards)[0]
     settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
-    for raw in wds.tarfile_samples([{"url": first}]):
-        plan = settings.plan(raw, 0)
-        decode_plan(plan, settings.num_refs, settings.default_caption)
-        return
-    raise ShardSampleError(first, "-", "shard holds no sample")
+    urls = expand_shards(cfg.data.shards)
+    unreadable: list[ShardSampleError] = []
+    for url in urls:
+        try:
+            for raw in wds.tarfile_samples([{"url": url}]):
+                plan = settings.plan(raw, 0)
+                decode_plan(plan, settings.num_refs, settings.default_caption)
+                for err in unreadable:
+                    log.warning("data.shards: skipping %s", err)
+                return
+        except UNREADABLE_SHARD_ERRORS as err:
+            unreadable.append(ShardSampleError(url, None, f"not a readable tar file ({' '.join(str(err).split())})"))
+    if unreadable and len(unreadable) == len(urls):
+        if len(urls) == 1:
+            raise unreadable[0]
+        raise ShardSampleError(urls[0], None, f"not a readable tar file, nor are the other {len(urls) - 1} shards")
+    raise ShardSampleError(urls[0], None, "shard holds no sample")
 
 
 def data_layout(cfg: TrainConfig) -> dict:
@@ -136,8 +161,9 @@ def build_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None) -> Logger:
             id=run_id,
             resume="allow" if run_id else None,
         )
-    # A new version folder per launch: a resumed run must not overwrite the metrics logged before it.
-    return CSVLogger(save_dir=str(run_dir), name="logs")
+    # A new version folder per launch: a resumed run must not overwrite the metrics logged before it. Rows are
+    # written as they are logged (not every 100 steps), so metrics.csv exists from the first logged step.
+    return CSVLogger(save_dir=str(run_dir), name="logs", flush_logs_every_n_steps=1)
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
@@ -154,8 +180,13 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
         save_last=True,
     )
     callbacks = [checkpoint, FinalCheckpoint(run_dir / CHECKPOINT_DIR / "last.ckpt")]
-    if cfg.loop.progress_bar:
+    # A bar redraws itself with carriage returns: in a log file that is one ever-growing line, so without a
+    # terminal progress goes out as a line every loop.progress_every_n_steps steps / progress_every_s seconds.
+    bar = cfg.loop.progress_bar and sys.stdout.isatty()
+    if bar:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
+    elif cfg.loop.progress_bar:
+        callbacks.append(LineProgress(cfg.loop.progress_every_n_steps, cfg.loop.progress_every_s))
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         # Lightning's own requeue handler checkpoints inside the signal handler, which can interleave with a
@@ -178,7 +209,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
         callbacks=callbacks,
         logger=logger,
         default_root_dir=str(run_dir),
-        enable_progress_bar=cfg.loop.progress_bar,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         deterministic=cfg.loop.deterministic,
         plugins=plugins,
@@ -201,6 +232,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     warnings.filterwarnings("ignore", message=r"Since DeepSpeed handles gradient clipping internally")
     # Lightning nags whenever an `srun` binary exists; a run outside a SLURM job is not a mistake.
     warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
+    # Lightning 2.6's own pytree helper builds torch's deprecated LeafSpec at every fit: a note to Lightning's
+    # developers that a user cannot act on.
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+    # Lightning advertises its hosted logger at every fit; talkdit's loggers are csv and wandb.
+    from lightning_utilities.core import rank_zero
+
+    rank_zero.log.addFilter(_NO_TIPS)
     if cfg.resume == "auto":
         found = auto_resume_checkpoint(cfg)
         cfg = replace(cfg, resume=str(found) if found else None)

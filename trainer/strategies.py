@@ -103,6 +103,7 @@ class TalkditDeepSpeedStrategy(DeepSpeedStrategy):
 
         reset_seed()
         self.set_world_ranks()
+        _skip_shm_comm_build()
         self._init_deepspeed_distributed()
 
     def _setup_model_and_optimizer(self, model, optimizer, lr_scheduler=None):
@@ -265,3 +266,16 @@ def write_deepspeed_config(st: StrategyConfig, run_dir: Path) -> Path | None:
     path = run_dir / DEEPSPEED_CONFIG_FILE
     atomic_write_text(path, json.dumps(deepspeed_config(st), indent=2) + "\n")
     return path
+
+
+def _skip_shm_comm_build() -> None:
+    """Keep DeepSpeed from JIT-compiling its shared-memory comm op on CPU.
+
+    The op only speeds up DeepSpeed's inference all-reduce, which training never calls; gloo carries
+    every collective. Compiling it costs a fresh machine a C++ build on the first run, and a process
+    killed mid-build (a preempted job, a resume test) leaves torch's build lock behind, after which
+    every later CPU DeepSpeed run waits on that lock forever.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False

@@ -10,24 +10,28 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from trainer.config.compose import CONF_DIR, load_train_config
-from trainer.config.errors import ConfigError
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_train_config
 
 if TYPE_CHECKING:
     from trainer.runner import TrainResult
 
-USAGE = f"""usage: python -m trainer.train [key=value ...]
-
-Hydra overrides of {CONF_DIR}/train.yaml, e.g.
-  experiment=edityourself_stage1 data.shards=/data/shards/shard-*.tar
-  experiment=edityourself_stage2 stage.adapter_init=<stage-1 export dir>
-  experiment=demo data.shards=demo_out/data/prep_6v_128px_25f_seed0/shards/*.tar loop.max_steps=10
-
-Groups: model (tiny, ltxv_2b, ltxv_13b), audio (tiny, whisper_small), stage (stage1_audio, stage2_lora),
-optim (muon_adamw, adamw), data (shards), strategy (ddp_cpu), logger (csv, wandb), experiment.
-Resume with resume=<run_dir>/checkpoints/last.ckpt. Brace patterns need quoting:
-  'data.shards="/data/shard-{{000000..000099}}.tar"'
-"""
+COMMAND = Command(
+    module="trainer.train",
+    config_name="train",
+    summary="""Train one stage of the recipe (stage 1: the audio adapter; stage 2: LoRA + adapter) on WebDataset
+shards. The config is conf/train.yaml with its groups; an experiment is a thin override file. The config is
+checked, then the first shard sample and the weight files, and only then is the run directory created.""",
+    examples=(
+        "python -m trainer.train experiment=edityourself_stage1 'data.shards=/data/shards/shard-*.tar'",
+        "python -m trainer.train experiment=edityourself_stage2 stage.adapter_init=exports/stage1 'data.shards=...'",
+        "python -m trainer.train experiment=demo 'data.shards=demo_out/data/<prep>/shards/*.tar' loop.max_steps=10",
+        "python -m trainer.train experiment=edityourself_stage1 ... resume=<run_dir>/checkpoints/last.ckpt",
+    ),
+    notes="""Brace patterns must be quoted for Hydra: 'data.shards="/data/shard-{000000..000099}.tar"'.
+Environment: TALKDIT_LTX_PATH (the LTX-Video diffusers folder of model=ltxv_13b / ltxv_2b), TALKDIT_SHARDS (the
+default of data.shards), TALKDIT_STAGE1_ADAPTER (the default of stage.adapter_init in edityourself_stage2).""",
+)
 
 
 def run(overrides: list[str]) -> TrainResult:
@@ -38,25 +42,21 @@ def run(overrides: list[str]) -> TrainResult:
     return train(cfg)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point; a bad config, shard or checkpoint exits with status 2 and a one-line reason."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in args):
-        print(USAGE)
-        return 0
+def _train(overrides: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     # Lightning has its own console handler; letting records reach the root logger would print them twice.
     logging.getLogger("lightning.pytorch").propagate = False
-    from trainer.data.schema import ShardSampleError
-
-    try:
-        result = run(args)
-    except (ConfigError, ShardSampleError, FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = run(overrides)
     print(f"run directory: {result.run_dir}")
     print(f"last checkpoint: {result.last_checkpoint}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; a bad config, shard or checkpoint exits with status 2 and a one-line reason."""
+    from trainer.data.schema import ShardSampleError
+
+    return run_command(COMMAND, argv, _train, errors=(ShardSampleError, ValueError))
 
 
 if __name__ == "__main__":

@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 from trainer.atomic import atomic_dir, atomic_path
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_config, register_schema
 from trainer.config.validate import validate_frames
 from trainer.data.decode import decode_video, read_npy
 from trainer.data.schema import ShardSampleError
@@ -92,14 +93,16 @@ class VAEFitConfig:
         crop_batch: Crops per phase-2 crop step.
         crop_frames: Frames per crop, 8k+1.
         crop_every: One whole-frame step in this many phase-2 steps (1: never crops).
-        lr: AdamW learning rate (constant after a short warm-up).
+        lr: AdamW learning rate after a linear warm-up; it then follows a cosine down to ``lr · lr_final``.
+        lr_final: Learning rate at the last step, as a fraction of ``lr``.
         warmup_steps: Linear warm-up steps.
         kl_weight: Weight of the KL term (per latent element) against the per-pixel reconstruction loss.
         motion_weight: Weight of the within-latent-frame motion term (:func:`fit_step`).
         mouth_weight: Reconstruction weight inside the lower-face boxes (1 = uniform).
         initial_logvar: Initial posterior log-variance (the bias of the encoder's log-variance channel).
         max_clips: Clips read from the shards (held in memory; the first ones in shard order).
-        holdout_clips: Clips of those kept out of the fit to report the reconstruction PSNR on.
+        holdout_videos: Source videos (people) whose clips are kept out of the fit, to report the
+            reconstruction PSNR on people the VAE never saw.
         checkpoint_every: Steps between saves of the resumable state.
         seed: Seed of the initialisation and of the batch draws.
         overwrite: Refit even when ``output_dir`` holds a finished VAE.
@@ -120,13 +123,14 @@ class VAEFitConfig:
     # LTX's VAE normalises every feature vector (RMSNorm without affine): the weights before a norm are scale
     # free, so Adam's per-weight steps turn into large rotations; small steps learn far faster here.
     lr: float = 1e-4
+    lr_final: float = 0.1
     warmup_steps: int = 20
     kl_weight: float = 1e-6
     motion_weight: float = 10.0
     mouth_weight: float = 5.0
     initial_logvar: float = -6.0
     max_clips: int = 512
-    holdout_clips: int = 2
+    holdout_videos: int = 1
     checkpoint_every: int = 100
     seed: int = 0
     overwrite: bool = False
@@ -141,7 +145,7 @@ def validate(cfg: VAEFitConfig) -> None:
     for key in ("image_batch", "clip_batch", "crop_batch", "crop_every", "max_clips", "checkpoint_every"):
         if getattr(cfg, key) < 1:
             raise ValueError(f"{key}={getattr(cfg, key)}: expected >= 1")
-    for key in ("image_steps", "clip_steps", "holdout_clips", "warmup_steps"):
+    for key in ("image_steps", "clip_steps", "holdout_videos", "warmup_steps"):
         if getattr(cfg, key) < 0:
             raise ValueError(f"{key}={getattr(cfg, key)}: expected >= 0")
     if cfg.image_steps + cfg.clip_steps < 1:
@@ -150,15 +154,13 @@ def validate(cfg: VAEFitConfig) -> None:
     validate_frames("crop_frames", cfg.crop_frames)
     if cfg.crop < 0 or cfg.crop % 32:
         raise ValueError(f"crop={cfg.crop}: expected 0 or a positive multiple of 32")
-    if not cfg.lr > 0:
-        raise ValueError(f"lr={cfg.lr}: expected > 0")
+    if not cfg.lr > 0 or not 0 < cfg.lr_final <= 1:
+        raise ValueError(f"lr={cfg.lr}, lr_final={cfg.lr_final}: expected lr > 0 and lr_final in (0, 1]")
     if cfg.kl_weight < 0 or cfg.motion_weight < 0 or cfg.mouth_weight < 1:
         raise ValueError(
             f"kl_weight={cfg.kl_weight}, motion_weight={cfg.motion_weight}, mouth_weight={cfg.mouth_weight}: "
             "expected >= 0, >= 0 and >= 1"
         )
-    if cfg.holdout_clips >= cfg.max_clips:
-        raise ValueError(f"holdout_clips={cfg.holdout_clips} must be < max_clips={cfg.max_clips}")
 
 
 @dataclass
@@ -168,10 +170,12 @@ class FitClip:
     Attributes:
         frames: ``[F, H, W, 3]`` uint8.
         lower_face_boxes: ``[F, 4]`` float32 pixels (NaN rows: no face).
+        source: The source video the clip was cut from (its record's ``source``).
     """
 
     frames: np.ndarray
     lower_face_boxes: np.ndarray
+    source: str = ""
 
 
 def read_fit_clips(shards: str, limit: int) -> list[FitClip]:
@@ -195,7 +199,8 @@ def read_fit_clips(shards: str, limit: int) -> list[FitClip]:
             boxes = read_npy(raw["lower_face_boxes.npy"], url, key, "lower_face_boxes.npy").astype(np.float32)
             if boxes.shape != (frames.shape[0], 4):
                 raise ShardSampleError(url, key, f"lower_face_boxes.npy has shape {boxes.shape}, video {frames.shape}")
-            clips.append(FitClip(frames, boxes))
+            source = json.loads(raw["json"]).get("source", url) if "json" in raw else url
+            clips.append(FitClip(frames, boxes, str(source)))
             if len(clips) == limit:
                 return clips
     return clips
@@ -291,6 +296,13 @@ def build_vae(arch: dict[str, Any], initial_logvar: float, seed: int):
     return vae
 
 
+def learning_rate(cfg: VAEFitConfig, step: int, total: int) -> float:
+    """Linear warm-up, then a cosine from ``lr`` down to ``lr · lr_final`` at the last step."""
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    progress = min(1.0, max(0.0, (step - cfg.warmup_steps) / max(total - cfg.warmup_steps - 1, 1)))
+    return cfg.lr * warm * (cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def kl_per_element(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL divergence of ``N(mean, exp(logvar))`` from ``N(0, 1)``, averaged over every latent element."""
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
@@ -380,8 +392,14 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
         log.info("VAE already fitted: %s", output_dir)
         return output_dir
     clips = read_fit_clips(cfg.shards, cfg.max_clips)
-    if len(clips) <= cfg.holdout_clips:
-        raise ValueError(f"shards={cfg.shards}: {len(clips)} clips, need more than holdout_clips={cfg.holdout_clips}")
+    held_sources = list(dict.fromkeys(c.source for c in clips))[: cfg.holdout_videos]
+    holdout = [c for c in clips if c.source in held_sources]
+    train = [c for c in clips if c.source not in held_sources]
+    if not train:
+        raise ValueError(
+            f"shards={cfg.shards}: clips of {len(set(c.source for c in clips))} source videos, all held out "
+            f"(holdout_videos={cfg.holdout_videos}); add videos or lower holdout_videos"
+        )
     sizes = {c.frames.shape[1:3] for c in clips}
     height, width = next(iter(sizes))
     if len(sizes) > 1 or height % 32 or width % 32:
@@ -392,7 +410,6 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
             raise ValueError(f"{key}={getattr(cfg, key)} but the shortest clip has {short} frames")
     if cfg.crop > min(height, width):
         raise ValueError(f"crop={cfg.crop} is larger than the clips ({height}x{width})")
-    holdout, train = clips[: cfg.holdout_clips], clips[cfg.holdout_clips :]
 
     torch.manual_seed(cfg.seed)
     vae = build_vae(cfg.arch, cfg.initial_logvar, cfg.seed)
@@ -425,7 +442,7 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
         else:
             phase, (video, weight) = "clips", sampler.batch(cfg.clip_batch, cfg.clip_frames)
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+            group["lr"] = learning_rate(cfg, step, total)
         out = fit_step(vae, video, weight, cfg.kl_weight, cfg.motion_weight, gen)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -446,7 +463,12 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
     report = {
         "config": asdict(cfg),
         "steps": step,
-        "clips": {"train": len(train), "holdout": len(holdout), "size": [height, width]},
+        "clips": {
+            "train": len(train),
+            "holdout": len(holdout),
+            "holdout_videos": held_sources,
+            "size": [height, width],
+        },
         "final_rec_mse": float(np.mean([h[1] for h in history[-20:]])) if history else None,
         "holdout_psnr_db": psnr,
         "parameters": sum(p.numel() for p in vae.parameters()),
@@ -514,23 +536,34 @@ class _Progress:
             self.bar.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point (``key=value`` arguments); bad input exits with status 2 and one line."""
+def register() -> None:
+    """Register :class:`VAEFitConfig` as the config ``vae_fit`` (composed like every entry point's)."""
+    register_schema("vae_fit", VAEFitConfig)
+
+
+COMMAND = Command(
+    module="trainer.vae_fit",
+    config_name="vae_fit",
+    synopsis="shards=<shards> output_dir=<folder> [image_steps=…] [clip_steps=…] [arch.…=…] ...",
+    summary="""Fit an LTX-architecture VAE (diffusers AutoencoderKLLTXVideo) to a corpus's shards: reconstruction
+(weighted inside the lower-face boxes), KL and a within-latent-frame motion term; resumable (output_dir.fit/),
+written as a diffusers VAE folder with the corpus's latent statistics and a report (talkdit_fit.json).""",
+    examples=("python -m trainer.vae_fit shards='corpus/prep/shards/*.tar' output_dir=tiny/vae",),
+    register=register,
+)
+
+
+def _run(overrides: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg: VAEFitConfig = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(VAEFitConfig), OmegaConf.from_dotlist(args))
-        )
-        out = fit_vae(cfg)
-    except OmegaConfBaseException as err:
-        print(f"error: vae_fit arguments {args}: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, ShardSampleError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    register()
+    out = fit_vae(load_config("vae_fit", overrides))
     print(f"vae: {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``key=value`` arguments); bad input exits with status 2 and one line."""
+    return run_command(COMMAND, argv, _run, errors=(ValueError, ShardSampleError))
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ class ValidationCallback(Callback):
             raise ValueError("ValidationCallback needs validation.every_n_steps >= 1 and validation.shards")
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.urls = expand_shards(cfg.shards)  # a pattern matching nothing fails here, before training
+        self.urls = expand_shards(cfg.shards, key="validation.shards")  # a pattern matching nothing fails here
         self.weights = weights if weights is not None else MetricWeights.from_env()
         self.clips: list[_Clip] = []
         self.last_step: int | None = None
@@ -223,7 +223,10 @@ class ValidationCallback(Callback):
         if stage != "fit":
             return
         if self.cfg.num_clips:
-            self.clips = [_Clip(c, a, sr) for c, a, sr in read_clips(self.cfg.shards, pl_module, self.cfg.num_clips)]
+            self.clips = [
+                _Clip(c, a, sr)
+                for c, a, sr in read_clips(self.cfg.shards, pl_module.cfg, self.cfg.num_clips, key="validation.shards")
+            ]
             if not self.clips:
                 raise FileNotFoundError(f"validation.shards={self.cfg.shards}: no clip found")
         if self.cfg.loss_batches and not loss_plan_groups(pl_module.cfg, self.urls, 1):
@@ -335,7 +338,8 @@ class ValidationCallback(Callback):
         """
         from eval.metrics import METRIC_NAMES, compute_metrics
         from eval.run import MODES, clip_batch, sample_clip
-        from eval.sampler.sampler import EulerSampler, GuidanceConfig, SamplerConfig
+        from eval.sampler.config import GuidanceConfig, SamplerConfig
+        from eval.sampler.sampler import EulerSampler
 
         cfg = self.cfg
         stats = torch.zeros(len(cfg.modes), len(METRIC_NAMES), 2, dtype=torch.float64)

@@ -15,10 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from data_prep.synthetic.corpus import MANIFEST_NAME, generate_corpus
+from trainer.config.cli import Command, run_command
+from trainer.config.compose import load_config, register_schema
 
 
 @dataclasses.dataclass
@@ -46,46 +45,51 @@ class SyntheticCorpusConfig:
     zoom: float = 1.0
 
 
+def register() -> None:
+    """Register :class:`SyntheticCorpusConfig` as the config ``synthetic`` (composed like every entry point's)."""
+    register_schema("synthetic", SyntheticCorpusConfig)
+
+
+def _fps_shorthand(overrides: Sequence[str]) -> list[str]:
+    """``fps=30`` is accepted as shorthand for ``fps=[30]``."""
+    out = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.strip().lstrip("+") == "fps" and not value.strip().startswith("["):
+            item = f"{key}=[{value}]"
+        out.append(item)
+    return out
+
+
+COMMAND = Command(
+    module="data_prep.synthetic.cli",
+    config_name="synthetic",
+    summary="""Generate a corpus of synthetic talking-head videos: procedurally rendered, shaded faces whose mouths
+open and close with the syllables of generated speech-like audio, deterministic from a seed. Writes
+<video_id>.mp4 + <video_id>.wav per video and manifest.json.""",
+    examples=("python -m data_prep.synthetic.cli out_dir=/tmp/x num_videos=4 seed=0 duration_s=5 fps=[25,30]",),
+    register=register,
+)
+
+
 def parse_config(overrides: Sequence[str]) -> SyntheticCorpusConfig:
     """Merge ``key=value`` overrides onto the defaults.
 
     Args:
-        overrides: dotlist items; ``fps=30`` is accepted as shorthand for ``fps=[30]``.
+        overrides: Overrides; ``fps=30`` is accepted as shorthand for ``fps=[30]``.
 
     Returns:
-        The validated settings.
+        The settings.
 
     Raises:
-        ValueError: on an item without ``=``, an unknown key or a value of the wrong type; the message
-            names the offending key.
+        ConfigError: On an unknown key (naming the closest valid one) or a value of the wrong type.
     """
-    items = []
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"expected key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        if key.strip() == "fps" and not value.strip().startswith("["):
-            value = f"[{value}]"
-        items.append(f"{key}={value}")
-    base = OmegaConf.structured(SyntheticCorpusConfig)
-    OmegaConf.set_struct(base, True)
-    try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(items))
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None)
-        message = str(err).splitlines()[0]
-        raise ValueError(f"{key}: {message}" if key and key not in message else message) from err
-    return OmegaConf.to_object(merged)
+    register()
+    return load_config("synthetic", _fps_shorthand(overrides))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        config = parse_config(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _generate(overrides: list[str]) -> int:
+    config = parse_config(overrides)
     entries = generate_corpus(
         config.out_dir,
         num_videos=config.num_videos,
@@ -100,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(entries)} videos (mp4 + wav) in {out}")
     print(f"manifest: {out / MANIFEST_NAME}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status (2 for bad arguments)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_command(COMMAND, _fps_shorthand(args), _generate, errors=(ValueError,))
 
 
 if __name__ == "__main__":

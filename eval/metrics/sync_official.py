@@ -43,6 +43,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from data_prep.models.syncnet import SyncNet, SyncScores, crop_faces, score_clip, smooth_boxes
+from eval.config import SYNC_PROTOCOLS
 from eval.metrics.face_tracks import Detection, FaceTrack, track_shot
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
     "s3fd_detector",
 ]
 
-PROTOCOLS = ("direct", "official")
+PROTOCOLS = SYNC_PROTOCOLS
 # A detector maps one RGB frame [H, W, 3] uint8 to its faces [K, 5] rows (x0, y0, x1, y1, score).
 FaceDetector = Callable[[np.ndarray], np.ndarray]
 

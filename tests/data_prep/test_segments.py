@@ -11,6 +11,7 @@ from data_prep.segments import (
     SEGMENT_TOO_SHORT,
     FaceTrack,
     Segment,
+    clip_face_px,
     find_segments,
     tile_clips,
 )
@@ -59,14 +60,17 @@ def test_failures_are_named_and_short_segments_dropped():
     assert [(s.start, s.end) for s in segs] == [(20, 150)]
 
 
-def test_a_segment_whose_face_never_reaches_the_size_is_dropped():
+def test_a_segment_whose_face_never_reaches_the_size_is_marked_and_clips_see_the_face_so_far():
     tr = track(200, box=(0, 0, 90, 90))
     tr.boxes[100:] += 500  # a cut-like jump: two segments of 4 s
     tr.boxes[150] = (500, 500, 600, 620)  # the second reaches 100 px once
     tr.boxes[149] = tr.boxes[151] = (505, 505, 598, 598)
-    segs, _, reasons = find_segments(times(200), set(), tr, CFG, 200)
-    assert set(reasons[:100]) == {FACE_TOO_SMALL}
-    assert [(s.start, s.end) for s in segs] == [(100, 200)]
+    segs, bridged, reasons = find_segments(times(200), set(), tr, CFG, 200)
+    assert set(reasons[:100]) == {FACE_TOO_SMALL} and not any(reasons[100:])
+    assert [(s.start, s.end, s.face_px) for s in segs] == [(0, 100, 90.0), (100, 200, 100.0)]
+    # A clip is judged on the face its segment reached by the clip's last frame.
+    assert clip_face_px(bridged, segs[1], np.arange(100, 140)) == 90.0
+    assert clip_face_px(bridged, segs[1], np.arange(120, 160)) == 100.0
 
 
 def test_open_segment_at_the_frontier_is_kept_for_now():

@@ -18,7 +18,7 @@ def heldout(tmp_path_factory):
     spec = CorpusSpec(num_videos=2, seed=1000, fps=[25.0], duration_s=2.2, size=96, clip_frames=25)
     prepared = prepare_corpus(spec, tmp_path_factory.mktemp("heldout"))
     module = SimpleNamespace(cfg=load_train_config(["experiment=smoke", "data.shards=unused"]))
-    clips = read_clips(prepared.shards, module, 8)
+    clips = read_clips(prepared.shards, module.cfg, 8)
     return prepared, clips
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from eval.metrics import MetricWeights
 from eval.run import EvalConfig, main, run_eval
-from eval.sampler.sampler import SamplerConfig
+from eval.sampler.config import SamplerConfig
 from tests.train.conftest import tiny_overrides
 from trainer.train import run
 
@@ -86,7 +86,7 @@ def test_bad_options_are_refused(tmp_path, capsys):
     assert main([f"checkpoint={ckpt}", "shards=x", "v2v_mask=mouth"]) == 2
     assert "v2v_mask" in capsys.readouterr().err
     assert main([f"checkpoint={ckpt}", "shards=x", "sync_protocol=paper"]) == 2
-    assert "sync_protocol='paper': expected direct or official" in capsys.readouterr().err
+    assert "'sync_protocol' = 'paper': expected direct or official" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -96,7 +96,7 @@ def test_an_edited_clip_samples_at_its_new_length(trained, eval_shards):
     from eval.sampler.sampler import EulerSampler
 
     module = load_module(trained)
-    clip, audio, sr = read_clips(eval_shards, module, 1)[0]
+    clip, audio, sr = read_clips(eval_shards, module.cfg, 1)[0]
     sampler = EulerSampler(module.dit, SamplerConfig(num_steps=2))
     batch = clip_batch(clip, module.cfg.objective.num_reference_frames)
     edit = Edit("add", start_s=8 / clip.fps, duration_s=8 / clip.fps)  # one latent frame after latent frame 0
@@ -110,3 +110,63 @@ def test_an_edited_clip_samples_at_its_new_length(trained, eval_shards):
     assert (
         drive[int(9 * per_frame) :] == audio[int(per_frame) : int(per_frame) + len(drive) - int(9 * per_frame)]
     ).all()
+
+
+@pytest.mark.slow
+def test_clips_of_any_size_are_sampled_in_range_and_compared_at_their_own_size(trained, tmp_path):
+    from tests.train.shards import write_simple_shards
+
+    # 58x74 clips, as data_prep writes them from odd sources: no side a multiple of 32.
+    write_simple_shards(tmp_path / "shards", num_clips=2, per_shard=2, size=58, widths=[74])
+    cfg = EvalConfig(
+        checkpoint=str(trained),
+        shards=f"{tmp_path}/shards/*.tar",
+        output_dir=str(tmp_path / "eval"),
+        modes=["v2v_self"],
+        max_clips=2,
+        sampler=SamplerConfig(num_steps=2),
+    )
+    written = run_eval(cfg, MetricWeights())
+    with open(written["metrics"]) as fh:
+        rows = list(csv.DictReader(fh))
+    # The tiny checkpoint trained at 64x64: that is the size in range; metrics compare at the clip's 74x58.
+    assert [(r["sample_size"], r["source_size"]) for r in rows] == [("64x64", "74x58")] * 2
+    assert all(float(r["psnr"]) > 0 and float(r["ssim"]) > 0 for r in rows)
+    sample = next((tmp_path / "eval" / "samples" / "v2v_self").glob("*.mp4"))
+    with av.open(str(sample)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (74, 58)
+    assert "resized back to the source size" in written["table2"].read_text()
+
+
+def test_tables_have_every_metric_column_even_when_a_metric_is_skipped(tmp_path):
+    from eval.metrics import METRIC_NAMES
+    from eval.run import write_tables
+
+    rows = [{"mode": "v2v_self", "clip": "a", **dict.fromkeys(METRIC_NAMES), "psnr": 20.0}]
+    written = write_tables(tmp_path, rows)
+    header, rule, row = written["table2"].read_text().splitlines()[:3]
+    assert header == "| setting | clips | " + " | ".join(METRIC_NAMES) + " |"
+    assert rule.count("---") == len(METRIC_NAMES) + 2
+    assert row.count("|") == header.count("|") and "| 20 |" in row and "–" in row
+    with open(tmp_path / "table2.csv") as fh:
+        assert next(csv.reader(fh)) == ["setting", "clips", *METRIC_NAMES, "sync_protocol"]
+
+
+def test_missing_shards_are_named_before_any_model_is_loaded(tmp_path, capsys):
+    ckpt = tmp_path / "c.ckpt"
+    ckpt.write_bytes(b"not a checkpoint: never read, the shards fail first")
+    out = tmp_path / "eval"
+    assert main([f"checkpoint={ckpt}", f"shards={tmp_path}/none/*.tar", f"output_dir={out}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: shards: no shard file matches") and "data.shards" not in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_an_unreadable_shard_is_one_line_and_nothing_is_written(trained, tmp_path, capsys):
+    (tmp_path / "broken.tar").write_bytes(b"\x00garbage" * 300)
+    out = tmp_path / "eval"
+    assert main([f"checkpoint={trained}", f"shards={tmp_path}/broken.tar", f"output_dir={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.tar: not a readable tar file" in err and err.count("\n") == 1
+    assert not out.exists()

@@ -5,8 +5,9 @@ import torch
 
 import trainer.lightning_module as lm
 from eval.sampler.batch import sample_inputs_from_batch
+from eval.sampler.config import GuidanceConfig, SamplerConfig
 from eval.sampler.modes import mode_mask
-from eval.sampler.sampler import EulerSampler, GuidanceConfig, SampleInputs, SamplerConfig
+from eval.sampler.sampler import EulerSampler, SampleInputs
 from tests.train.conftest import stream_batches, tiny_overrides
 from trainer.config.compose import load_train_config
 from trainer.lightning_module import TalkingHeadModule

@@ -29,7 +29,7 @@ def config(shards, out, **kw):
         image_batch=2,
         clip_batch=1,
         clip_frames=9,
-        holdout_clips=1,
+        holdout_videos=1,
         checkpoint_every=2,
     )
     base.update(kw)
@@ -43,7 +43,7 @@ def test_fit_writes_a_diffusers_vae_with_latent_statistics(simple_shards, tmp_pa
     # The DiT reads normalised latents: the corpus' per-channel statistics are stored in the VAE.
     assert not torch.all(vae.latents_mean == 0) and not torch.all(vae.latents_std == 1)
     report = json.loads((out / FIT_REPORT).read_text())
-    assert report["steps"] == 6 and report["clips"]["holdout"] == 1
+    assert report["steps"] == 6 and report["clips"]["holdout"] == 1  # the clips of the first source video
     assert report["holdout_psnr_db"] is not None and report["holdout_psnr_db"] > 0
     assert not (tmp_path / "vae.fit").exists()  # the resumable state goes once the fit is done
     before = out.stat().st_mtime_ns

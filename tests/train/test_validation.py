@@ -58,7 +58,7 @@ def test_validation_runs_at_optimizer_step_boundaries_only(tmp_path, monkeypatch
             f"validation.shards={tmp_path}",
         ]
     ).validation
-    monkeypatch.setattr("trainer.validation.expand_shards", lambda spec: [spec])
+    monkeypatch.setattr("trainer.validation.expand_shards", lambda spec, key: [spec])
     cb = ValidationCallback(cfg, tmp_path, weights=object())
     seen = []
     monkeypatch.setattr(cb, "validate", lambda trainer, module: seen.append(trainer.global_step) or {"val/loss": 1.0})
@@ -213,7 +213,7 @@ def test_rank_zero_writes_the_videos_and_logs_them_to_wandb(simple_shards, tmp_p
     extra = ["validation.every_n_steps=1", "validation.modes=[v2v_self,i2v]", f"validation.shards={simple_shards}"]
     cfg = load_train_config(tiny_overrides(simple_shards, tmp_path / "run", 1, *extra))
     cb = ValidationCallback(cfg.validation, tmp_path / "run", weights=object())
-    cb.clips = [_Clip(c, a, sr) for c, a, sr in read_clips(simple_shards, SimpleNamespace(cfg=cfg), 2)]
+    cb.clips = [_Clip(c, a, sr) for c, a, sr in read_clips(simple_shards, cfg, 2)]
     logger = WandbLogger(save_dir=str(tmp_path), offline=True)  # no run starts until .experiment is read
     calls = []
     monkeypatch.setattr(logger, "log_video", lambda **kw: calls.append(kw))

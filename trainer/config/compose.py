@@ -11,20 +11,24 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_dir
-from hydra.core.config_store import ConfigStore
+from hydra.core.config_store import ConfigLoadError, ConfigStore
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from trainer.atomic import atomic_write_text
 from trainer.config.errors import ConfigError
+from trainer.config.keys import check_overrides
 from trainer.config.schema import TrainConfig
 from trainer.config.validate import validate_train_config
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 _registered = False
+# How errors name a primary config.
+_CONFIG_NAMES = {"train": "training", "data_prep": "data preparation"}
 
 
 def register_schemas() -> None:
@@ -41,11 +45,54 @@ def register_schema(name: str, node: type) -> None:
     ConfigStore.instance().store(name=name, node=node)
 
 
+def schema_for(config_name: str) -> type:
+    """The dataclass a primary config is typed by.
+
+    ``conf/<config_name>.yaml`` names its schema first in its defaults list (``train_schema``); a config
+    without a YAML file is a schema stored under ``config_name`` itself (:func:`register_schema`).
+
+    Raises:
+        ConfigError: No schema is registered under that name.
+    """
+    register_schemas()
+    name = config_name
+    path = CONF_DIR / f"{config_name}.yaml"
+    if path.is_file():
+        defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults", [])
+        name = next((d for d in defaults if isinstance(d, str) and d != "_self_"), config_name)
+    try:
+        node = ConfigStore.instance().load(f"{name}.yaml").node
+    except ConfigLoadError as err:
+        raise ConfigError("<config>", config_name, f"no schema registered as {name!r}") from err
+    return OmegaConf.get_type(node)
+
+
+def config_groups(config_name: str) -> dict[str, list[str]]:
+    """Config groups of ``conf/<config_name>.yaml``'s defaults list and the options of each.
+
+    Returns:
+        ``group -> sorted option names`` (``conf/<group>/*.yaml``); empty for configs without a YAML file.
+    """
+    path = CONF_DIR / f"{config_name}.yaml"
+    if not path.is_file():
+        return {}
+    groups = {}
+    for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):
+        if isinstance(entry, dict):
+            for group in entry:
+                name = str(group).removeprefix("override ").lstrip("/")
+                groups[name] = sorted(p.stem for p in (CONF_DIR / name).glob("*.yaml"))
+    return groups
+
+
 def compose_config(config_name: str, overrides: list[str] | None = None) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with command-line style overrides.
+    """Compose ``conf/<config_name>.yaml`` (or a schema stored under that name) with command-line overrides.
+
+    Every override's key is checked against the schema first, in all its forms (``key=``, ``+key=``,
+    ``++key=``): Hydra would otherwise add an unknown ``+key`` and the run would silently ignore it.
 
     Args:
-        config_name: Primary config file without ``.yaml``, e.g. ``train``.
+        config_name: Primary config without ``.yaml``, e.g. ``train``.
         overrides: Hydra overrides such as ``experiment=demo`` or ``data.batch_size=2``.
 
     Returns:
@@ -54,15 +101,52 @@ def compose_config(config_name: str, overrides: list[str] | None = None) -> Dict
     Raises:
         ConfigError: An override names an unknown key or group option, or a value has the wrong type.
     """
+    return compose_with_choices(config_name, overrides)[0]
+
+
+def compose_with_choices(config_name: str, overrides: list[str] | None = None) -> tuple[DictConfig, dict[str, str]]:
+    """:func:`compose_config`, plus the option each config group ended up with (``{"model": "tiny", ...}``)."""
     register_schemas()
-    overrides = list(overrides or [])
+    overrides = check_overrides(
+        schema_for(config_name),
+        list(overrides or []),
+        config_groups(config_name),
+        f"the {_CONFIG_NAMES.get(config_name, config_name)} config",
+    )
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=overrides)
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         key, override = _offending_override(err, overrides)
         raise ConfigError(key, override, _first_line(err)) from err
-    return cfg
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not str(k).startswith("hydra/")}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
+def load_config(config_name: str, overrides: list[str] | None = None) -> Any:
+    """Compose a config and turn it into its dataclass objects (no cross-field rules checked).
+
+    Args:
+        config_name: As for :func:`compose_config`.
+        overrides: As for :func:`compose_config`.
+
+    Returns:
+        An instance of the config's schema.
+
+    Raises:
+        ConfigError: On an unknown key, a wrong type or a required value left unset.
+    """
+    cfg = compose_config(config_name, overrides)
+    try:
+        return OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as err:
+        key = getattr(err, "full_key", None) or "<config>"
+        raise ConfigError(str(key), "???", "is required and has no value; set it on the command line") from err
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "<config>"
+        raise ConfigError(str(key), None, _first_line(err)) from err
 
 
 def _first_line(err: Exception) -> str:
@@ -94,15 +178,7 @@ def load_train_config(overrides: list[str] | None = None) -> TrainConfig:
     Raises:
         ConfigError: On an unknown key, a wrong type, a missing required value or a broken rule.
     """
-    cfg = compose_config("train", overrides)
-    try:
-        obj = OmegaConf.to_object(cfg)
-    except MissingMandatoryValue as err:
-        key = getattr(err, "full_key", None) or "<config>"
-        raise ConfigError(str(key), "???", "is required and has no value; set it on the command line") from err
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "<config>"
-        raise ConfigError(str(key), None, _first_line(err)) from err
+    obj = load_config("train", overrides)
     assert isinstance(obj, TrainConfig)
     validate_train_config(obj)
     return obj

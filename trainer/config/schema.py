@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from trainer.model.whisper_features import WhisperFeaturesConfig
+from trainer.model.whisper_config import WhisperFeaturesConfig
 from trainer.optim.config import OptimConfig
 
 COMPONENT_SOURCES = ("random", "diffusers", "single_file")
@@ -27,20 +27,20 @@ class LTXTransformerArch:
     """
 
     in_channels: int = 128  # latent channels of the VAE
-    out_channels: int = 128
+    out_channels: int = 128  # latent channels the DiT predicts (= in_channels)
     patch_size: int = 1  # spatial patch of the patchify projection (LTX uses 1: the VAE already compresses)
-    patch_size_t: int = 1
-    num_attention_heads: int = 32
-    attention_head_dim: int = 128
+    patch_size_t: int = 1  # temporal patch of the patchify projection (LTX uses 1)
+    num_attention_heads: int = 32  # attention heads per block
+    attention_head_dim: int = 128  # channels per head; hidden size = heads x head dim
     cross_attention_dim: int = 4096  # width of the text cross-attention keys/values
-    num_layers: int = 48
+    num_layers: int = 48  # transformer blocks (48 in the 13B model)
     caption_channels: int = 4096  # width of the text encoder output (T5-XXL)
-    activation_fn: str = "gelu-approximate"
-    qk_norm: str = "rms_norm_across_heads"
-    norm_elementwise_affine: bool = False
-    norm_eps: float = 1e-6
-    attention_bias: bool = True
-    attention_out_bias: bool = True
+    activation_fn: str = "gelu-approximate"  # FFN activation (diffusers name)
+    qk_norm: str = "rms_norm_across_heads"  # query/key normalisation of self-attention (diffusers name)
+    norm_elementwise_affine: bool = False  # learned scale/shift in the block norms
+    norm_eps: float = 1e-6  # epsilon of the block norms
+    attention_bias: bool = True  # biases on the q/k/v projections
+    attention_out_bias: bool = True  # bias on the attention output projection
 
     @property
     def inner_dim(self) -> int:
@@ -57,9 +57,9 @@ class TransformerConfig:
     ``arch``) or ``random`` (an explicit random initialisation from ``arch``, for tiny test models only).
     """
 
-    source: str = "diffusers"
-    path: str | None = None
-    subfolder: str | None = "transformer"
+    source: str = "diffusers"  # diffusers (a folder), single_file (an LTX .safetensors) or random (tests only)
+    path: str | None = None  # diffusers folder or single file; the ltxv_* models read TALKDIT_LTX_PATH
+    subfolder: str | None = "transformer"  # the DiT's folder inside a diffusers folder
     arch: LTXTransformerArch = field(default_factory=LTXTransformerArch)
     init_seed: int = 0  # seed of the random initialisation when source=random
 
@@ -73,11 +73,11 @@ class VAEConfig:
     into; a diffusers folder carries its own ``config.json`` and ignores it.
     """
 
-    source: str = "diffusers"
-    path: str | None = None
-    subfolder: str | None = "vae"
-    arch: dict[str, Any] = field(default_factory=dict)
-    init_seed: int = 0
+    source: str = "diffusers"  # diffusers, single_file or random (tests only)
+    path: str | None = None  # diffusers folder or single file holding the VAE
+    subfolder: str | None = "vae"  # the VAE's folder inside a diffusers folder
+    arch: dict[str, Any] = field(default_factory=dict)  # AutoencoderKLLTXVideo arguments (random / single_file sources)
+    init_seed: int = 0  # seed of the random initialisation when source=random
     spatial_compression: int = 32  # pixels per latent token side
     temporal_compression: int = 8  # video frames per latent frame after frame 0
 
@@ -91,12 +91,12 @@ class TextEncoderConfig:
     tokenizer that needs no vocabulary file — for tiny test models only.
     """
 
-    source: str = "diffusers"
-    path: str | None = None
-    subfolder: str | None = "text_encoder"
-    tokenizer_subfolder: str | None = "tokenizer"
-    arch: dict[str, Any] = field(default_factory=dict)
-    init_seed: int = 0
+    source: str = "diffusers"  # diffusers or random (tests only)
+    path: str | None = None  # diffusers folder holding the T5 text encoder and tokenizer
+    subfolder: str | None = "text_encoder"  # the text encoder's folder inside a diffusers folder
+    tokenizer_subfolder: str | None = "tokenizer"  # the tokenizer's folder inside a diffusers folder
+    arch: dict[str, Any] = field(default_factory=dict)  # T5Config arguments of the random encoder (source=random)
+    init_seed: int = 0  # seed of the random initialisation when source=random
     max_length: int = 128  # LTX-Video pads/truncates prompts to 128 tokens
     cache_size: int = 1024  # captions whose embeddings are kept (the encoder is frozen)
 
@@ -105,11 +105,11 @@ class TextEncoderConfig:
 class ModelConfig:
     """The pretrained pieces: DiT, VAE and text encoder, plus memory switches."""
 
-    name: str = MISSING
+    name: str = MISSING  # the model config's name (the option of the model group)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # recompute block activations in the backward pass (saves memory)
 
 
 @dataclass
@@ -122,12 +122,12 @@ class AudioConfig:
     1024 gives an adapter of about 2B parameters as in the paper.
     """
 
-    name: str = MISSING
-    feature_layers: int = 13
-    feature_dim: int = 768
-    feature_rate: float = 50.0
-    window: int = 9
-    adapter_dim: int = 1024
+    name: str = MISSING  # the audio config's name (the option of the audio group)
+    feature_layers: int = 13  # B: stacked Whisper hidden states per frame (13 for Whisper-small)
+    feature_dim: int = 768  # C: width of each hidden state (768 for Whisper-small)
+    feature_rate: float = 50.0  # feature frames per second (Whisper: 50 Hz)
+    window: int = 9  # W of Eq. 3: audio feature frames around each video frame
+    adapter_dim: int = 1024  # width of the audio tokens the adapter's cross-attention reads
     encoder: WhisperFeaturesConfig = field(default_factory=WhisperFeaturesConfig)
 
 
@@ -135,10 +135,10 @@ class AudioConfig:
 class LoRAConfig:
     """LoRA on the DiT's linear layers through peft (stage 2)."""
 
-    enabled: bool = False
-    rank: int = 128
+    enabled: bool = False  # inject LoRA adapters into the DiT (stage 2)
+    rank: int = 128  # LoRA rank (128 in the paper)
     alpha: float = 128.0  # scale = alpha / rank; equal values keep exported files unambiguous
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout on the LoRA input
     # Full-name regex (peft semantics) of the DiT linears that get adapters; the audio adapter is
     # trained in full and is excluded by construction.
     target_modules: str = (
@@ -157,16 +157,16 @@ class StageConfig:
     pretrained DiT, and how talkdit fits its own tiny pretrained base.
     """
 
-    name: str = MISSING
+    name: str = MISSING  # the stage config's name (the option of the stage group)
     audio_adapter: bool = True  # attach the audio adapter; false trains and runs the plain DiT (p_audio must be 0)
     train_transformer: bool = False  # train every weight of the DiT (full fine-tuning)
-    train_adapter: bool = True
+    train_adapter: bool = True  # train the audio adapter (projection + cross-attention)
     adapter_init: str | None = None  # stage-1 export dir, audio_adapter.safetensors, or stage-1 checkpoint
     lora: LoRAConfig = field(default_factory=LoRAConfig)
-    p_audio: float = 1.0
-    p_ff: float = 0.9
-    p_v2v: float = 0.9
-    p_id: float = 0.0
+    p_audio: float = 1.0  # probability the audio condition is on
+    p_ff: float = 0.9  # probability the first frame is given clean
+    p_v2v: float = 0.9  # probability of V2V masking (noise only inside the lower-face mask)
+    p_id: float = 0.0  # probability identity reference tokens are prepended (per batch)
 
 
 @dataclass
@@ -174,7 +174,7 @@ class ObjectiveConfig:
     """Flow-matching objective settings (paper §3.2, §3.5, §4.1)."""
 
     timestep_loc: float = 2.05  # location of t = sigmoid(N(loc, scale)): ~92% of draws in [0.60, 0.98]
-    timestep_scale: float = 1.0
+    timestep_scale: float = 1.0  # scale of t = sigmoid(N(loc, scale))
     knn_candidates: int = 4  # immiscible diffusion: noise candidates per sample (1 disables)
     contrastive_lambda: float = 0.05  # weight of the negative term of contrastive flow matching (0 disables)
     num_reference_frames: int = 6  # latent frames of identity references per sample
@@ -191,19 +191,19 @@ class DataConfig:
 
     shards: str = MISSING  # brace pattern, glob or comma-separated list of .tar paths or URLs
     tokens_per_batch: int = 24576  # video tokens per batch (the paper: 4 x 121 frames at 512x768)
-    min_megapixels: float = 0.25
-    max_megapixels: float = 2.0
+    min_megapixels: float = 0.25  # smallest area a clip is resized to
+    max_megapixels: float = 2.0  # largest area a clip is resized to (never upscaled beyond its stored size)
     max_frames: int = 121  # longest clip in video frames: 8k+1
     num_workers: int = 4  # per rank; capped so that every worker has a shard
-    shuffle_buffer: int = 64
+    shuffle_buffer: int = 64  # samples in the seeded shuffle buffer of each reader
     use_cached_latents: bool = True  # train from VAE latents stored in the shard when present
     default_caption: str = "a person talking to the camera"  # when a sample has no caption
     mask: str = "enclosing"  # V2V mask from lower-face boxes: "enclosing" or "adaptive" (SayAnything)
     mask_padding: float = 0.1  # adaptive mask: padding as a fraction of the box size
     mask_alpha: float = 0.75  # adaptive mask: x'_t = a x_t + (1 - a) x_(t+1) (SayAnything Eq. 6)
     max_skipped_fraction: float = 0.01  # stop when more of the samples seen were bad than this
-    min_samples_before_skip_check: int = 200
-    seed: int = 0
+    min_samples_before_skip_check: int = 200  # samples seen before max_skipped_fraction is enforced
+    seed: int = 0  # seed of shard order, shuffling, resizing and cropping
 
 
 @dataclass
@@ -218,13 +218,13 @@ class StrategyConfig:
     learning rates, their schedule and the AdamW-only clipping stay talkdit's.
     """
 
-    name: str = MISSING
-    accelerator: str = "cpu"
+    name: str = MISSING  # the strategy config's name (the option of the strategy group)
+    accelerator: str = "cpu"  # cpu or gpu
     devices: int = 1  # processes per node (one per GPU)
-    num_nodes: int = 1
+    num_nodes: int = 1  # machines in the job
     strategy: str = "ddp"  # ddp, fsdp or deepspeed; single-process ddp runs use Lightning's "auto"
     process_group_backend: str | None = "gloo"  # gloo on CPU, nccl on GPU
-    precision: str = "32-true"
+    precision: str = "32-true"  # Lightning precision, e.g. 32-true or bf16-mixed
     find_unused_parameters: bool = False  # ddp only
     zero_stage: int = 2  # deepspeed: 2 shards gradients and optimizer state, 3 also the weights
     offload_optimizer: bool = False  # deepspeed: optimizer state and step on the CPU (ZeRO-Offload)
@@ -244,9 +244,9 @@ class ParallelConfig:
     form one sequence group that works on the same samples; data parallelism runs across the groups.
     """
 
-    name: str = "none"
-    mode: str = "none"
-    size: int = 1
+    name: str = "none"  # the parallel config's name (the option of the parallel group)
+    mode: str = "none"  # none, ulysses, ring or hybrid
+    size: int = 1  # ranks per sequence group (1: no sequence parallelism)
     ulysses_degree: int = 1  # hybrid only: size = ulysses_degree x ring degree
 
 
@@ -254,24 +254,26 @@ class ParallelConfig:
 class LoggerConfig:
     """Experiment logger: ``csv`` or ``wandb`` (offline unless ``mode`` says otherwise)."""
 
-    name: str = "csv"
-    project: str = "talkdit"
-    entity: str | None = None
-    mode: str = "offline"
-    tags: list[str] = field(default_factory=list)
+    name: str = "csv"  # csv or wandb
+    project: str = "talkdit"  # wandb project
+    entity: str | None = None  # wandb entity (team or user); null: the account's default
+    mode: str = "offline"  # wandb mode: offline (default), online or disabled
+    tags: list[str] = field(default_factory=list)  # wandb tags of the run
 
 
 @dataclass
 class LoopConfig:
     """Length of the run and how often it logs and checkpoints."""
 
-    max_steps: int = 1000
-    log_every_n_steps: int = 10
-    checkpoint_every_n_steps: int = 500
-    keep_last_checkpoints: int = 2
-    accumulate_grad_batches: int = 1
-    progress_bar: bool = True
-    deterministic: bool = False
+    max_steps: int = 1000  # optimizer steps of the run
+    log_every_n_steps: int = 10  # steps between rows of the metrics log (the first and last step are always logged)
+    checkpoint_every_n_steps: int = 500  # steps between periodic checkpoints (last.ckpt is also written at the end)
+    keep_last_checkpoints: int = 2  # periodic checkpoints kept (older ones are deleted)
+    accumulate_grad_batches: int = 1  # batches per optimizer step
+    progress_bar: bool = True  # show progress: a bar on a terminal, one line per interval otherwise
+    progress_every_n_steps: int = 50  # without a terminal: a progress line every this many steps
+    progress_every_s: float = 60.0  # without a terminal: a progress line at least this often (seconds)
+    deterministic: bool = False  # deterministic kernels (slower)
 
 
 @dataclass
@@ -309,8 +311,8 @@ class ValidationConfig:
 class TrainConfig:
     """Root of ``conf/train.yaml``."""
 
-    experiment_name: str = "default"
-    seed: int = 0
+    experiment_name: str = "default"  # names the run directory run_root/<experiment_name>/...
+    seed: int = 0  # seed of model initialisation, noise and dropout draws
     run_root: str = "runs"  # run directories are created below this folder
     run_dir: str | None = None  # explicit run directory; default run_root/experiment_name/<timestamp>
     # A training checkpoint to continue from, or "auto": the run directory's last.ckpt when there is one

@@ -310,6 +310,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
     lp = cfg.loop
     _require(lp.max_steps >= 1, "loop.max_steps", lp.max_steps, "must be >= 1")
     _require(lp.log_every_n_steps >= 1, "loop.log_every_n_steps", lp.log_every_n_steps, "must be >= 1")
+    _require(lp.progress_every_n_steps >= 1, "loop.progress_every_n_steps", lp.progress_every_n_steps, "must be >= 1")
+    _require(lp.progress_every_s > 0, "loop.progress_every_s", lp.progress_every_s, "must be > 0")
     _require(
         lp.checkpoint_every_n_steps >= 1,
         "loop.checkpoint_every_n_steps",

@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import glob
-import os
-
 import lightning as L
 import torch
-from braceexpand import braceexpand
 from torch.utils.data import DataLoader
 
 from trainer.config.schema import DataConfig
 from trainer.data.buckets import make_buckets
 from trainer.data.schema import FeatureSpec
+from trainer.data.shard_paths import expand_shards
 from trainer.data.stream import StreamSettings, TalkingHeadStream, readers_for, worker_init
-
-
-def expand_shards(spec: str) -> list[str]:
-    """Shard paths from a brace pattern, glob or comma-separated list (deduplicated, in order).
-
-    Raises:
-        FileNotFoundError: A local pattern matches no file (the pattern is named).
-    """
-    out: list[str] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        for item in braceexpand(part):
-            if "://" in item or item.startswith("pipe:"):
-                out.append(item)
-                continue
-            matches = sorted(glob.glob(item)) if glob.has_magic(item) else ([item] if os.path.isfile(item) else [])
-            if not matches:
-                raise FileNotFoundError(f"data.shards: no shard file matches {item!r}")
-            out.extend(matches)
-    if not out:
-        raise FileNotFoundError(f"data.shards={spec!r} names no shard")
-    return list(dict.fromkeys(out))
 
 
 def stream_settings(cfg: DataConfig, features: FeatureSpec, num_reference_frames: int) -> StreamSettings:

@@ -22,6 +22,7 @@ member                          content
 
 from __future__ import annotations
 
+import tarfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,12 +59,26 @@ RECORD_KEYS = (
 
 
 class ShardSampleError(ValueError):
-    """A shard sample breaks the schema. The message names the shard, the key and the member."""
+    """A shard sample breaks the schema, or a whole shard is unreadable (``key`` is then ``None``).
 
-    def __init__(self, shard: str, key: str, problem: str):
+    The message names the shard, the key and the member.
+    """
+
+    def __init__(self, shard: str, key: str | None, problem: str):
         self.shard = shard
         self.key = key
-        super().__init__(f"shard {shard}, sample {key}: {problem}")
+        super().__init__(f"shard {shard}, sample {key}: {problem}" if key is not None else f"shard {shard}: {problem}")
+
+
+class DataError(ValueError):
+    """The training data as a whole cannot be used: too many bad samples, or no readable shard left.
+
+    One message argument, so that a DataLoader worker's error reaches the main process with its own type.
+    """
+
+
+# What reading a shard that is not a (complete) tar file raises, through webdataset.
+UNREADABLE_SHARD_ERRORS: tuple[type[BaseException], ...] = (tarfile.TarError, OSError, EOFError)
 
 
 @dataclass(frozen=True)

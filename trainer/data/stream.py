@@ -27,7 +27,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from trainer.data.buckets import Bucket
 from trainer.data.plan import Plan, decode_plan, plan_sample
-from trainer.data.schema import FeatureSpec, ShardSampleError
+from trainer.data.schema import UNREADABLE_SHARD_ERRORS, DataError, FeatureSpec, ShardSampleError
 from trainer.data.transforms import collate_clips
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,16 @@ class TalkingHeadStream(IterableDataset):
         return worker, self.rank * workers + worker, self.world * workers
 
     # ------------------------------------------------------------------ raw samples, one epoch after another
-    def raw_samples(self, reader: int, readers: int) -> Iterator[tuple[int, dict]]:
-        """``(epoch, raw sample)`` for ever; each epoch reads this reader's share of the shards once."""
+    def raw_samples(self, reader: int, readers: int, counters: dict) -> Iterator[tuple[int, dict]]:
+        """``(epoch, raw sample)`` for ever; each epoch reads this reader's share of the shards once.
+
+        A shard that is not a readable tar file (or ends early) is skipped and counted like a bad sample; the
+        samples read before the damage are kept.
+
+        Raises:
+            ValueError: A reader got no shard.
+            DataError: Every shard of this reader's share is unreadable: it has no data at all.
+        """
         epoch = 0
         while True:
             share = shard_share(len(self.urls), epoch, self.s.seed, reader, readers)
@@ -129,9 +137,24 @@ class TalkingHeadStream(IterableDataset):
                     f"data.shards: {len(self.urls)} shards for {readers} readers (ranks x workers); "
                     "every reader needs at least one shard"
                 )
+            read, first_error = 0, None
             for i in share:
-                for sample in wds.tarfile_samples([{"url": self.urls[i]}]):
-                    yield epoch, sample
+                try:
+                    for sample in wds.tarfile_samples([{"url": self.urls[i]}]):
+                        read += 1
+                        yield epoch, sample
+                except UNREADABLE_SHARD_ERRORS as err:
+                    err = ShardSampleError(
+                        self.urls[i], None, f"not a readable tar file ({' '.join(str(err).split())})"
+                    )
+                    first_error = first_error or err
+                    counters["seen"] += 1
+                    self._skip(counters, err, 1)
+            if read == 0 and first_error is not None:
+                raise DataError(
+                    f"data.shards: no readable sample in the {len(share)} shard(s) of reader {reader} of {readers} "
+                    f"(ranks x workers); the first: {first_error}"
+                )
             epoch += 1
 
     def shuffled(self, samples: Iterator[tuple[int, dict]], reader: int) -> Iterator[tuple[int, dict]]:
@@ -150,7 +173,7 @@ class TalkingHeadStream(IterableDataset):
     def groups(self, reader: int, readers: int, counters: dict) -> Iterator[list[Plan]]:
         """Full bucket groups of plans; bad samples are skipped and counted (never decoded)."""
         pending: OrderedDict[tuple, list[Plan]] = OrderedDict()
-        for epoch, raw in self.shuffled(self.raw_samples(reader, readers), reader):
+        for epoch, raw in self.shuffled(self.raw_samples(reader, readers, counters), reader):
             counters["seen"] += 1
             try:
                 plan = self.s.plan(raw, epoch)
@@ -168,7 +191,7 @@ class TalkingHeadStream(IterableDataset):
         counters["skipped"] += n
         if counters["first_skipped"] is None:
             counters["first_skipped"] = str(err)
-        log.warning("skipping a bad sample: %s", err)
+        log.warning("skipping a bad %s: %s", "shard" if getattr(err, "key", "") is None else "sample", err)
 
     def __iter__(self) -> Iterator[dict]:
         worker, reader, readers = self._reader()

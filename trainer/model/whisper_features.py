@@ -23,12 +23,22 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from trainer.model.whisper_config import (
+    CHUNK_SECONDS,
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    WHISPER_SMALL_URL,
+    WhisperArch,
+    WhisperFeaturesConfig,
+    require_whisper_files,
+    tiny_whisper_arch,
+)
 
 if TYPE_CHECKING:
     from transformers import WhisperConfig
@@ -46,120 +56,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WHISPER_SMALL_URL = "https://huggingface.co/openai/whisper-small"
-_DOWNLOAD_HINT = (
-    f"it comes from {WHISPER_SMALL_URL} (e.g. `huggingface-cli download openai/whisper-small --local-dir <folder>`)"
-)
-# Single-file and sharded layouts; transformers resolves whichever is present.
-_WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# Whisper's front end: 16 kHz audio, 25 ms Hann window, 10 ms hop, 30 s windows (3000 mel frames).
-_SAMPLE_RATE = 16000
-_HOP_LENGTH = 160
+# The front end's 25 ms Hann window (the rate, hop and 30 s window are in whisper_config).
 _N_FFT = 400
-_CHUNK_SECONDS = 30
-
-
-@dataclass
-class WhisperArch:
-    """Shape of a Whisper encoder, used only when building a random encoder (``random_init=True``).
-
-    The defaults are Whisper-small's encoder. A loaded checkpoint brings its own ``config.json`` and
-    ignores this.
-
-    Attributes:
-        d_model: Width C of every hidden state (768 for Whisper-small).
-        encoder_layers: Number of transformer blocks; the features stack ``encoder_layers + 1``
-            hidden states (the embedding output and each block's output).
-        encoder_attention_heads: Attention heads per block.
-        encoder_ffn_dim: Hidden width of each block's MLP.
-        num_mel_bins: Log-mel channels of the front end (80 for all Whisper models up to large-v2).
-        max_source_positions: Encoder positions per 30 s window; must stay 1500, the number of 50 Hz
-            frames in 30 s, because the front end always produces 3000 mel frames.
-    """
-
-    d_model: int = 768
-    encoder_layers: int = 12
-    encoder_attention_heads: int = 12
-    encoder_ffn_dim: int = 3072
-    num_mel_bins: int = 80
-    max_source_positions: int = 1500
-
-    def __post_init__(self) -> None:
-        for name in (
-            "d_model",
-            "encoder_layers",
-            "encoder_attention_heads",
-            "encoder_ffn_dim",
-            "num_mel_bins",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"WhisperArch.{name} = {getattr(self, name)!r}: must be >= 1")
-        if self.d_model % self.encoder_attention_heads:
-            raise ValueError(
-                f"WhisperArch.d_model = {self.d_model} is not divisible by "
-                f"encoder_attention_heads = {self.encoder_attention_heads}"
-            )
-        expected = _CHUNK_SECONDS * _SAMPLE_RATE // _HOP_LENGTH // 2
-        if self.max_source_positions != expected:
-            raise ValueError(
-                f"WhisperArch.max_source_positions = {self.max_source_positions}: must be {expected} "
-                f"(the 50 Hz frames of one {_CHUNK_SECONDS} s window the log-mel front end produces)"
-            )
-
-
-def tiny_whisper_arch() -> WhisperArch:
-    """A tiny encoder (C=32, 4 blocks so B=5) for fast CPU tests; the 30 s window is unchanged."""
-    return WhisperArch(d_model=32, encoder_layers=4, encoder_attention_heads=2, encoder_ffn_dim=64)
-
-
-@dataclass
-class WhisperFeaturesConfig:
-    """How to build the Whisper feature extractor.
-
-    Exactly one of ``path`` and ``random_init`` selects the weights; the default (neither) is a valid
-    config value but building an extractor from it raises ``ValueError``, so a run can never fall back
-    to random features by accident.
-
-    Attributes:
-        path: Local folder in the ``openai/whisper-small`` layout: ``config.json``, ``model.safetensors``
-            or ``pytorch_model.bin``, optionally ``preprocessor_config.json`` (else Whisper's standard
-            front end is used). Download from https://huggingface.co/openai/whisper-small.
-        random_init: Build a randomly initialised encoder of shape ``arch`` instead of loading one.
-            For tests and the CPU demo only.
-        arch: Encoder shape for ``random_init``; ignored when loading from ``path``.
-        seed: Seed of the random initialisation, so every data-prep worker building a random encoder
-            gets the same one.
-        dtype: Encoder compute dtype: ``float32``, ``bfloat16`` or ``float16``. Features are always
-            returned as float32.
-        device: Device the encoder and the STFT run on, e.g. ``cpu`` or ``cuda:0``.
-        batch_chunks: 30 s chunks per encoder forward; bounds memory (roughly 60 MB of float32
-            hidden states per chunk for Whisper-small).
-    """
-
-    path: str | None = None
-    random_init: bool = False
-    arch: WhisperArch = field(default_factory=WhisperArch)
-    seed: int = 0
-    dtype: str = "float32"
-    device: str = "cpu"
-    batch_chunks: int = 8
-
-    def __post_init__(self) -> None:
-        if self.path is not None and self.random_init:
-            raise ValueError(
-                f"WhisperFeaturesConfig: path = {self.path!r} and random_init = True are exclusive; "
-                "choose the checkpoint folder or the random encoder"
-            )
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"WhisperFeaturesConfig.dtype = {self.dtype!r}: must be one of {sorted(_DTYPES)}")
-        if self.batch_chunks < 1:
-            raise ValueError(f"WhisperFeaturesConfig.batch_chunks = {self.batch_chunks!r}: must be >= 1")
 
 
 class WhisperFeatureExtractor(torch.nn.Module):
@@ -303,7 +202,7 @@ class WhisperFeatureExtractor(torch.nn.Module):
         return torch.stack(out.hidden_states, dim=2)
 
     @torch.no_grad()
-    def encode(self, audio: np.ndarray | torch.Tensor, sample_rate: int = _SAMPLE_RATE) -> torch.Tensor:
+    def encode(self, audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
         """Whisper features of a mono waveform of any length.
 
         The waveform must already be at 16 kHz: the project has one resampler and one downmix
@@ -343,7 +242,7 @@ class WhisperFeatureExtractor(torch.nn.Module):
         assert row == out.shape[0]
         return out
 
-    def forward(self, audio: np.ndarray | torch.Tensor, sample_rate: int = _SAMPLE_RATE) -> torch.Tensor:
+    def forward(self, audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
         """Same as :meth:`encode`: ``[num_samples]`` waveform → float32 ``[L, B, C]``."""
         return self.encode(audio, sample_rate)
 
@@ -437,21 +336,6 @@ def _random_encoder(arch: WhisperArch, seed: int) -> WhisperEncoder:
         return WhisperEncoder(_whisper_config(arch))
 
 
-def require_whisper_files(folder: Path) -> None:
-    """Raise ``FileNotFoundError`` naming what is missing from a Whisper folder and where it comes from."""
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"Whisper folder {folder} does not exist; it must hold config.json and model.safetensors "
-            f"(or pytorch_model.bin): {_DOWNLOAD_HINT}"
-        )
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"Whisper config {folder / 'config.json'} is missing: {_DOWNLOAD_HINT}")
-    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
-        raise FileNotFoundError(
-            f"Whisper weights {folder / 'model.safetensors'} (or pytorch_model.bin) are missing: {_DOWNLOAD_HINT}"
-        )
-
-
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bar; the caller checks the loading info itself.
@@ -507,9 +391,9 @@ def _standard_front_end(num_mel_bins: int) -> HFWhisperFeatureExtractor:
 
     return HFWhisperFeatureExtractor(
         feature_size=num_mel_bins,
-        sampling_rate=_SAMPLE_RATE,
-        hop_length=_HOP_LENGTH,
-        chunk_length=_CHUNK_SECONDS,
+        sampling_rate=SAMPLE_RATE,
+        hop_length=HOP_LENGTH,
+        chunk_length=CHUNK_SECONDS,
         n_fft=_N_FFT,
     )
 

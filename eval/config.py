@@ -1,0 +1,123 @@
+"""Options of ``python -m eval.run`` and the sampling size rule (torch-free: ``--help`` and errors stay fast)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import MISSING
+
+from eval.sampler.config import SamplerConfig
+from trainer.config.compose import register_schema
+from trainer.config.errors import ConfigError
+
+TOKEN_PX = 32  # pixels per latent token side: the VAE compresses space 32x
+
+MODES = {
+    "v2v_self": ("v2v", "Table 2: V2V self-reenactment"),
+    "v2v_novel": ("v2v", "Table 2: V2V with novel audio"),
+    "i2v": ("i2v", "Table 3: I2V"),
+}
+TABLES = {"table2": ("v2v_self", "v2v_novel"), "table3": ("i2v",)}
+# How Sync-C/Sync-D/offset are computed (:mod:`eval.metrics.sync_official`, which reads this tuple).
+SYNC_PROTOCOLS = ("direct", "official")
+
+
+@dataclass
+class EvalConfig:
+    """Options of ``python -m eval.run``.
+
+    Attributes:
+        checkpoint: Training checkpoint (``.ckpt`` file or DeepSpeed folder).
+        shards: Shard glob of held-out clips (the data_prep schema).
+        output_dir: Samples and tables go here.
+        modes: Table rows to produce (``v2v_self``, ``v2v_novel``, ``i2v``).
+        max_clips: Clips evaluated (the first ones of the shards, in order).
+        size: ``[height, width]`` the model samples at, multiples of 32; null: each clip's size scaled into
+            the checkpoint's training range (``data.min_megapixels``–``data.max_megapixels``), aspect kept, sides
+            rounded to multiples of 32. Samples are resized back to the clip's size for the metrics and files.
+        v2v_mask: V2V mask: ``lip`` (as trained), ``face`` or ``head``.
+        identity_refs: Prepend the clips' face reference tokens.
+        sync_protocol: ``direct`` or ``official`` (:mod:`eval.metrics.sync_official`).
+        sampler: Euler steps, guidance, seed.
+        device: Where the models run.
+    """
+
+    checkpoint: str = MISSING
+    shards: str = MISSING
+    output_dir: str = "eval_out"
+    modes: list[str] = field(default_factory=lambda: ["v2v_self", "v2v_novel", "i2v"])
+    max_clips: int = 8
+    size: list[int] | None = None
+    v2v_mask: str = "lip"
+    identity_refs: bool = True
+    sync_protocol: str = "direct"
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    device: str = "cpu"
+
+
+def register() -> None:
+    """Register :class:`EvalConfig` as the config ``eval`` (composed like every entry point's)."""
+    register_schema("eval", EvalConfig)
+
+
+def validate(cfg: EvalConfig) -> None:
+    """Fail fast on options the run cannot use, naming the key.
+
+    Raises:
+        ConfigError: A bad option.
+        FileNotFoundError: The checkpoint does not exist.
+    """
+    unknown = [m for m in cfg.modes if m not in MODES]
+    if unknown or not cfg.modes:
+        raise ConfigError("modes", list(cfg.modes), f"expected a non-empty subset of {', '.join(MODES)}")
+    if cfg.max_clips < 1:
+        raise ConfigError("max_clips", cfg.max_clips, "expected >= 1")
+    if cfg.v2v_mask not in ("lip", "face", "head"):
+        raise ConfigError("v2v_mask", cfg.v2v_mask, "expected lip, face or head")
+    if cfg.sync_protocol not in SYNC_PROTOCOLS:
+        raise ConfigError("sync_protocol", cfg.sync_protocol, f"expected {' or '.join(SYNC_PROTOCOLS)}")
+    if cfg.sampler.num_steps < 1:
+        raise ConfigError("sampler.num_steps", cfg.sampler.num_steps, "expected >= 1")
+    if cfg.size is not None and (len(cfg.size) != 2 or any(int(s) < TOKEN_PX or int(s) % TOKEN_PX for s in cfg.size)):
+        raise ConfigError("size", list(cfg.size), f"expected [height, width], both positive multiples of {TOKEN_PX}")
+    if not Path(cfg.checkpoint).exists():
+        raise FileNotFoundError(f"checkpoint={cfg.checkpoint}: no such file or folder")
+
+
+def sample_size(height: int, width: int, min_mp: float, max_mp: float) -> tuple[int, int]:
+    """The size a clip is sampled at: its area brought into ``[min_mp, max_mp]``, aspect kept, sides multiples of 32.
+
+    Of the four roundings (each side down or up to a multiple of 32) the one inside the area range whose
+    aspect is closest to the clip's wins; when none is inside (a very narrow range), the one closest in area.
+
+    Args:
+        height: Clip height in pixels.
+        width: Clip width in pixels.
+        min_mp: Smallest training area, megapixels.
+        max_mp: Largest training area, megapixels.
+
+    Returns:
+        ``(height, width)``, multiples of 32.
+    """
+    area = height * width / 1e6
+    scale = math.sqrt(min(max(area, min_mp), max_mp) / area)
+    h, w = height * scale, width * scale
+    candidates = {
+        (max(TOKEN_PX, fh(h / TOKEN_PX) * TOKEN_PX), max(TOKEN_PX, fw(w / TOKEN_PX) * TOKEN_PX))
+        for fh in (math.floor, math.ceil)
+        for fw in (math.floor, math.ceil)
+    }
+
+    def aspect_error(c: tuple[int, int]) -> float:
+        return abs(math.log(c[0] / c[1] * width / height))
+
+    def area_error(c: tuple[int, int]) -> float:
+        a = c[0] * c[1] / 1e6
+        return max(min_mp - a, a - max_mp, 0.0)
+
+    inside = [c for c in candidates if area_error(c) == 0.0]
+    if inside:
+        return min(inside, key=lambda c: (aspect_error(c), abs(c[0] * c[1] - h * w)))
+    return min(candidates, key=lambda c: (area_error(c), aspect_error(c)))

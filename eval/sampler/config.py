@@ -1,0 +1,50 @@
+"""Sampler settings (torch-free, so that configs holding them compose without importing torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class GuidanceConfig:
+    """Classifier-free guidance scales (1 = off; the paper does not fix them)."""
+
+    audio: float = 2.0  # audio vs zeroed audio features
+    text: float = 1.0  # caption vs empty caption
+
+
+@dataclass
+class SamplerConfig:
+    """Euler sampling settings.
+
+    Attributes:
+        num_steps: Euler steps (40 in the paper).
+        timestep_loc: Location of the time shift; ``None`` takes the training config's
+            ``objective.timestep_loc`` so sampling spends its steps where training put its timesteps.
+        guidance: Classifier-free guidance scales.
+        seed: Seed of the initial noise.
+        block_size: Latent frames per TAPSF inference block; longer videos are denoised blockwise
+            (17 latent frames = 136 video frames in the paper); 0 never splits.
+        shift: Latent frames the block partition moves at each early/late step.
+        unshifted_fraction: Middle share of the steps without a shift (75% in the paper).
+        long_video: How videos longer than ``block_size`` are denoised: ``tapsf`` (all blocks every step,
+            the paper's choice) or ``prefix`` (window after window with a clean prefix, AnyExpress §3.3;
+            only for T2V/I2V, where every frame but the first is generated).
+        prefix_frames: Prefix mode: clean latent frames carried over from the previous window.
+        anchor_alignment: Prefix mode: re-normalise later windows to the first window's statistics.
+        frame_references: Give a fully synthetic block (every token generated: long I2V, long additions)
+            full-frame reference tokens of the closest clean latent frames before and after it, at their
+            Eq. 7 forward–backward RoPE indices (paper §3.4).
+    """
+
+    num_steps: int = 40
+    timestep_loc: float | None = None
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    seed: int = 0
+    block_size: int = 17
+    shift: int = 5
+    unshifted_fraction: float = 0.75
+    frame_references: bool = True
+    long_video: str = "tapsf"  # "tapsf" or "prefix" (AnyExpress progressive prefix conditioning; T2V/I2V)
+    prefix_frames: int = 4  # prefix mode: clean latent frames carried into the next window
+    anchor_alignment: bool = True  # prefix mode: align later windows to the first window's statistics
