@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
-from eval.sampler.sampler import SamplerConfig
+from eval.sampler.config import SamplerConfig
+from trainer.config.compose import register_schema
 from trainer.config.errors import ConfigError
-from trainer.model.whisper_features import WhisperFeaturesConfig
+from trainer.model.whisper_config import WhisperFeaturesConfig
 
 MASKS = ("lip", "face", "head")
 LOOPS = ("pingpong", "none")
@@ -78,6 +79,11 @@ class DubConfig:
     frame_cache_mb: int = 512
     analysis_long_side: int = 640
     device: str = "cpu"
+
+
+def register() -> None:
+    """Register :class:`DubConfig` as the config ``dub`` (composed like every entry point's)."""
+    register_schema("dub", DubConfig)
 
 
 def validate(cfg: DubConfig) -> None:

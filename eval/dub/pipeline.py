@@ -85,6 +85,10 @@ class DubResult:
             ``paste``) and ``total``.
         sampler_s: Time inside the sampler's calls (the denoising itself).
         seeks: Seeks the frame reader made (backward runs of a ping-pong).
+        windows: The crop window of every output frame ``[num_output, 4]`` (x0, y0, x1, y1) in upright source
+            pixels (may reach past the frame); every pixel outside it is the source's.
+        source_frames: The source frame every output frame shows ``[num_output]``.
+        latents: The sampled latents ``[1, C, T, h, w]`` when the dub was asked to keep them (parity checks).
     """
 
     output: Path
@@ -97,6 +101,9 @@ class DubResult:
     seconds: dict[str, float] = field(default_factory=dict)
     sampler_s: float = 0.0
     seeks: int = 0
+    windows: np.ndarray | None = None
+    source_frames: np.ndarray | None = None
+    latents: torch.Tensor | None = None
 
 
 @dataclass
@@ -255,12 +262,13 @@ def paste_mask(box: np.ndarray, token_region: np.ndarray, size: tuple[int, int],
     return cv2.GaussianBlur(hard, (0, 0), sigma) if sigma > 0 else hard
 
 
-def dub(cfg: DubConfig, models: Models | None = None) -> DubResult:
+def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False) -> DubResult:
     """Dub ``cfg.video`` with ``cfg.audio`` into ``cfg.output`` (see the module docstring for the steps).
 
     Args:
         cfg: Options.
         models: Networks already loaded for these weights (else built from ``cfg``).
+        keep_latents: Return the sampled latents in the result.
 
     Returns:
         What was written, with timings.
@@ -371,6 +379,9 @@ def dub(cfg: DubConfig, models: Models | None = None) -> DubResult:
         seconds=seconds,
         sampler_s=sampler_s,
         seeks=seeks,
+        windows=np.array([plan.windows[int(s)].box for s in timeline.order[: timeline.num_output]]),
+        source_frames=timeline.order[: timeline.num_output].copy(),
+        latents=generated.cpu() if keep_latents else None,
     )
 
 
