@@ -33,6 +33,7 @@ class DubConfig:
         loop: When the speech is longer than the video: ``pingpong`` plays the video forwards and backwards
             until the speech ends; ``none`` cuts the output to the shorter of the two.
         overwrite: Replace an existing ``output``.
+        duration: Seconds of the speech to dub, from its start (a preview, or a cheap check); null: all of it.
         size: ``[height, width]`` of the model crop, multiples of 32; null: the weights' training size.
         crop_scale: Crop window height over the face box's longer side (1.45 frames a face the way the tiny
             base's training clips do).
@@ -62,6 +63,7 @@ class DubConfig:
     mask: str = "lip"
     loop: str = "pingpong"
     overwrite: bool = False
+    duration: float | None = None
     size: list[int] | None = None
     crop_scale: float = 1.45
     smooth_s: float = 0.15
@@ -105,6 +107,8 @@ def validate(cfg: DubConfig) -> None:
             "required: the diffusers folder the weights were trained on (or set TALKDIT_TINY_BASE to talkdit's "
             "tiny base, which `make demo` writes to demo_out/data/tiny_base/<corpus>/base_model)",
         )
+    if cfg.duration is not None and cfg.duration <= 0:
+        raise ConfigError("duration", cfg.duration, "expected seconds > 0, or null for the whole speech")
     if cfg.size is not None and (len(cfg.size) != 2 or any(int(s) < TOKEN_PX or int(s) % TOKEN_PX for s in cfg.size)):
         raise ConfigError("size", list(cfg.size), f"expected [height, width], both positive multiples of {TOKEN_PX}")
     if cfg.crop_scale <= 1.0:

@@ -293,6 +293,8 @@ def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False
     output = check_output(cfg)
     info = probe_video(cfg.video)
     wave = read_speech(cfg.audio)
+    if cfg.duration is not None:
+        wave = wave[: int(round(cfg.duration * AUDIO_RATE))]
     audio_s = wave.size / AUDIO_RATE
     lap("inputs")
     models = models or load_models(cfg)

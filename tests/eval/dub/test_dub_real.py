@@ -1,7 +1,7 @@
 """Dubbing the real recordings in ../shared/data/real (skipped when absent) with the other recording's speech.
 
-Only the first 2 s are dubbed (the speech is cut to 2 s, so the dub decodes no further), with the smoke run's
-tiny model: what is checked is the path from raw files to the output, not the model's lip sync.
+Only the first 2 s are dubbed (``duration=2``: the dub decodes no further than the speech it keeps), with the smoke
+run's tiny model: what is checked is the path from raw files to the output, not the model's lip sync.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-import soundfile as sf
 
-from data_prep.audio import AUDIO_RATE, decode_audio
 from tests.eval.dub.conftest import dub_overrides
 from tests.eval.dub.media import audio_correlation, psnr_outside_windows, video_stream_info
 from tests.eval.dub.test_dub import run_dub
@@ -26,10 +24,9 @@ def test_real_recording_dub_has_the_speech_the_source_geometry_and_its_pixels(
     video, real_data_dir, stage2, smoke_base, tmp_path
 ):
     source = real_data_dir / video
-    speech = tmp_path / "speech.wav"  # the first 2 s of the other recording's speech (a temporary file)
-    sf.write(speech, decode_audio(str(real_data_dir / DRIVES[video]))[: int(SECONDS * AUDIO_RATE)], AUDIO_RATE)
+    speech = real_data_dir / DRIVES[video]
     out = tmp_path / "dub.mp4"
-    result = run_dub(dub_overrides(stage2, smoke_base, source, speech, out, "size=[128,128]"))
+    result = run_dub(dub_overrides(stage2, smoke_base, source, speech, out, "size=[128,128]", f"duration={SECONDS}"))
     src, info = video_stream_info(source), video_stream_info(out)
     assert (info["width"], info["height"], info["fps"], info["rotation"]) == (
         src["width"],
