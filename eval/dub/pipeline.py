@@ -44,6 +44,7 @@ from eval.dub.track import FaceTrack, check_faces, crop_windows, fill_missing, t
 from eval.dub.video import DubInputError, FrameReader, VideoInfo, frame_from_planes, probe_video, yuv_planes
 from eval.dub.writer import DubWriter
 from eval.sampler.modes import head_boxes, mode_mask
+from eval.sampler.paste import frame_mask
 from eval.sampler.sampler import EulerSampler, SampleInputs
 from eval.sampler.vae_tiling import SlidingFrames, iter_tiled_decode, tiled_encode_frames
 from trainer.atomic import atomic_path
@@ -246,11 +247,13 @@ def _box_mask(box: np.ndarray, size: tuple[int, int], margin: float) -> np.ndarr
 
 
 def paste_mask(box: np.ndarray, token_region: np.ndarray, size: tuple[int, int], margin: float, sigma: float):
-    """Blend weights of one frame: the mouth-region box (grown) inside the generated tokens, feathered.
+    """Blend weights of one frame: the mouth-region box (grown, feathered) within the generated tokens' mask.
 
     Args:
         box: The mode's box in crop pixels (lower face, face or head) ``[4]``.
-        token_region: ``[h, w]`` 0/1: the pixels of the tokens the model generated in this latent frame.
+        token_region: ``[h, w]`` in [0, 1]: the feathered pixels of the tokens the model generated in this
+            latent frame (:func:`eval.sampler.paste.frame_mask`), so nothing is taken from a clean token's
+            re-rendering beyond the feathered edge.
         size: Crop ``(h, w)``.
         margin: Growth of the box.
         sigma: Gaussian softness in crop pixels.
@@ -258,8 +261,9 @@ def paste_mask(box: np.ndarray, token_region: np.ndarray, size: tuple[int, int],
     Returns:
         ``[h, w]`` float32 in [0, 1].
     """
-    hard = _box_mask(box, size, margin) * token_region
-    return cv2.GaussianBlur(hard, (0, 0), sigma) if sigma > 0 else hard
+    hard = _box_mask(box, size, margin)
+    soft = cv2.GaussianBlur(hard, (0, 0), sigma) if sigma > 0 else hard
+    return soft * token_region
 
 
 def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False) -> DubResult:
@@ -475,7 +479,7 @@ def _paste_and_write(cfg, model, reader: FrameReader, plan: _Plan, generated, ma
     latent_of = np.zeros(timeline.num_model_frames, int)
     for t, g in enumerate(groups):
         latent_of[g.start : g.stop] = t
-    regions = [np.kron(token_mask[t], np.ones((s, s), np.float32)) for t in range(token_mask.shape[0])]
+    region_of: dict[int, np.ndarray] = {}  # the current latent frame's pixel mask only: memory stays flat
     key = "lower" if cfg.mask == "lip" else "face"
     boxes = plan.crop_boxes[key]
     if cfg.mask == "head":
@@ -487,7 +491,10 @@ def _paste_and_write(cfg, model, reader: FrameReader, plan: _Plan, generated, ma
             crop = next(frames)
             src = int(timeline.order[j])
             planes = yuv_planes(reader.frame(src))
-            weight = paste_mask(boxes[j], regions[latent_of[j]], size, cfg.paste_margin, sigma)
+            t = int(latent_of[j])
+            if t not in region_of:
+                region_of = {t: frame_mask(token_mask[t], s, sigma)}
+            weight = paste_mask(boxes[j], region_of[t], size, cfg.paste_margin, sigma)
             paste_crop(planes, plan.windows[src], info.quarter_turns, crop, weight, info.colorspace, info.color_range)
             writer.add(frame_from_planes(*planes))
         writer.finish()
