@@ -234,8 +234,9 @@ def _dub_heldout(module, held, out: Path, steps: int, seed: int) -> dict:
 def _dub_files(cfg: DemoConfig, held, base: Path, export: Path, out: Path) -> dict[str, Path]:
     """Dub raw files through ``eval.dub``'s command line with the stage-2 export, as a user would.
 
-    A held-out person's video (never trained on) with another held-out person's speech, and the real recording
-    ``real_dir/demo1_video.mp4`` with ``demo2_audio.wav`` when that folder exists; each the speech's first
+    A held-out person's video (never trained on; one data_prep kept) with another held-out person's speech, and
+    the real recording
+        ``real_dir/demo1_video.mp4`` with ``demo2_audio.wav`` when that folder exists; each the speech's first
     ``dub_seconds``.
 
     Returns:
@@ -244,9 +245,13 @@ def _dub_files(cfg: DemoConfig, held, base: Path, export: Path, out: Path) -> di
     Raises:
         RuntimeError: A dub failed (its one-line error is on stderr).
     """
+    from data_prep.ledger import read_ledger
     from eval.dub.cli import main as dub_main
 
-    videos = sorted(held.corpus.glob("*.mp4"))
+    # A held-out person data_prep kept (its face is found), with the speech of the next kept person.
+    rows = read_ledger(held.prep / "ledger.parquet").to_pylist()
+    kept = sorted({Path(r["source"]) for r in rows if r["kind"] == "video" and r["status"] == "kept"})
+    videos = kept or sorted(held.corpus.glob("*.mp4"))
     jobs = {"dub_heldout": (videos[0], videos[1 % len(videos)].with_suffix(".wav"))}
     real = Path(cfg.real_dir) if Path(cfg.real_dir).is_absolute() else REPO / cfg.real_dir
     if (real / REAL_VIDEO).is_file() and (real / REAL_SPEECH).is_file():
