@@ -1,8 +1,10 @@
 """Crop windows, their place in the stored (possibly rotated) frame, and the YUV ↔ RGB conversion of a region.
 
 The dub never converts a whole source frame: it cuts the face window out of the decoded 4:2:0 planes,
-converts that region to RGB for the model, and pastes the generated pixels back into the planes, so every
-pixel outside the pasted mask is the decoder's own byte. The colour matrix (BT.601, BT.709 or BT.2020) and
+resizes them to the model resolution and converts that to RGB for the model, and pastes the generated
+pixels back into the planes (converted to YUV at the model resolution, then resized to the window), so
+every pixel outside the pasted mask is the decoder's own byte and no step touches more pixels than the
+window's. The colour matrix (BT.601, BT.709 or BT.2020) and
 range (limited or full) come from the stream's tags; the same matrices convert in both directions, so a
 pixel taken out and put back unchanged comes back within rounding.
 
@@ -67,11 +69,20 @@ def _coefficients(colorspace: int) -> tuple[float, float]:
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, colorspace: int, color_range: int) -> np.ndarray:
     """8-bit 4:2:0 planes (even-sized region) to RGB ``[h, w, 3]`` uint8; chroma repeated over its 2×2 pixels."""
+    return yuv444_to_rgb(y, _up2(u), _up2(v), colorspace, color_range)
+
+
+def _up2(c: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)
+
+
+def yuv444_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, colorspace: int, color_range: int) -> np.ndarray:
+    """Y, U, V of the same size ``[h, w]`` (any real values on the 8-bit scale) to RGB ``[h, w, 3]`` uint8."""
     kr, kb = _coefficients(colorspace)
     kg = 1.0 - kr - kb
     yf = y.astype(np.float32)
-    uf = np.repeat(np.repeat(u.astype(np.float32) - 128.0, 2, axis=0), 2, axis=1)
-    vf = np.repeat(np.repeat(v.astype(np.float32) - 128.0, 2, axis=0), 2, axis=1)
+    uf = u.astype(np.float32) - 128.0
+    vf = v.astype(np.float32) - 128.0
     if color_range == FULL_RANGE:
         luma, cb, cr = yf, uf, vf
     else:
@@ -82,8 +93,8 @@ def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, colorspace: int, col
     return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
 
 
-def rgb_to_yuv(rgb: np.ndarray, colorspace: int, color_range: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RGB ``[h, w, 3]`` (even sides, 0…255) to float32 Y ``[h, w]`` and U, V ``[h/2, w/2]`` (2×2 means)."""
+def rgb_to_yuv444(rgb: np.ndarray, colorspace: int, color_range: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB ``[h, w, 3]`` (0…255) to float32 Y, U, V, each ``[h, w]``, on the 8-bit scale of the range."""
     kr, kb = _coefficients(colorspace)
     f = rgb.astype(np.float32)
     luma = kr * f[..., 0] + (1.0 - kr - kb) * f[..., 1] + kb * f[..., 2]
@@ -91,13 +102,27 @@ def rgb_to_yuv(rgb: np.ndarray, colorspace: int, color_range: int) -> tuple[np.n
     cr = (f[..., 0] - luma) / (2.0 * (1.0 - kr))
     if color_range != FULL_RANGE:
         luma, cb, cr = 16.0 + luma * (219.0 / 255.0), cb * (224.0 / 255.0), cr * (224.0 / 255.0)
-    return luma, pool2(cb) + 128.0, pool2(cr) + 128.0
+    return luma, cb + 128.0, cr + 128.0
+
+
+def rgb_to_yuv(rgb: np.ndarray, colorspace: int, color_range: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB ``[h, w, 3]`` (even sides, 0…255) to float32 Y ``[h, w]`` and U, V ``[h/2, w/2]`` (2×2 means)."""
+    luma, cb, cr = rgb_to_yuv444(rgb, colorspace, color_range)
+    return luma, pool2(cb), pool2(cr)
 
 
 def pool2(x: np.ndarray) -> np.ndarray:
     """Mean over 2×2 blocks ``[h, w] → [h/2, w/2]`` (h, w even)."""
     h, w = x.shape[:2]
     return x.reshape(h // 2, 2, w // 2, 2, *x.shape[2:]).mean(axis=(1, 3))
+
+
+def _inside(window: Window, k: int, stored_hw: tuple[int, int]) -> tuple[tuple[int, int, int, int], tuple[int, ...]]:
+    """The window's stored box and the part of it inside the frame: ``((sx0, sy0, sx1, sy1), (cx0, cy0, cx1, cy1))``."""
+    sx0, sy0, sx1, sy1 = stored_box(window.box, k, stored_hw)
+    cx0, cy0 = max(sx0, 0), max(sy0, 0)
+    cx1, cy1 = min(sx1, stored_hw[1]), min(sy1, stored_hw[0])
+    return (sx0, sy0, sx1, sy1), (cx0, cy0, cx1, cy1)
 
 
 def cut_crop(
@@ -110,8 +135,10 @@ def cut_crop(
 ) -> np.ndarray:
     """The window of a stored frame as an upright RGB crop at the model resolution.
 
-    Only the part of the window inside the frame is converted; the rest is the nearest edge pixel
-    (edge padding), as when a face is near the border.
+    Each plane is resized to the model resolution first and converted to RGB there (the conversion is
+    linear, so this equals converting then resizing up to rounding, at a fraction of the pixels). The part
+    of the window outside the frame is the nearest edge pixel (edge padding), as when a face is near the
+    border.
 
     Args:
         planes: Stored-frame Y ``[H, W]``, U, V ``[H/2, W/2]``.
@@ -125,25 +152,20 @@ def cut_crop(
         ``[h, w, 3]`` uint8.
     """
     y, u, v = planes
-    stored_hw = y.shape
-    sx0, sy0, sx1, sy1 = stored_box(window.box, k, stored_hw)
-    cx0, cy0 = max(sx0, 0), max(sy0, 0)
-    cx1, cy1 = min(sx1, stored_hw[1]), min(sy1, stored_hw[0])
+    (sx0, sy0, sx1, sy1), (cx0, cy0, cx1, cy1) = _inside(window, k, y.shape)
     if cx1 <= cx0 or cy1 <= cy0:
-        raise ValueError(f"crop window {window} lies outside the {stored_hw[1]}x{stored_hw[0]} frame")
-    rgb = yuv_to_rgb(
-        y[cy0:cy1, cx0:cx1],
-        u[cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2],
-        v[cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2],
-        colorspace,
-        color_range,
-    )
-    pad = (cy0 - sy0, sy1 - cy1, cx0 - sx0, sx1 - cx1)
-    if any(pad):
-        rgb = cv2.copyMakeBorder(rgb, *pad, cv2.BORDER_REPLICATE)
-    if k:
-        rgb = np.rot90(rgb, k)
-    return cv2.resize(np.ascontiguousarray(rgb), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        raise ValueError(f"crop window {window} lies outside the {y.shape[1]}x{y.shape[0]} frame")
+    pad = (cy0 - sy0, sy1 - cy1, cx0 - sx0, sx1 - cx1)  # even: windows and frames have even sides
+    upright = []
+    for plane, div in ((y, 1), (u, 2), (v, 2)):
+        region = plane[cy0 // div : cy1 // div, cx0 // div : cx1 // div]
+        if any(pad):
+            region = cv2.copyMakeBorder(region, *(p // div for p in pad), cv2.BORDER_REPLICATE)
+        if k:
+            region = np.rot90(region, k)
+        # Chroma goes straight from its half resolution to the model's (one resampling, as for luma).
+        upright.append(cv2.resize(np.ascontiguousarray(region), (size[1], size[0]), interpolation=cv2.INTER_AREA))
+    return yuv444_to_rgb(*upright, colorspace, color_range)
 
 
 def paste_crop(
@@ -157,8 +179,10 @@ def paste_crop(
 ) -> None:
     """Blend a generated crop into a stored frame's planes, in place, where the mask is non-zero.
 
-    Pixels whose (upsampled) mask is 0 are not written, so outside the mask the planes keep the decoder's
-    bytes exactly. The blend is linear in YUV, which is linear in RGB: ``m·generated + (1 − m)·source``.
+    The crop is converted to YUV at the model resolution and each plane resized to the window (chroma to
+    half of it); the blend ``m·generated + (1 − m)·source`` (linear in YUV, hence in RGB) is computed over
+    the bounding box of the non-zero mask only. Where the (resized) mask is 0 the sum is the source byte
+    exactly, so outside the mask the planes keep the decoder's bytes.
 
     Args:
         planes: Stored-frame Y ``[H, W]``, U, V ``[H/2, W/2]`` (modified).
@@ -170,27 +194,25 @@ def paste_crop(
         color_range: Range tag.
     """
     y, u, v = planes
-    stored_hw = y.shape
-    size = (window.width, window.height)
-    big = cv2.resize(generated, size, interpolation=cv2.INTER_CUBIC)
-    weight = np.clip(cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
-    if k:  # back to the stored orientation
-        big, weight = np.rot90(big, -k), np.rot90(weight, -k)
-    sx0, sy0, sx1, sy1 = stored_box(window.box, k, stored_hw)
-    cx0, cy0 = max(sx0, 0), max(sy0, 0)
-    cx1, cy1 = min(sx1, stored_hw[1]), min(sy1, stored_hw[0])
-    if cx1 <= cx0 or cy1 <= cy0:
+    (sx0, sy0, sx1, sy1), (cx0, cy0, cx1, cy1) = _inside(window, k, y.shape)
+    if cx1 <= cx0 or cy1 <= cy0 or not mask.any():
         return
-    inner = (slice(cy0 - sy0, cy1 - sy0), slice(cx0 - sx0, cx1 - sx0))
-    weight = np.ascontiguousarray(weight[inner])
-    if not weight.any():
-        return
-    gy, gu, gv = rgb_to_yuv(np.ascontiguousarray(big[inner]), colorspace, color_range)
-    wc = pool2(weight)
-    region_y = y[cy0:cy1, cx0:cx1]
-    region_u = u[cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2]
-    region_v = v[cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2]
-    for region, gen, w in ((region_y, gy, weight), (region_u, gu, wc), (region_v, gv, wc)):
-        on = w > 0
-        mixed = w[on] * gen[on] + (1.0 - w[on]) * region[on].astype(np.float32)
-        region[on] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    gen = rgb_to_yuv444(generated, colorspace, color_range)
+    for plane, g, div in ((y, gen[0], 1), (u, gen[1], 2), (v, gen[2], 2)):
+        wide, high = window.width // div, window.height // div
+        big = cv2.resize(g, (wide, high), interpolation=cv2.INTER_CUBIC)
+        weight = np.clip(cv2.resize(mask.astype(np.float32), (wide, high), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+        if k:  # back to the stored orientation
+            big, weight = np.rot90(big, -k), np.rot90(weight, -k)
+        # The part inside the frame, in this plane's pixels, and its bounding box of non-zero weights.
+        oy, ox = (cy0 - sy0) // div, (cx0 - sx0) // div
+        hh, ww = (cy1 - cy0) // div, (cx1 - cx0) // div
+        weight = weight[oy : oy + hh, ox : ox + ww]
+        rows, cols = np.flatnonzero(weight.any(axis=1)), np.flatnonzero(weight.any(axis=0))
+        if rows.size == 0:
+            continue
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        w = weight[r0:r1, c0:c1]
+        src = plane[cy0 // div + r0 : cy0 // div + r1, cx0 // div + c0 : cx0 // div + c1]
+        mixed = w * big[oy + r0 : oy + r1, ox + c0 : ox + c1] + (1.0 - w) * src.astype(np.float32)
+        src[...] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
