@@ -5,8 +5,9 @@
 
 One dub of ``--video`` (default: ``../shared/data/real/demo1_video.mp4``, 1080x1920 at 25 fps) with the speech
 of ``--audio`` (default: the other recording's) cut to ``--seconds``, with the weights of ``--weights`` on
-``--base`` (default: a tiny random smoke model trained for one step and exported into a temporary folder, the
-project's "tiny model"; pass the demo's stage-2 export and tiny base to measure those). Reported, as one JSON
+``--base`` (default: the newest stage-2 export and tiny base ``make demo`` wrote under ``demo_out/``, talkdit's
+pretrained tiny model; without them, ``--model smoke`` or no ``demo_out/``: the much smaller random smoke model,
+trained for one step and exported into a temporary folder). Reported, as one JSON
 object: the dub's wall time and its steps (inputs, model, faces, features, encode, sample, paste), the time
 inside the sampler's call, their ratio (``overhead_ratio`` = wall / sampler; target <= 1.5) and the seconds
 of output made per second of wall time. Run it under ``/usr/bin/time -v`` for the peak memory (RSS).
@@ -58,6 +59,13 @@ def smoke_export(root: Path) -> tuple[Path, Path]:
     return root / "export", base
 
 
+def demo_model() -> tuple[Path, Path] | None:
+    """The newest ``(export_dir, base_dir)`` of ``make demo`` under ``demo_out/`` (``None`` without one)."""
+    exports = sorted(REPO.glob("demo_out/runs/*/export"), key=lambda p: p.stat().st_mtime)
+    bases = sorted(REPO.glob("demo_out/data/tiny_base/*/base_model"), key=lambda p: p.stat().st_mtime)
+    return (exports[-1], bases[-1]) if exports and bases else None
+
+
 def main() -> None:
     """Run the dub(s) and print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,6 +74,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of speech dubbed (null: all)")
     parser.add_argument("--weights", help="export folder (default: a tiny random smoke export)")
     parser.add_argument("--base", help="base diffusers folder of --weights")
+    parser.add_argument("--model", choices=("demo", "smoke"), default="demo", help="without --weights: which model")
     parser.add_argument("--size", type=int, default=128, help="side of the model crop (pixels, multiple of 32)")
     parser.add_argument("--steps", type=int, default=40, help="Euler steps (the sampler's default)")
     parser.add_argument("--loop", default="pingpong")
@@ -76,12 +85,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if args.weights is None:
-            t = time.perf_counter()
-            weights, base = smoke_export(tmp / "model")
-            print(f"tiny random model built in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+        found = demo_model() if args.model == "demo" else None
+        if args.weights is not None:
+            weights, base, model = Path(args.weights), Path(args.base), "given"
+        elif found is not None:
+            (weights, base), model = found, "demo"
         else:
-            weights, base = Path(args.weights), Path(args.base)
+            t = time.perf_counter()
+            (weights, base), model = smoke_export(tmp / "model"), "smoke"
+            print(f"tiny random smoke model built in {time.perf_counter() - t:.1f}s", file=sys.stderr)
         register()
 
         def cfg(i: int):
@@ -122,6 +134,8 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "model": model,
+                "weights": str(weights) if model != "smoke" else "smoke (temporary)",
                 "video": args.video,
                 "size": list(result.size),
                 "fps": result.fps,
