@@ -4,11 +4,12 @@ Steps (each bad input is refused before the next, and no output file exists unle
 
 1. **Inputs**: the output path (must not exist unless ``overwrite``), the video (a video stream that
    decodes), the speech (:func:`data_prep.audio.decode_audio`: any file → 16 kHz mono, the project's one
-   audio path), the export folder and the base folder (the model is assembled from them,
-   :meth:`trainer.model.talking_head.TalkingHeadModel.from_exports`, refusing weights that do not fit).
+   audio path), the export folder's files.
 2. **Face track** (pass 1 over the video): data_prep's face analysis of every frame the output needs, gaps
    interpolated, the face-centred crop window of every frame smoothed (:mod:`eval.dub.track`). A video
-   with too few faces is refused, naming the seconds without one.
+   with too few faces is refused, naming the seconds without one. Then the model is assembled from the base
+   folder and the exports (:meth:`trainer.model.talking_head.TalkingHeadModel.from_exports`, refusing weights
+   that do not fit the base).
 3. **Timeline**: the output follows the speech at the source's frame rate (:mod:`eval.dub.timeline`:
    ping-pong looping or cutting), ``F = 8k + 1`` model frames.
 4. **Conditions**: Whisper features of the speech (the encoder the adapter was trained on), Eq. 3 windows at
@@ -144,15 +145,19 @@ def whisper_config(cfg: DubConfig, exported: ExportedWeights) -> WhisperFeatures
     return WhisperFeaturesConfig(**{**recorded, "arch": WhisperArch(**recorded.get("arch", {}))})
 
 
-def load_models(cfg: DubConfig) -> Models:
+def load_models(cfg: DubConfig, exported: ExportedWeights | None = None) -> Models:
     """Assemble the inference model from the base folder and the exports, and the Whisper encoder.
+
+    Args:
+        cfg: Options (``weights``, ``base``, ``lora``, ``whisper``, ``device``).
+        exported: The export already read (else read from ``cfg.weights``).
 
     Raises:
         FileNotFoundError: A folder or file is missing (named).
         WeightsMismatchError: The exports do not fit the base, or the Whisper encoder not the adapter.
         DubInputError: The export does not say which Whisper encoder made its features.
     """
-    exported = read_exported_weights(cfg.weights, cfg.lora)
+    exported = exported or read_exported_weights(cfg.weights, cfg.lora)
     model = TalkingHeadModel.from_exports(cfg.base, exported).to(cfg.device)
     whisper = WhisperFeatureExtractor.from_config(whisper_config(cfg, exported))
     adapter = exported.adapter_config
@@ -308,17 +313,21 @@ def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False
     if cfg.duration is not None:
         wave = wave[: int(round(cfg.duration * AUDIO_RATE))]
     audio_s = wave.size / AUDIO_RATE
+    # The export's files are read (cheap) before the video is analysed, the model built (minutes for 13B) after:
+    # a missing file or a video without a face is refused first.
+    exported = models.exported if models is not None else read_exported_weights(cfg.weights, cfg.lora)
     lap("inputs")
-    models = models or load_models(cfg)
-    model, settings = models.model, training_settings(models.exported)
-    size = model_size(cfg, settings)
-    lap("model")
 
     fps = float(info.fps)
     track = track_faces(info, audio_s + 2.0 / fps, cfg.analysis_long_side)
     if len(track.index) == 0:
         raise DubInputError(f"video={cfg.video}: no frame decoded")
     check_faces(track, cfg.min_face_fraction, fps, cfg.video)
+    lap("faces")
+    models = models or load_models(cfg, exported)
+    model, settings = models.model, training_settings(models.exported)
+    size = model_size(cfg, settings)
+    lap("model")
     timeline = plan_timeline(track.index.times, fps, audio_s, cfg.loop, model.temporal_compression)
     detected = track.detected
     faces, lower = fill_missing(track.boxes, detected), fill_missing(track.lower, detected)
@@ -337,7 +346,7 @@ def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False
         size[0],
         (timeline.num_model_frames - 1) // model.temporal_compression + 1,
     )
-    lap("faces")
+    lap("faces")  # the crop plan counts with the face analysis
 
     dev = model.device
     spoken = wave[: int(round(timeline.audio_s * AUDIO_RATE))]
