@@ -379,7 +379,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
             f"{n['mouth_mse_base']:.1f}, undubbed source {n['mouth_mse_source']:.1f}, VAE ceiling "
             f"{n['mouth_mse_vae_ceiling']:.1f} (gap closed {_fmt(n['gap_closed'])}); mouth opening follows the "
             f"speech: r = {_fmt(n['openness_corr_trained'])} (base {_fmt(n['openness_corr_base'])}, measure check "
-            f"{_fmt(n['openness_measure_check'])}); whole-frame PSNR {n['psnr_trained_db']:.1f} dB"
+            f"{_fmt(n['openness_measure_check'])}); whole-frame PSNR {n['psnr_trained_db']:.1f} dB, neighbouring-pixel "
+            f"correlation {_fmt(n['neighbour_corr_trained'])} (source {_fmt(n['neighbour_corr_source'])})"
         )
         outputs.update(
             {
@@ -418,7 +419,11 @@ on the CPU with Ulysses sequence parallelism), and sampling from the stage-2 che
 
 
 def _demo(overrides: list[str]) -> int:
+    # Each step's line must reach a log file as it happens (`make demo > demo.log`), not when the demo ends.
+    sys.stdout.reconfigure(line_buffering=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    # talkdit's own progress lines (VAE fit, training steps, data_prep units): the tiny base takes minutes.
+    logging.getLogger("talkdit").setLevel(logging.INFO)
     register()
     run_demo(load_config("demo", overrides))
     return 0
