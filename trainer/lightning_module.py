@@ -33,6 +33,7 @@ from trainer.objectives.timesteps import sample_timesteps
 from trainer.optim import build_optimizer
 from trainer.optim.clipping import clip_adamw_grad_norm
 from trainer.parallel.mesh import build_mesh, single_process_mesh
+from trainer.parallel.negatives import NegativePlan, exchange_negatives
 from trainer.parallel.sequence import SequenceParallel, parallelize
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class StepInputs:
         mask: ``M`` of the video tokens ``[B, N]``.
         num_ref: Reference tokens at the head of the sequence.
         flags: Condition flags of the step.
+        grid: Latent grid ``(T, H, W)`` of the video tokens (``N = T·H·W``).
     """
 
     tokens: torch.Tensor
@@ -70,6 +72,7 @@ class StepInputs:
     mask: torch.Tensor
     num_ref: int
     flags: ConditionFlags
+    grid: tuple[int, int, int]
 
 
 class TalkingHeadModule(L.LightningModule):
@@ -112,6 +115,7 @@ class TalkingHeadModule(L.LightningModule):
         self._stream_counts: dict[int, tuple[int, int, str]] = {}
         self._grad_norm: torch.Tensor | None = None
         self._sharded = False
+        self._warned_missing_negatives = False
 
     # ------------------------------------------------------------------ set-up
     def _setup_stage(self) -> None:
@@ -353,6 +357,7 @@ class TalkingHeadModule(L.LightningModule):
             mask=m,
             num_ref=inputs.num_ref,
             flags=flags,
+            grid=(frames_lat, grid_h, grid_w),
         )
 
     def forward_velocity(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -376,10 +381,18 @@ class TalkingHeadModule(L.LightningModule):
             sp.shard(inputs.coords, dim=2),
             sp.shard_audio(inputs.audio),
         )
-        head = inputs.num_ref
-        target = F.pad(inputs.target, (0, 0, head, 0))
-        mask = F.pad(inputs.mask, (head, 0))
-        return pred, sp.shard(target), sp.shard(mask)
+        return pred, self.shard_video(inputs, inputs.target), self.shard_video(inputs, inputs.mask)
+
+    def shard_video(self, inputs: StepInputs, x: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a per-video-token tensor ``[B, N, ...]``, aligned with its prediction.
+
+        Without sequence parallelism that is ``x``; with it, ``x`` is placed behind the step's reference
+        tokens (zeros there) and sharded like the DiT's input sequence.
+        """
+        if self.sp is None:
+            return x
+        pad = [0, 0] * (x.dim() - 2) + [inputs.num_ref, 0]
+        return self.sp.shard(F.pad(x, pad))
 
     def compute_loss(self, inputs: StepInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward the DiT and compute Eq. 8 with the contrastive term.
@@ -389,12 +402,24 @@ class TalkingHeadModule(L.LightningModule):
         the group size, so that data-parallel gradient averaging over every rank yields the gradient of the
         group's loss.
 
+        Negatives of the contrastive term come from the batch when it holds two or more samples and from
+        another data-parallel rank's sample of the same latent grid when it holds one
+        (:mod:`trainer.parallel.negatives`); a sample without either trains without the term and is counted.
+
         Returns:
-            ``(loss, metrics)``; metrics include the plain flow-matching loss and per-condition losses.
+            ``(loss, metrics)``; metrics include the plain flow-matching loss, per-condition losses, the
+            contrastive negatives used and missing in the whole step (all data-parallel ranks).
         """
+        lam = self.cfg.objective.contrastive_lambda
+        plan: NegativePlan | None = None
+        negatives = None
+        if lam != 0:
+            # A collective over the data-parallel group: every rank reaches it once per step, before the forward.
+            negatives, plan = exchange_negatives(inputs.target, inputs.grid, self.mesh)
         pred, target, mask = self.forward_velocity(inputs)
-        negatives = torch.roll(target, 1, 0) if pred.shape[0] > 1 else None
-        total, pos, count = contrastive_sq_error(pred, target, mask, self.cfg.objective.contrastive_lambda, negatives)
+        if negatives is not None:
+            negatives = self.shard_video(inputs, negatives)
+        total, pos, count = contrastive_sq_error(pred, target, mask, lam, negatives)
         scale = 1.0
         if self.sp is not None:
             sums = self.sp.all_reduce(torch.stack([total.detach(), pos.detach(), count]))
@@ -410,6 +435,19 @@ class TalkingHeadModule(L.LightningModule):
             "masked_fraction": inputs.mask.float().mean(),
         }
         per_sample = (sums[1] / count_all.clamp(min=1.0)).detach()
+        if plan is not None:
+            metrics["contrastive_negatives"] = float(plan.used)
+            metrics["contrastive_missing"] = float(plan.missing)
+            if plan.missing and not self._warned_missing_negatives:
+                self._warned_missing_negatives = True
+                if self.global_rank == 0:  # the plan is the same on every rank
+                    log.warning(
+                        "step %d: %d sample(s) of batch size 1 trained without the contrastive term (no other "
+                        "data-parallel rank held a sample of the same latent grid); train/contrastive_missing "
+                        "counts them per step",
+                        self.global_step,
+                        plan.missing,
+                    )
         for name, flag in (
             ("v2v", inputs.flags.v2v),
             ("ff", inputs.flags.first_frame),
