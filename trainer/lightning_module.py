@@ -35,6 +35,7 @@ from trainer.optim.clipping import clip_adamw_grad_norm
 from trainer.parallel.mesh import build_mesh, single_process_mesh
 from trainer.parallel.negatives import NegativePlan, exchange_negatives
 from trainer.parallel.sequence import SequenceParallel, parallelize
+from trainer.rng_state import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class TalkingHeadModule(L.LightningModule):
         self._grad_norm: torch.Tensor | None = None
         self._sharded = False
         self._warned_missing_negatives = False
+        self._pending_rng_state: dict | None = None  # this rank's RNG state from a checkpoint, set at the first batch
 
     # ------------------------------------------------------------------ set-up
     def _setup_stage(self) -> None:
@@ -196,6 +198,7 @@ class TalkingHeadModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["talkdit"] = self.metadata()
         checkpoint["talkdit"]["data_position"] = self.gathered_data_position()
+        checkpoint["talkdit"]["rng_state"] = self.gathered_rng_state()
 
     def gathered_data_position(self) -> dict[str, dict[str, int]]:
         """Every rank's data position ``{rank: {worker: groups}}`` (string keys: the checkpoint is JSON-like)."""
@@ -204,6 +207,19 @@ class TalkingHeadModule(L.LightningModule):
             every: list = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(every, mine)
             return {str(r): pos for r, pos in enumerate(every)}
+        return {str(self.global_rank): mine}
+
+    def gathered_rng_state(self) -> dict[str, dict]:
+        """Every rank's global RNG state ``{rank: state}`` (:mod:`trainer.rng_state`).
+
+        Each rank has its own dropout draws, and only rank 0 writes the checkpoint, so the states are
+        gathered like the data position.
+        """
+        mine = capture_rng_state()
+        if self._trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            every: list = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(every, mine)
+            return {str(r): state for r, state in enumerate(every)}
         return {str(self.global_rank): mine}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -217,6 +233,25 @@ class TalkingHeadModule(L.LightningModule):
         self.logger_run_id = checkpoint["talkdit"].get("logger_run_id")
         position = checkpoint["talkdit"].get("data_position", {}).get(str(self.global_rank), {})
         self.data_position = {int(k): int(v) for k, v in position.items()}
+        states = checkpoint["talkdit"].get("rng_state")
+        self._pending_rng_state = (states or {}).get(str(self.global_rank))
+        if self._pending_rng_state is None:
+            log.warning(
+                "the checkpoint holds no RNG state for rank %d%s: dropout draws restart from the seed, so the "
+                "run will not repeat an uninterrupted one exactly",
+                self.global_rank,
+                "" if states is None else f" (it was written by {len(states)} rank(s))",
+            )
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """Restore this rank's RNG state from the resumed checkpoint right before the first step draws from it.
+
+        Not in :meth:`on_load_checkpoint`: creating the data loader's iterator after the restore draws a seed
+        from the global RNG, which the uninterrupted run drew long before the checkpoint.
+        """
+        if self._pending_rng_state is not None:
+            restore_rng_state(self._pending_rng_state)
+            self._pending_rng_state = None
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
