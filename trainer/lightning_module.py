@@ -29,7 +29,7 @@ from trainer.objectives.conditions import ConditionFlags, sample_conditions
 from trainer.objectives.contrastive import contrastive_sq_error
 from trainer.objectives.flow_matching import noise_mask, noise_tokens, velocity_target
 from trainer.objectives.immiscible import knn_noise
-from trainer.objectives.timesteps import sample_timesteps
+from trainer.objectives.timesteps import sample_timesteps, time_bin_label, time_bins
 from trainer.optim import build_optimizer
 from trainer.optim.clipping import clip_adamw_grad_norm
 from trainer.parallel.mesh import build_mesh, single_process_mesh
@@ -61,6 +61,7 @@ class StepInputs:
         num_ref: Reference tokens at the head of the sequence.
         flags: Condition flags of the step.
         grid: Latent grid ``(T, H, W)`` of the video tokens (``N = T·H·W``).
+        flow_time: Flow time of each sample ``[B]`` (the masked tokens' timestep).
     """
 
     tokens: torch.Tensor
@@ -74,6 +75,7 @@ class StepInputs:
     num_ref: int
     flags: ConditionFlags
     grid: tuple[int, int, int]
+    flow_time: torch.Tensor
 
 
 class TalkingHeadModule(L.LightningModule):
@@ -117,6 +119,8 @@ class TalkingHeadModule(L.LightningModule):
         self._grad_norm: torch.Tensor | None = None
         self._sharded = False
         self._warned_missing_negatives = False
+        # Per flow-time bin since the last logged row: (sum of per-sample flow-matching losses, samples).
+        self._t_window: torch.Tensor | None = None
         self._pending_rng_state: dict | None = None  # this rank's RNG state from a checkpoint, set at the first batch
 
     # ------------------------------------------------------------------ set-up
@@ -393,6 +397,7 @@ class TalkingHeadModule(L.LightningModule):
             num_ref=inputs.num_ref,
             flags=flags,
             grid=(frames_lat, grid_h, grid_w),
+            flow_time=t,
         )
 
     def forward_velocity(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -443,7 +448,8 @@ class TalkingHeadModule(L.LightningModule):
 
         Returns:
             ``(loss, metrics)``; metrics include the plain flow-matching loss, per-condition losses, the
-            contrastive negatives used and missing in the whole step (all data-parallel ranks).
+            contrastive negatives used and missing in the whole step (all data-parallel ranks), and
+            ``loss_per_sample`` ``[B]`` (each sample's flow-matching loss, for the per-``t`` log).
         """
         lam = self.cfg.objective.contrastive_lambda
         plan: NegativePlan | None = None
@@ -470,6 +476,7 @@ class TalkingHeadModule(L.LightningModule):
             "masked_fraction": inputs.mask.float().mean(),
         }
         per_sample = (sums[1] / count_all.clamp(min=1.0)).detach()
+        metrics["loss_per_sample"] = per_sample
         if plan is not None:
             metrics["contrastive_negatives"] = float(plan.used)
             metrics["contrastive_missing"] = float(plan.missing)
@@ -567,6 +574,7 @@ class TalkingHeadModule(L.LightningModule):
         self.track_stream(batch)
         inputs = self.prepare_step(batch, self.step_generator())
         loss, metrics = self.compute_loss(inputs)
+        self.accumulate_time_bins(metrics.pop("loss_per_sample"), inputs.flow_time)
         bsz = inputs.tokens.shape[0]
         self.log("train/loss", metrics["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=bsz)
         metrics.pop("loss")
@@ -574,8 +582,36 @@ class TalkingHeadModule(L.LightningModule):
             self._log_step_metrics({"train/loss": loss.detach()}, batch_size=bsz)
         if self._logging_step():
             metrics["identity_refs"] = float(inputs.flags.identity)
+            metrics.update(self.pop_time_bin_losses())
             self._log_step_metrics({f"train/{k}": v for k, v in metrics.items()}, batch_size=bsz)
         return loss
+
+    def accumulate_time_bins(self, per_sample: torch.Tensor, flow_time: torch.Tensor) -> None:
+        """Add a step's per-sample flow-matching losses ``[B]`` to their flow-time bins (``loop.loss_t_bins``)."""
+        edges = list(self.cfg.loop.loss_t_bins)
+        if self._t_window is None:
+            self._t_window = torch.zeros(len(edges) - 1, 2, device=per_sample.device)
+        idx = time_bins(flow_time.to(per_sample.device), edges)
+        keep = idx >= 0
+        # On the device without a sync: only logging steps read the window.
+        self._t_window[:, 0].index_add_(0, idx[keep], per_sample[keep].float())
+        self._t_window[:, 1].index_add_(0, idx[keep], torch.ones_like(per_sample[keep], dtype=torch.float32))
+
+    def pop_time_bin_losses(self) -> dict[str, float]:
+        """Mean flow-matching loss per flow-time bin since the last logged row (``loss_t<lo>-<hi>``), then reset.
+
+        One sample per rank and step puts a single ``t`` in a step; averaging every step since the last row
+        (this rank's samples, like the per-condition losses) gives each logged value more than one sample.
+        Bins that received no sample are left out.
+        """
+        if self._t_window is None:
+            return {}
+        edges = list(self.cfg.loop.loss_t_bins)
+        window = self._t_window.tolist()
+        self._t_window.zero_()
+        return {
+            f"loss_{time_bin_label(edges[i], edges[i + 1])}": total / n for i, (total, n) in enumerate(window) if n > 0
+        }
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         """Step time and samples/s (whole world, averaged since the last log) on the progress bar."""
