@@ -40,18 +40,23 @@ from eval.lipsync import base_module_of, dub_cases, run_cases, summarize  # noqa
 from eval.run import load_module, read_clips  # noqa: E402
 from eval.sampler.sampler import GuidanceConfig, SamplerConfig  # noqa: E402
 from launch.corpus import CorpusSpec, prepare_corpus  # noqa: E402
-
-# The held-out people: a corpus seed the demo's training corpus (seed 0) never uses, 25 fps only.
-HELDOUT_SEED = 1000
+from launch.demo import HELDOUT_SEED, DemoConfig  # noqa: E402
 
 
-def heldout_spec(num_videos: int, audio: str, num_refs: int, clip_frames: int, size: int) -> CorpusSpec:
-    """The held-out corpus the benchmark (and the demo's dub) uses."""
+def heldout_spec(
+    num_videos: int, audio: str, num_refs: int, clip_frames: int, size: int, zoom: float, duration_s: float
+) -> CorpusSpec:
+    """The held-out people: the demo's held-out corpus seed (its training corpus never uses it), 25 fps only.
+
+    Framing (``zoom``) and length must match the corpus the model was trained on.
+    """
     return CorpusSpec(
         num_videos=num_videos,
         seed=HELDOUT_SEED,
         fps=[25.0],
         size=size,
+        zoom=zoom,
+        duration_s=duration_s,
         clip_frames=clip_frames,
         audio=audio,
         num_reference_frames=num_refs,
@@ -79,6 +84,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=16, help="Euler steps per sample")
     parser.add_argument("--audio-guidance", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--zoom", type=float, default=DemoConfig.zoom, help="framing of the training corpus")
+    parser.add_argument("--duration", type=float, default=DemoConfig.duration_s, help="seconds per video")
     parser.add_argument("--ablation", choices=("none", "shuffled_audio", "no_adapter"), default="none")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -93,7 +100,15 @@ def main() -> int:
     module = load_module(checkpoint)
     cfg = module.cfg
     size = int(np.sqrt(cfg.data.max_megapixels * 1e6) + 0.5)
-    spec = heldout_spec(args.videos, cfg.audio.name, cfg.objective.num_reference_frames, cfg.data.max_frames, size)
+    spec = heldout_spec(
+        args.videos,
+        cfg.audio.name,
+        cfg.objective.num_reference_frames,
+        cfg.data.max_frames,
+        size,
+        args.zoom,
+        args.duration,
+    )
     held = prepare_corpus(spec, args.out / "data" / "heldout")
     clips = read_clips(held.shards, module.cfg, args.clips)
     cases = dub_cases(clips, held.corpus)

@@ -235,9 +235,8 @@ def _dub_files(cfg: DemoConfig, held, base: Path, export: Path, out: Path) -> di
     """Dub raw files through ``eval.dub``'s command line with the stage-2 export, as a user would.
 
     A held-out person's video (never trained on; one data_prep kept) with another held-out person's speech, and
-    the real recording
-        ``real_dir/demo1_video.mp4`` with ``demo2_audio.wav`` when that folder exists; each the speech's first
-    ``dub_seconds``.
+    the real recording ``real_dir/demo1_video.mp4`` with ``demo2_audio.wav`` when that folder exists; each the
+    speech's first ``dub_seconds``.
 
     Returns:
         ``dub_heldout`` and (when dubbed) ``dub_real``: the mp4 files.
@@ -436,7 +435,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
             f"{n['mouth_mse_base']:.1f}, undubbed source {n['mouth_mse_source']:.1f}, VAE ceiling "
             f"{n['mouth_mse_vae_ceiling']:.1f} (gap closed {_fmt(n['gap_closed'])}); mouth opening follows the "
             f"speech: r = {_fmt(n['openness_corr_trained'])} (base {_fmt(n['openness_corr_base'])}, measure check "
-            f"{_fmt(n['openness_measure_check'])}); whole-frame PSNR {n['psnr_trained_db']:.1f} dB"
+            f"{_fmt(n['openness_measure_check'])}); whole-frame PSNR {n['psnr_trained_db']:.1f} dB, neighbouring-pixel "
+            f"correlation {_fmt(n['neighbour_corr_trained'])} (source {_fmt(n['neighbour_corr_source'])})"
         )
         outputs.update(
             {
@@ -484,7 +484,11 @@ synthetic person, a real recording of real_dir when present) dubbed through eval
 
 
 def _demo(overrides: list[str]) -> int:
+    # Each step's line must reach a log file as it happens (`make demo > demo.log`), not when the demo ends.
+    sys.stdout.reconfigure(line_buffering=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    # talkdit's own progress lines (VAE fit, training steps, data_prep units): the tiny base takes minutes.
+    logging.getLogger("talkdit").setLevel(logging.INFO)
     register()
     run_demo(load_config("demo", overrides))
     return 0

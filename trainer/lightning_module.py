@@ -29,11 +29,13 @@ from trainer.objectives.conditions import ConditionFlags, sample_conditions
 from trainer.objectives.contrastive import contrastive_sq_error
 from trainer.objectives.flow_matching import noise_mask, noise_tokens, velocity_target
 from trainer.objectives.immiscible import knn_noise
-from trainer.objectives.timesteps import sample_timesteps
+from trainer.objectives.timesteps import sample_timesteps, time_bin_label, time_bins
 from trainer.optim import build_optimizer
 from trainer.optim.clipping import clip_adamw_grad_norm
 from trainer.parallel.mesh import build_mesh, single_process_mesh
+from trainer.parallel.negatives import NegativePlan, exchange_negatives
 from trainer.parallel.sequence import SequenceParallel, parallelize
+from trainer.rng_state import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class StepInputs:
         mask: ``M`` of the video tokens ``[B, N]``.
         num_ref: Reference tokens at the head of the sequence.
         flags: Condition flags of the step.
+        grid: Latent grid ``(T, H, W)`` of the video tokens (``N = T·H·W``).
+        flow_time: Flow time of each sample ``[B]`` (the masked tokens' timestep).
     """
 
     tokens: torch.Tensor
@@ -70,6 +74,8 @@ class StepInputs:
     mask: torch.Tensor
     num_ref: int
     flags: ConditionFlags
+    grid: tuple[int, int, int]
+    flow_time: torch.Tensor
 
 
 class TalkingHeadModule(L.LightningModule):
@@ -112,6 +118,10 @@ class TalkingHeadModule(L.LightningModule):
         self._stream_counts: dict[int, tuple[int, int, str]] = {}
         self._grad_norm: torch.Tensor | None = None
         self._sharded = False
+        self._warned_missing_negatives = False
+        # Per flow-time bin since the last logged row: (sum of per-sample flow-matching losses, samples).
+        self._t_window: torch.Tensor | None = None
+        self._pending_rng_state: dict | None = None  # this rank's RNG state from a checkpoint, set at the first batch
 
     # ------------------------------------------------------------------ set-up
     def _setup_stage(self) -> None:
@@ -192,6 +202,7 @@ class TalkingHeadModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["talkdit"] = self.metadata()
         checkpoint["talkdit"]["data_position"] = self.gathered_data_position()
+        checkpoint["talkdit"]["rng_state"] = self.gathered_rng_state()
 
     def gathered_data_position(self) -> dict[str, dict[str, int]]:
         """Every rank's data position ``{rank: {worker: groups}}`` (string keys: the checkpoint is JSON-like)."""
@@ -200,6 +211,19 @@ class TalkingHeadModule(L.LightningModule):
             every: list = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(every, mine)
             return {str(r): pos for r, pos in enumerate(every)}
+        return {str(self.global_rank): mine}
+
+    def gathered_rng_state(self) -> dict[str, dict]:
+        """Every rank's global RNG state ``{rank: state}`` (:mod:`trainer.rng_state`).
+
+        Each rank has its own dropout draws, and only rank 0 writes the checkpoint, so the states are
+        gathered like the data position.
+        """
+        mine = capture_rng_state()
+        if self._trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            every: list = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(every, mine)
+            return {str(r): state for r, state in enumerate(every)}
         return {str(self.global_rank): mine}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -213,6 +237,25 @@ class TalkingHeadModule(L.LightningModule):
         self.logger_run_id = checkpoint["talkdit"].get("logger_run_id")
         position = checkpoint["talkdit"].get("data_position", {}).get(str(self.global_rank), {})
         self.data_position = {int(k): int(v) for k, v in position.items()}
+        states = checkpoint["talkdit"].get("rng_state")
+        self._pending_rng_state = (states or {}).get(str(self.global_rank))
+        if self._pending_rng_state is None:
+            log.warning(
+                "the checkpoint holds no RNG state for rank %d%s: dropout draws restart from the seed, so the "
+                "run will not repeat an uninterrupted one exactly",
+                self.global_rank,
+                "" if states is None else f" (it was written by {len(states)} rank(s))",
+            )
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """Restore this rank's RNG state from the resumed checkpoint right before the first step draws from it.
+
+        Not in :meth:`on_load_checkpoint`: creating the data loader's iterator after the restore draws a seed
+        from the global RNG, which the uninterrupted run drew long before the checkpoint.
+        """
+        if self._pending_rng_state is not None:
+            restore_rng_state(self._pending_rng_state)
+            self._pending_rng_state = None
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -353,6 +396,8 @@ class TalkingHeadModule(L.LightningModule):
             mask=m,
             num_ref=inputs.num_ref,
             flags=flags,
+            grid=(frames_lat, grid_h, grid_w),
+            flow_time=t,
         )
 
     def forward_velocity(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -376,10 +421,18 @@ class TalkingHeadModule(L.LightningModule):
             sp.shard(inputs.coords, dim=2),
             sp.shard_audio(inputs.audio),
         )
-        head = inputs.num_ref
-        target = F.pad(inputs.target, (0, 0, head, 0))
-        mask = F.pad(inputs.mask, (head, 0))
-        return pred, sp.shard(target), sp.shard(mask)
+        return pred, self.shard_video(inputs, inputs.target), self.shard_video(inputs, inputs.mask)
+
+    def shard_video(self, inputs: StepInputs, x: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a per-video-token tensor ``[B, N, ...]``, aligned with its prediction.
+
+        Without sequence parallelism that is ``x``; with it, ``x`` is placed behind the step's reference
+        tokens (zeros there) and sharded like the DiT's input sequence.
+        """
+        if self.sp is None:
+            return x
+        pad = [0, 0] * (x.dim() - 2) + [inputs.num_ref, 0]
+        return self.sp.shard(F.pad(x, pad))
 
     def compute_loss(self, inputs: StepInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward the DiT and compute Eq. 8 with the contrastive term.
@@ -389,12 +442,25 @@ class TalkingHeadModule(L.LightningModule):
         the group size, so that data-parallel gradient averaging over every rank yields the gradient of the
         group's loss.
 
+        Negatives of the contrastive term come from the batch when it holds two or more samples and from
+        another data-parallel rank's sample of the same latent grid when it holds one
+        (:mod:`trainer.parallel.negatives`); a sample without either trains without the term and is counted.
+
         Returns:
-            ``(loss, metrics)``; metrics include the plain flow-matching loss and per-condition losses.
+            ``(loss, metrics)``; metrics include the plain flow-matching loss, per-condition losses, the
+            contrastive negatives used and missing in the whole step (all data-parallel ranks), and
+            ``loss_per_sample`` ``[B]`` (each sample's flow-matching loss, for the per-``t`` log).
         """
+        lam = self.cfg.objective.contrastive_lambda
+        plan: NegativePlan | None = None
+        negatives = None
+        if lam != 0:
+            # A collective over the data-parallel group: every rank reaches it once per step, before the forward.
+            negatives, plan = exchange_negatives(inputs.target, inputs.grid, self.mesh)
         pred, target, mask = self.forward_velocity(inputs)
-        negatives = torch.roll(target, 1, 0) if pred.shape[0] > 1 else None
-        total, pos, count = contrastive_sq_error(pred, target, mask, self.cfg.objective.contrastive_lambda, negatives)
+        if negatives is not None:
+            negatives = self.shard_video(inputs, negatives)
+        total, pos, count = contrastive_sq_error(pred, target, mask, lam, negatives)
         scale = 1.0
         if self.sp is not None:
             sums = self.sp.all_reduce(torch.stack([total.detach(), pos.detach(), count]))
@@ -410,6 +476,20 @@ class TalkingHeadModule(L.LightningModule):
             "masked_fraction": inputs.mask.float().mean(),
         }
         per_sample = (sums[1] / count_all.clamp(min=1.0)).detach()
+        metrics["loss_per_sample"] = per_sample
+        if plan is not None:
+            metrics["contrastive_negatives"] = float(plan.used)
+            metrics["contrastive_missing"] = float(plan.missing)
+            if plan.missing and not self._warned_missing_negatives:
+                self._warned_missing_negatives = True
+                if self.global_rank == 0:  # the plan is the same on every rank
+                    log.warning(
+                        "step %d: %d sample(s) of batch size 1 trained without the contrastive term (no other "
+                        "data-parallel rank held a sample of the same latent grid); train/contrastive_missing "
+                        "counts them per step",
+                        self.global_step,
+                        plan.missing,
+                    )
         for name, flag in (
             ("v2v", inputs.flags.v2v),
             ("ff", inputs.flags.first_frame),
@@ -494,6 +574,7 @@ class TalkingHeadModule(L.LightningModule):
         self.track_stream(batch)
         inputs = self.prepare_step(batch, self.step_generator())
         loss, metrics = self.compute_loss(inputs)
+        self.accumulate_time_bins(metrics.pop("loss_per_sample"), inputs.flow_time)
         bsz = inputs.tokens.shape[0]
         self.log("train/loss", metrics["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=bsz)
         metrics.pop("loss")
@@ -501,8 +582,36 @@ class TalkingHeadModule(L.LightningModule):
             self._log_step_metrics({"train/loss": loss.detach()}, batch_size=bsz)
         if self._logging_step():
             metrics["identity_refs"] = float(inputs.flags.identity)
+            metrics.update(self.pop_time_bin_losses())
             self._log_step_metrics({f"train/{k}": v for k, v in metrics.items()}, batch_size=bsz)
         return loss
+
+    def accumulate_time_bins(self, per_sample: torch.Tensor, flow_time: torch.Tensor) -> None:
+        """Add a step's per-sample flow-matching losses ``[B]`` to their flow-time bins (``loop.loss_t_bins``)."""
+        edges = list(self.cfg.loop.loss_t_bins)
+        if self._t_window is None:
+            self._t_window = torch.zeros(len(edges) - 1, 2, device=per_sample.device)
+        idx = time_bins(flow_time.to(per_sample.device), edges)
+        keep = idx >= 0
+        # On the device without a sync: only logging steps read the window.
+        self._t_window[:, 0].index_add_(0, idx[keep], per_sample[keep].float())
+        self._t_window[:, 1].index_add_(0, idx[keep], torch.ones_like(per_sample[keep], dtype=torch.float32))
+
+    def pop_time_bin_losses(self) -> dict[str, float]:
+        """Mean flow-matching loss per flow-time bin since the last logged row (``loss_t<lo>-<hi>``), then reset.
+
+        One sample per rank and step puts a single ``t`` in a step; averaging every step since the last row
+        (this rank's samples, like the per-condition losses) gives each logged value more than one sample.
+        Bins that received no sample are left out.
+        """
+        if self._t_window is None:
+            return {}
+        edges = list(self.cfg.loop.loss_t_bins)
+        window = self._t_window.tolist()
+        self._t_window.zero_()
+        return {
+            f"loss_{time_bin_label(edges[i], edges[i + 1])}": total / n for i, (total, n) in enumerate(window) if n > 0
+        }
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         """Step time and samples/s (whole world, averaged since the last log) on the progress bar."""

@@ -19,11 +19,10 @@ def demo_outputs(tmp_path_factory):
     cfg = DemoConfig(
         out_dir=str(out),
         num_videos=2,
-        # Stage-1 validation needs one full batch (8 clips of 25 frames at 64 px) of held-out clips; 3 people
-        # at zoom 2.0 gave fewer once data_prep's filters ran (main's test failed at setup the same way).
-        heldout_videos=6,
+        heldout_videos=3,
         duration_s=3.0,
         size=64,
+        zoom=1.5,  # at 64 px the demo's closer framing loses MediaPipe's face on some held-out people
         vae_image_steps=2,
         vae_clip_steps=2,
         base_steps=3,
@@ -105,9 +104,7 @@ def test_demo_shards_come_from_the_data_prep_pipeline(demo_outputs):
     rows = pq.read_table(demo_outputs["ledger"]).to_pylist()
     kept = {r["clip_id"]: r for r in rows if r["kind"] == "clip" and r["status"] == "kept"}
     assert len([r for r in rows if r["kind"] == "video"]) == 2  # the training people
-    # Two 3-s videos, 25-frame clips at 25 fps: up to 3 each; at 64 px and zoom 2.0 data_prep keeps 3 of them
-    # on this seed (the shard checks below hold for whatever it keeps).
-    assert len(kept) >= 3
+    assert len(kept) >= 4  # two 3-s videos, 25-frame clips at 25 fps: up to 3 each
     shards = sorted(demo_outputs["shards"].glob("*.tar"))
     samples = [
         decode_sample(raw, FeatureSpec(layers=5, dim=32))

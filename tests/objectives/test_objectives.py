@@ -13,7 +13,7 @@ from trainer.objectives.flow_matching import (
     velocity_target,
 )
 from trainer.objectives.immiscible import knn_noise
-from trainer.objectives.timesteps import sample_timesteps
+from trainer.objectives.timesteps import sample_timesteps, time_bin_label, time_bins
 
 
 def test_timesteps_concentrate_in_the_high_noise_band():
@@ -130,3 +130,10 @@ def test_condition_dropout_frequencies(p):
     assert ff / n == pytest.approx(p[1], abs=0.03)
     assert v2v / n == pytest.approx(p[2], abs=0.03)
     assert ids / (n // 8) == pytest.approx(p[3], abs=0.07)
+
+
+def test_time_bins_are_half_open_with_the_last_edge_in_the_last_bin():
+    t = torch.tensor([0.0, 0.1, 0.25, 0.6, 0.99, 1.0, 0.05])
+    assert time_bins(t, [0.0, 0.25, 0.5, 1.0]).tolist() == [0, 0, 1, 2, 2, 2, 0]
+    assert time_bins(t, [0.1, 0.5, 0.9]).tolist() == [-1, 0, 0, 1, -1, -1, -1]  # outside the edges: -1
+    assert time_bin_label(0.0, 0.25) == "t0-0.25" and time_bin_label(0.75, 1.0) == "t0.75-1"

@@ -28,6 +28,12 @@ def test_run_logs_loss_speed_and_per_condition_losses(stage1):
     assert any(c.startswith("train/loss_v2v_") for c in cols)
     assert any(c.startswith("train/loss_ff_") for c in cols)
     assert "train/loss_audio_on" in cols  # stage 1 always has audio on
+    # Two samples per batch in one process: each takes the other as its contrastive negative.
+    assert {r["train/contrastive_negatives"] for r in rows} == {"2.0"}
+    assert {r["train/contrastive_missing"] for r in rows} == {"0.0"}
+    bins = {f"train/loss_t{lo}-{hi}" for lo, hi in (("0", "0.25"), ("0.25", "0.5"), ("0.5", "0.75"), ("0.75", "1"))}
+    per_t = {c for c in cols if c.startswith("train/loss_t")}
+    assert per_t and per_t <= bins, per_t
     assert (result.run_dir / "parameters.txt").read_text().count("audio_attn.to_q.weight") == 2
 
 
@@ -54,6 +60,16 @@ def test_resume_continues_from_the_saved_step_with_the_saved_weights(simple_shar
     assert after["optimizer_states"][0]["format"] == saved["optimizer_states"][0]["format"]
     changed = [k for k, v in saved["state_dict"].items() if not torch.equal(v, after["state_dict"][k])]
     assert changed
+
+
+def test_per_flow_time_losses_average_each_bins_samples_since_the_last_row(simple_shards, tmp_path):
+    cfg = load_train_config(tiny_overrides(simple_shards, tmp_path, 1, "loop.loss_t_bins=[0.0,0.5,0.8,1.0]"))
+    module = TalkingHeadModule(cfg)
+    assert module.pop_time_bin_losses() == {}
+    module.accumulate_time_bins(torch.tensor([1.0, 2.0]), torch.tensor([0.9, 0.1]))
+    module.accumulate_time_bins(torch.tensor([4.0, 8.0]), torch.tensor([0.95, 1.0]))
+    assert module.pop_time_bin_losses() == {"loss_t0-0.5": 2.0, "loss_t0.8-1": pytest.approx(13 / 3)}
+    assert module.pop_time_bin_losses() == {}  # the window starts again after a row
 
 
 def test_loading_a_checkpoint_restores_the_trained_tensors(stage1):

@@ -274,6 +274,9 @@ class LoopConfig:
     progress_every_n_steps: int = 50  # without a terminal: a progress line every this many steps
     progress_every_s: float = 60.0  # without a terminal: a progress line at least this often (seconds)
     deterministic: bool = False  # deterministic kernels (slower)
+    # Edges of the flow-time bins of the logged training loss train/loss_t<lo>-<hi> (each bin [lo, hi); the mean
+    # flow-matching loss of the rank's samples in the bin since the previous logged row).
+    loss_t_bins: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
 
 
 @dataclass

@@ -325,6 +325,13 @@ def validate_train_config(cfg: TrainConfig) -> None:
         lp.accumulate_grad_batches,
         "must be >= 1",
     )
+    bins = list(lp.loss_t_bins)
+    _require(
+        len(bins) >= 2 and all(lo < hi for lo, hi in zip(bins, bins[1:])) and bins[0] >= 0.0 and bins[-1] <= 1.0,
+        "loop.loss_t_bins",
+        bins,
+        "must be at least 2 strictly increasing edges in [0, 1]",
+    )
     if cfg.resume not in (None, "auto"):
         _require(
             Path(cfg.resume).is_file() or (Path(cfg.resume) / "latest").is_file(),

@@ -56,3 +56,26 @@ def sampling_times(num_steps: int, loc: float = 2.05) -> torch.Tensor:
     t = shift * s / (shift * s + 1 - s)
     t[0], t[-1] = 1.0, 0.0  # exact ends: the first step starts from pure noise, the last lands on t = 0
     return t
+
+
+def time_bins(t: torch.Tensor, edges: list[float]) -> torch.Tensor:
+    """Which flow-time bin each draw falls in, for the per-``t`` training loss.
+
+    Bin ``i`` is ``[edges[i], edges[i+1])``; the last bin also holds ``t = edges[-1]``.
+
+    Args:
+        t: Flow times ``[B]``.
+        edges: Increasing bin edges (``K + 1`` values for ``K`` bins).
+
+    Returns:
+        ``[B]`` int64 bin index, ``-1`` for a time outside ``[edges[0], edges[-1]]``.
+    """
+    e = torch.tensor(edges, dtype=t.dtype, device=t.device)
+    idx = torch.bucketize(t, e, right=True) - 1
+    idx = torch.where(t == e[-1], len(edges) - 2, idx)
+    return torch.where((idx >= 0) & (idx < len(edges) - 1), idx, -1)
+
+
+def time_bin_label(lo: float, hi: float) -> str:
+    """Metric suffix of a flow-time bin, e.g. ``t0.25-0.5`` (numbers as ``val/loss_t<q>`` writes them)."""
+    return f"t{lo:g}-{hi:g}"
