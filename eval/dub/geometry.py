@@ -67,15 +67,6 @@ def _coefficients(colorspace: int) -> tuple[float, float]:
     return _KR_KB.get(int(colorspace), _BT601)
 
 
-def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, colorspace: int, color_range: int) -> np.ndarray:
-    """8-bit 4:2:0 planes (even-sized region) to RGB ``[h, w, 3]`` uint8; chroma repeated over its 2×2 pixels."""
-    return yuv444_to_rgb(y, _up2(u), _up2(v), colorspace, color_range)
-
-
-def _up2(c: np.ndarray) -> np.ndarray:
-    return np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)
-
-
 def yuv444_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, colorspace: int, color_range: int) -> np.ndarray:
     """Y, U, V of the same size ``[h, w]`` (any real values on the 8-bit scale) to RGB ``[h, w, 3]`` uint8."""
     kr, kb = _coefficients(colorspace)
@@ -103,18 +94,6 @@ def rgb_to_yuv444(rgb: np.ndarray, colorspace: int, color_range: int) -> tuple[n
     if color_range != FULL_RANGE:
         luma, cb, cr = 16.0 + luma * (219.0 / 255.0), cb * (224.0 / 255.0), cr * (224.0 / 255.0)
     return luma, cb + 128.0, cr + 128.0
-
-
-def rgb_to_yuv(rgb: np.ndarray, colorspace: int, color_range: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RGB ``[h, w, 3]`` (even sides, 0…255) to float32 Y ``[h, w]`` and U, V ``[h/2, w/2]`` (2×2 means)."""
-    luma, cb, cr = rgb_to_yuv444(rgb, colorspace, color_range)
-    return luma, pool2(cb), pool2(cr)
-
-
-def pool2(x: np.ndarray) -> np.ndarray:
-    """Mean over 2×2 blocks ``[h, w] → [h/2, w/2]`` (h, w even)."""
-    h, w = x.shape[:2]
-    return x.reshape(h // 2, 2, w // 2, 2, *x.shape[2:]).mean(axis=(1, 3))
 
 
 def _inside(window: Window, k: int, stored_hw: tuple[int, int]) -> tuple[tuple[int, int, int, int], tuple[int, ...]]:

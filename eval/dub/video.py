@@ -11,7 +11,7 @@ from there, so memory never depends on the video's length.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -187,11 +187,6 @@ class FrameReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def read(self, order: Iterable[int]) -> Iterator[av.VideoFrame]:
-        """The frames ``order`` names, in that order (stored orientation, decoder's pixel format)."""
-        for i in order:
-            yield self.frame(int(i))
 
     def frame(self, i: int) -> av.VideoFrame:
         """Frame ``i``.
