@@ -39,7 +39,14 @@ def _dub(overrides: list[str]) -> int:
     register()
     cfg: DubConfig = load_config("dub", overrides)
     validate(cfg)  # before torch and the media stack load
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     from eval.dub.pipeline import dub
+
+    # The dub logs its own steps; the libraries' per-file loading bars would bury them (and an error line).
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
 
     result = dub(cfg)
     print(
