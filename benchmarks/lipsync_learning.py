@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 from eval.lipsync import base_module_of, dub_cases, run_cases, summarize  # noqa: E402
 from eval.run import load_module, read_clips  # noqa: E402
-from eval.sampler.sampler import GuidanceConfig, SamplerConfig  # noqa: E402
+from eval.sampler.config import GuidanceConfig, SamplerConfig  # noqa: E402
 from launch.corpus import CorpusSpec, prepare_corpus  # noqa: E402
 from launch.demo import HELDOUT_SEED, DemoConfig  # noqa: E402
 

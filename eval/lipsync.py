@@ -48,6 +48,8 @@ __all__ = [
 
 # The videos scored against the ground truth.
 ARMS = ("trained", "base", "source", "vae_ceiling")
+# Feather of the paste mask (pixels): soft enough to hide the seam, small beside a 32-pixel token.
+PASTE_FEATHER_PX = 3.0
 
 
 @dataclass
@@ -261,13 +263,26 @@ def base_module_of(module):
 
 
 @torch.no_grad()
-def dub_video(module, sampler, case: DubCase, seed: int, identity_refs: bool = True) -> np.ndarray:
-    """V2V lip-mode dub of the case's source clip driven by the driving clip's speech; uint8 ``[F, H, W, 3]``."""
+def dub_video(module, sampler, case: DubCase, seed: int, identity_refs: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """V2V lip-mode dub of the case's source clip driven by the driving clip's speech, pasted into the source.
+
+    Outside the generated tokens the VAE only re-renders the clean source, losing detail; a dub keeps the source
+    pixels there and takes the generated ones inside the (grown, feathered) mask, as lip-sync tools do.
+
+    Returns:
+        ``(frames, mask)``: the pasted dub, uint8 ``[F, H, W, 3]``, and the paste mask, float32 ``[F, H, W]``.
+    """
     from eval.run import clip_batch, sample_clip
+    from eval.sampler.paste import paste, pixel_mask
 
     num_refs = module.cfg.objective.num_reference_frames
     batch = clip_batch(case.source, num_refs, whisper=case.driving.whisper)
-    return sample_clip(module, sampler, batch, "v2v", "lip", identity_refs, seed)
+    frames, tokens = sample_clip(module, sampler, batch, "v2v", "lip", identity_refs, seed, return_mask=True)
+    vae = module.vae.config
+    mask = pixel_mask(
+        tokens, frames.shape[0], vae.spatial_compression_ratio, vae.temporal_compression_ratio, PASTE_FEATHER_PX
+    )
+    return paste(frames, case.source.frames, mask), mask
 
 
 def run_cases(module, base, sampler_cfg, cases: list[DubCase], seed: int) -> list[tuple[dict, DubScores]]:
@@ -283,6 +298,7 @@ def run_cases(module, base, sampler_cfg, cases: list[DubCase], seed: int) -> lis
     Returns:
         ``(videos by arm, scores)`` per case.
     """
+    from eval.sampler.paste import paste
     from eval.sampler.sampler import EulerSampler
 
     loc = module.cfg.objective.timestep_loc
@@ -290,12 +306,14 @@ def run_cases(module, base, sampler_cfg, cases: list[DubCase], seed: int) -> lis
     base_sampler = EulerSampler(base.dit, sampler_cfg, loc)
     out = []
     for i, case in enumerate(cases):
+        trained, mask = dub_video(module, trained_sampler, case, seed + i)
         videos = {
-            "trained": dub_video(module, trained_sampler, case, seed + i),
-            "base": dub_video(base, base_sampler, case, seed + i),
+            "trained": trained,
+            "base": dub_video(base, base_sampler, case, seed + i)[0],
             "source": case.source.frames,
-            "vae_ceiling": vae_reconstruction(module, case.ground_truth),
+            # The best dub on this VAE: the ground truth's reconstruction, pasted the way a dub is.
+            "vae_ceiling": paste(vae_reconstruction(module, case.ground_truth), case.ground_truth, mask),
         }
-        closed = vae_reconstruction(module, case.closed)
+        closed = paste(vae_reconstruction(module, case.closed), case.closed, mask)
         out.append((videos, score_case(case, videos, {"trained": closed, "base": closed, "vae_ceiling": closed})))
     return out

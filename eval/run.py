@@ -197,8 +197,22 @@ def clip_batch(clip: ClipSample, num_refs: int, whisper: np.ndarray | None = Non
     return collate_clips([tc])
 
 
-def sample_clip(module, sampler: EulerSampler, batch: dict, mode: str, v2v_mask: str, identity_refs: bool, seed: int):
-    """Sample one clip of ``batch`` in ``mode`` (``v2v``/``i2v``/``t2v``); returns uint8 frames ``[F, H, W, 3]``."""
+def sample_clip(
+    module,
+    sampler: EulerSampler,
+    batch: dict,
+    mode: str,
+    v2v_mask: str,
+    identity_refs: bool,
+    seed: int,
+    return_mask: bool = False,
+):
+    """Sample one clip of ``batch`` in ``mode`` (``v2v``/``i2v``/``t2v``).
+
+    Returns:
+        uint8 frames ``[F, H, W, 3]``; with ``return_mask``, also the generated-token mask ``[T, h, w]``
+        (1 = generated), for pasting the generated region back into source frames (:mod:`eval.sampler.paste`).
+    """
     import torch
 
     from eval.sampler.batch import sample_inputs_from_batch
@@ -210,7 +224,8 @@ def sample_clip(module, sampler: EulerSampler, batch: dict, mode: str, v2v_mask:
         latents, refs = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
         inputs = sample_inputs_from_batch(module, batch, latents, refs, mode, v2v_mask, identity_refs)
         out = sampler.sample(inputs)
-        return decode_latents(module.vae, out)[0]
+        frames = decode_latents(module.vae, out)[0]
+    return (frames, inputs.mask[0].cpu()) if return_mask else frames
 
 
 def sample_edited_clip(

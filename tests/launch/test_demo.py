@@ -1,6 +1,9 @@
 """The demo pipeline end to end on a small corpus, and the shards it builds."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -123,6 +126,28 @@ def test_demo_shards_come_from_the_data_prep_pipeline(demo_outputs):
         assert np.isfinite(s.lower_face_boxes).all()
         lower = s.lower_face_boxes
         assert np.all(lower[:, 2] > lower[:, 0]) and np.all(lower[:, 3] > lower[:, 1])
+
+
+@pytest.mark.slow
+def test_lipsync_benchmark_scores_a_demo_checkpoint(demo_outputs, tmp_path):
+    # The benchmark on the reduced demo's stage-2 checkpoint: held-out people framed like its corpus.
+    args = ["--checkpoint", str(demo_outputs["stage2_checkpoint"]), "--out", str(tmp_path)]
+    args += ["--clips", "2", "--videos", "3", "--steps", "1", "--zoom", "1.5", "--duration", "3"]
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "lipsync_learning.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    arms = ("trained", "base", "source", "vae_ceiling")
+    assert {f"mouth_mse_{a}" for a in arms} <= set(summary) and summary["clips"] >= 1
+    for key in ("gap_closed", "openness_corr_trained", "openness_corr_base", "openness_measure_check"):
+        assert key in summary
+    assert summary["mouth_mse_source"] > 0 and summary["stage"] == "stage2_lora"
 
 
 def test_demo_rejects_unknown_options(capsys):
