@@ -52,6 +52,8 @@ class DubConfig:
         preset: x264 speed preset.
         frame_cache_mb: Memory for decoded source frames when the output runs backwards through the video.
         analysis_long_side: Longer side frames are downscaled to for face analysis.
+        analysis_fps: Frames per second the face analysis looks at (every k-th frame, k = round(fps /
+            analysis_fps); boxes in between are interpolated, then smoothed with the rest); 0: every frame.
         device: Where the model runs (``cpu``, ``cuda``).
     """
 
@@ -80,6 +82,7 @@ class DubConfig:
     preset: str = "veryfast"
     frame_cache_mb: int = 512
     analysis_long_side: int = 640
+    analysis_fps: float = 12.5
     device: str = "cpu"
 
 
@@ -133,5 +136,7 @@ def validate(cfg: DubConfig) -> None:
         raise ConfigError("preset", cfg.preset, f"expected an x264 preset: {', '.join(X264_PRESETS)}")
     if cfg.frame_cache_mb < 1:
         raise ConfigError("frame_cache_mb", cfg.frame_cache_mb, "expected >= 1")
+    if cfg.analysis_fps < 0:
+        raise ConfigError("analysis_fps", cfg.analysis_fps, "expected >= 0 (0: analyse every frame)")
     if cfg.analysis_long_side < 64:
         raise ConfigError("analysis_long_side", cfg.analysis_long_side, "expected >= 64 pixels")

@@ -319,7 +319,8 @@ def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False
     lap("inputs")
 
     fps = float(info.fps)
-    track = track_faces(info, audio_s + 2.0 / fps, cfg.analysis_long_side)
+    stride = max(1, round(fps / cfg.analysis_fps)) if cfg.analysis_fps > 0 else 1
+    track = track_faces(info, audio_s + 2.0 / fps, cfg.analysis_long_side, stride=stride)
     if len(track.index) == 0:
         raise DubInputError(f"video={cfg.video}: no frame decoded")
     check_faces(track, cfg.min_face_fraction, fps, cfg.video)
@@ -335,10 +336,11 @@ def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False
     refs_count = cfg.reference_frames if cfg.reference_frames is not None else int(settings["num_reference_frames"])
     plan = _Plan(info, timeline, windows, faces, lower, _reference_frames(track, timeline, refs_count), size)
     log.info(
-        "%s: %d frames analysed, face in %.0f%%; output %d frames at %.3f fps (%s), model %dx%d, %d latent frames",
+        "%s: %d frames read, face in %.0f%% of those analysed; output %d frames at %.3f fps (%s), model %dx%d, "
+        "%d latent frames",
         cfg.video,
         len(track.index),
-        100 * detected.mean(),
+        100 * detected[track.looked].mean(),
         timeline.num_output,
         fps,
         "ping-pong" if timeline.looped else "no loop",

@@ -33,26 +33,40 @@ class FaceTrack:
         index: Timestamps and keyframes of the frames.
         boxes: Dominant face box ``[N, 4]`` (x0, y0, x1, y1); NaN where none was found.
         lower: Its lower-face box ``[N, 4]``; NaN where none was found.
+        analysed: ``[N]`` bool: the frames the analyser looked at (``None``: all of them); the others have NaN
+            boxes that :func:`fill_missing` interpolates.
     """
 
     index: FrameIndex
     boxes: np.ndarray
     lower: np.ndarray
+    analysed: np.ndarray | None = None
 
     @property
     def detected(self) -> np.ndarray:
         """``[N]`` bool: a face was found in the frame."""
         return np.isfinite(self.boxes).all(axis=1) & np.isfinite(self.lower).all(axis=1)
 
+    @property
+    def looked(self) -> np.ndarray:
+        """``[N]`` bool: the frame was analysed."""
+        return np.ones(len(self.boxes), bool) if self.analysed is None else self.analysed
 
-def track_faces(info: VideoInfo, until_s: float, long_side: int = 640, min_confidence: float = 0.5) -> FaceTrack:
-    """Decode the video once up to ``until_s`` and analyse every frame's faces.
+
+def track_faces(
+    info: VideoInfo, until_s: float, long_side: int = 640, min_confidence: float = 0.5, stride: int = 1
+) -> FaceTrack:
+    """Decode the video once up to ``until_s`` and analyse the faces of every ``stride``-th frame.
 
     Args:
         info: The probed video.
         until_s: Frames after this time (from the first frame) are not needed; decoding stops there.
         long_side: Frames are downscaled to this longer side for the analysis (data_prep's default).
         min_confidence: Face detection threshold.
+        stride: Analyse frames ``0, stride, 2·stride, …`` (every frame is still decoded and indexed). The
+            crop windows are smoothed over ``smooth_s`` anyway, so boxes interpolated between analysed
+            frames a few hundredths of a second apart cost nothing visible, and the analysis is the
+            costliest step of this pass.
 
     Returns:
         The track, with every decoded frame's timestamp and keyframe flag.
@@ -64,7 +78,8 @@ def track_faces(info: VideoInfo, until_s: float, long_side: int = 640, min_confi
     up_h, up_w = info.upright_size
     scale = min(1.0, long_side / max(info.width, info.height))
     small_w, small_h = max(2, round(info.width * scale)), max(2, round(info.height * scale))
-    pts, times, keys, boxes, lower = [], [], [], [], []
+    pts, times, keys, boxes, lower, analysed = [], [], [], [], [], []
+    missing = np.full(4, np.nan, np.float32)
     t0 = None
     with (
         av.open(str(info.path), metadata_errors="ignore") as container,
@@ -78,20 +93,28 @@ def track_faces(info: VideoInfo, until_s: float, long_side: int = 640, min_confi
                 t0 = t if t0 is None else t0
                 if t - t0 > until_s:
                     break
-                # swscale scales and converts in one step: the full-size RGB frame is never made.
-                small = frame.reformat(width=small_w, height=small_h, format="rgb24", interpolation="AREA")
-                image = np.rot90(small.to_ndarray(), k) if k else small.to_ndarray()
-                with native_stderr_silenced():
-                    found = analyzer(np.ascontiguousarray(image), source_hw=(up_h, up_w))
+                look = len(times) % max(1, stride) == 0
+                if look:
+                    # swscale scales and converts in one step: the full-size RGB frame is never made.
+                    small = frame.reformat(width=small_w, height=small_h, format="rgb24", interpolation="AREA")
+                    image = np.rot90(small.to_ndarray(), k) if k else small.to_ndarray()
+                    with native_stderr_silenced():
+                        found = analyzer(np.ascontiguousarray(image), source_hw=(up_h, up_w))
                 pts.append(frame.pts)
                 times.append(t - t0)
                 keys.append(bool(frame.key_frame))
-                boxes.append(found.boxes[0] if found.count else np.full(4, np.nan, np.float32))
-                lower.append(found.lower)
+                analysed.append(look)
+                boxes.append(found.boxes[0] if look and found.count else missing)
+                lower.append(found.lower if look else missing)
         except (av.error.FFmpegError, ValueError) as err:
             raise DubInputError(f"video={info.path}: damaged at frame {len(times)}: {err}") from err
     index = FrameIndex(pts=pts, times=np.asarray(times, np.float64), keyframes=np.asarray(keys, bool))
-    return FaceTrack(index, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(lower, np.float32).reshape(-1, 4))
+    return FaceTrack(
+        index,
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(lower, np.float32).reshape(-1, 4),
+        np.asarray(analysed, bool),
+    )
 
 
 def missing_spans(times: np.ndarray, detected: np.ndarray, frame_s: float) -> list[tuple[float, float]]:
@@ -107,15 +130,17 @@ def missing_spans(times: np.ndarray, detected: np.ndarray, frame_s: float) -> li
 
 
 def check_faces(track: FaceTrack, min_fraction: float, fps: float, path) -> None:
-    """Refuse a video where a face is found in fewer than ``min_fraction`` of the frames, naming the seconds.
+    """Refuse a video where a face is found in fewer than ``min_fraction`` of the analysed frames, naming the seconds.
 
     Raises:
         DubInputError: Too few frames with a face.
     """
-    detected = track.detected
+    looked = track.looked
+    detected = track.detected[looked]
     if detected.size and detected.mean() >= min_fraction:
         return
-    spans = missing_spans(track.index.times, detected, 1.0 / fps)
+    step_s = float(np.median(np.diff(track.index.times[looked]))) if detected.size > 1 else 1.0 / fps
+    spans = missing_spans(track.index.times[looked], detected, step_s)
     shown = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in spans[:6]) + (
         f" and {len(spans) - 6} more" if len(spans) > 6 else ""
     )

@@ -117,3 +117,15 @@ def test_frame_reader_serves_any_order_with_a_small_window(tmp_path):
             assert level == want, (i, level, want)
             assert len(reader.window) <= 4
         assert reader.seeks > 5  # the backward run was served by seeking, not by holding the video
+
+
+def test_analysing_every_other_frame_counts_only_the_analysed_frames():
+    times = np.arange(50) / 25.0
+    boxes = np.tile(np.array([[10, 10, 50, 50]], np.float32), (50, 1))
+    analysed = np.arange(50) % 2 == 0
+    boxes[~analysed] = np.nan  # frames the analyser skipped: not counted as faceless
+    track = FaceTrack(FrameIndex([None] * 50, times, np.zeros(50, bool)), boxes, boxes.copy(), analysed)
+    check_faces(track, 1.0, 25.0, "v.mp4")
+    boxes[10:40:2] = np.nan  # 15 of the 25 analysed frames without a face
+    with pytest.raises(DubInputError, match=r"no face found in 60% of the frames \(seconds 0.4-1.6\)"):
+        check_faces(FaceTrack(track.index, boxes, boxes.copy(), analysed), 0.5, 25.0, "v.mp4")
