@@ -112,6 +112,9 @@ def main() -> int:
     held = prepare_corpus(spec, args.out / "data" / "heldout")
     clips = read_clips(held.shards, module.cfg, args.clips)
     cases = dub_cases(clips, held.corpus)
+    if not cases:
+        print(f"error: the first {len(clips)} held-out clips show one person: raise --clips", file=sys.stderr)
+        return 2
     if args.ablation == "shuffled_audio":
         cases = [dataclasses.replace(c, driving=shuffled(c.driving, args.seed + i)) for i, c in enumerate(cases)]
     if args.ablation == "no_adapter":

@@ -97,6 +97,19 @@ def _plan(entry: CorpusEntry, span: tuple[int, int]):
     return plan.window(*span)
 
 
+def clip_plan(clip: ClipSample, entries: dict[str, CorpusEntry]):
+    """The generator's plan of a clip's frames (true mouth opening, poses, blinks), from its corpus entry.
+
+    Args:
+        clip: A clip data_prep cut from a synthetic corpus video at the video's own rate.
+        entries: The corpus manifest by video id (:func:`data_prep.synthetic.corpus.load_manifest`).
+
+    Raises:
+        ValueError: The clip's source is not in the manifest, or was resampled (no frame-exact plan).
+    """
+    return _plan(_entry_of(clip, entries), tuple(clip.record["span"]))
+
+
 def dub_cases(clips: list[tuple[ClipSample, np.ndarray, int]], corpus_dir: str | Path) -> list[DubCase]:
     """Pair every held-out clip with a clip of another source video and render the ground truths.
 
@@ -124,8 +137,8 @@ def dub_cases(clips: list[tuple[ClipSample, np.ndarray, int]], corpus_dir: str |
             continue
         other_start = [j for j in others if starts[j] != starts[i]]
         driving, audio, rate = clips[(other_start or others)[0]]
-        plan = _plan(_entry_of(clip, entries), tuple(clip.record["span"]))
-        drive_plan = _plan(_entry_of(driving, entries), tuple(driving.record["span"]))
+        plan = clip_plan(clip, entries)
+        drive_plan = clip_plan(driving, entries)
         frames = clip.frames.shape[0]
         if plan.times.shape[0] != frames or drive_plan.times.shape[0] != frames:
             raise ValueError(f"clip {clip.key}: span and frame count disagree ({plan.times.shape[0]} vs {frames})")

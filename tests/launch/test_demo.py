@@ -26,6 +26,7 @@ def demo_outputs(tmp_path_factory):
         duration_s=3.0,
         size=64,
         zoom=1.5,  # at 64 px the demo's closer framing loses MediaPipe's face on some held-out people
+        fps=[25.0],  # clips at their source's rate have a frame-exact true mouth opening (the audio probe)
         vae_image_steps=2,
         vae_clip_steps=2,
         base_steps=3,
@@ -132,7 +133,8 @@ def test_demo_shards_come_from_the_data_prep_pipeline(demo_outputs):
 def test_lipsync_benchmark_scores_a_demo_checkpoint(demo_outputs, tmp_path):
     # The benchmark on the reduced demo's stage-2 checkpoint: held-out people framed like its corpus.
     args = ["--checkpoint", str(demo_outputs["stage2_checkpoint"]), "--out", str(tmp_path)]
-    args += ["--clips", "2", "--videos", "3", "--steps", "1", "--zoom", "1.5", "--duration", "3"]
+    # 3-s videos give 3 clips each: 4 clips span two people, so each has another person's speech to dub.
+    args += ["--clips", "4", "--videos", "3", "--steps", "1", "--zoom", "1.5", "--duration", "3"]
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, str(repo / "benchmarks" / "lipsync_learning.py"), *args],
@@ -148,6 +150,25 @@ def test_lipsync_benchmark_scores_a_demo_checkpoint(demo_outputs, tmp_path):
     for key in ("gap_closed", "openness_corr_trained", "openness_corr_base", "openness_measure_check"):
         assert key in summary
     assert summary["mouth_mse_source"] > 0 and summary["stage"] == "stage2_lora"
+
+
+@pytest.mark.slow
+def test_audio_probe_reads_the_demo_corpora(demo_outputs):
+    # The probe that tells the audio side from the video side when the benchmark shows no sync.
+    repo = Path(__file__).resolve().parents[2]
+    out_dir = demo_outputs["corpus"].parents[3]  # <out_dir>/data/corpora/<corpus>/corpus
+    done = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "lipsync_audio_probe.py"), "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    probe = json.loads(done.stdout)
+    assert probe["frames"]["train"] > 0 and probe["frames"]["heldout"] > 0
+    # The generator's audio envelope drives its mouth: energy and opening correlate on any corpus it makes.
+    assert probe["energy_corr"]["heldout"] > 0.5
 
 
 def test_demo_rejects_unknown_options(capsys):
