@@ -53,6 +53,7 @@ bench:  ## benchmarks print JSON ratios against a baseline measured in the same 
 	$(BIN)/python benchmarks/sampler_overhead.py
 	$(BIN)/python benchmarks/tapsf_memory.py
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/dub_overhead.py
 
 clean:
 	rm -rf demo_out runs .pytest_cache

@@ -22,6 +22,7 @@ ENTRY_POINTS = (
     "data_prep.run",
     "data_prep.report",
     "eval.run",
+    "eval.dub",
     "launch.slurm",
     "launch.demo",
     "data_prep.synthetic.cli",

@@ -6,7 +6,9 @@ diffusers folder in the LTX-Video layout; fitted once, then reused from ``out_di
 adapter) → export → stage 2 (LoRA + adapter) → export → a short stage-2 run on 2 processes with DeepSpeed
 ZeRO-2 (CPU, gloo) and Ulysses sequence parallelism → a V2V clip and an edited clip from the stage-2
 checkpoint → a held-out person (never trained on) dubbed with another person's speech, next to the exact
-video a perfect dub would be, with the lip-sync benchmark's numbers for that clip. No network, no account.
+video a perfect dub would be, with the lip-sync benchmark's numbers for that clip → raw files dubbed with
+``python -m eval.dub`` from the stage-2 export: a held-out person's video, and a real recording of
+``../shared/data/real`` when present (``dub_real``). No network, no account.
 Usage: ``python -m launch.demo [out_dir=demo_out] [key=value ...]``.
 """
 
@@ -31,6 +33,9 @@ from trainer.config.compose import load_config, register_schema
 
 # Held-out people: a corpus seed the training corpus never uses, 25 fps so clip frames are source frames.
 HELDOUT_SEED = 1000
+REPO = Path(__file__).resolve().parents[1]
+# The real recording the demo dubs, and whose speech drives it (the other recording's).
+REAL_VIDEO, REAL_SPEECH = "demo1_video.mp4", "demo2_audio.wav"
 
 
 @dataclass
@@ -57,7 +62,11 @@ class DemoConfig:
         stage2_overrides: Trainer overrides of stage 2 only (the tiny DiT takes a small LoRA at a low rate).
         scale_steps: Steps of the scale step, stage 2 on 2 processes (0 skips it).
         scale_overrides: Trainer overrides of the scale step (strategy and sequence parallelism).
-        sample_steps: Euler steps of the samples and of the dub (0 skips sampling and the dub).
+        sample_steps: Euler steps of the samples and of the dubs (0 skips sampling and the dubs).
+        dub_seconds: Seconds of speech the last step dubs through ``eval.dub`` (a held-out synthetic video, and a
+            real recording of ``real_dir`` when it exists) from the stage-2 export; 0 skips that step.
+        real_dir: Folder of real recordings (``demo1_video.mp4`` dubbed with ``demo2_audio.wav``); a relative path
+            is taken from the repository root.
         train_overrides: Extra trainer overrides for stages 1 and 2.
         base_overrides: Extra trainer overrides for the base stage.
         prep_overrides: Extra data_prep overrides.
@@ -85,6 +94,8 @@ class DemoConfig:
     scale_steps: int = 10
     scale_overrides: list[str] = field(default_factory=lambda: ["strategy=deepspeed_cpu", "parallel=ulysses"])
     sample_steps: int = 16
+    dub_seconds: float = 3.0
+    real_dir: str = "../shared/data/real"
     train_overrides: list[str] = field(default_factory=list)
     base_overrides: list[str] = field(default_factory=list)
     prep_overrides: list[str] = field(default_factory=list)
@@ -220,6 +231,51 @@ def _dub_heldout(module, held, out: Path, steps: int, seed: int) -> dict:
     return {**paths, "scores": numbers}
 
 
+def _dub_files(cfg: DemoConfig, held, base: Path, export: Path, out: Path) -> dict[str, Path]:
+    """Dub raw files through ``eval.dub``'s command line with the stage-2 export, as a user would.
+
+    A held-out person's video (never trained on; one data_prep kept) with another held-out person's speech, and
+    the real recording ``real_dir/demo1_video.mp4`` with ``demo2_audio.wav`` when that folder exists; each the
+    speech's first ``dub_seconds``.
+
+    Returns:
+        ``dub_heldout`` and (when dubbed) ``dub_real``: the mp4 files.
+
+    Raises:
+        RuntimeError: A dub failed (its one-line error is on stderr).
+    """
+    from data_prep.ledger import read_ledger
+    from eval.dub.cli import main as dub_main
+
+    # A held-out person data_prep kept (its face is found), with the speech of the next kept person.
+    rows = read_ledger(held.prep / "ledger.parquet").to_pylist()
+    kept = sorted({Path(r["source"]) for r in rows if r["kind"] == "video" and r["status"] == "kept"})
+    videos = kept or sorted(held.corpus.glob("*.mp4"))
+    jobs = {"dub_heldout": (videos[0], videos[1 % len(videos)].with_suffix(".wav"))}
+    real = Path(cfg.real_dir) if Path(cfg.real_dir).is_absolute() else REPO / cfg.real_dir
+    if (real / REAL_VIDEO).is_file() and (real / REAL_SPEECH).is_file():
+        jobs["dub_real"] = (real / REAL_VIDEO, real / REAL_SPEECH)
+    out.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for name, (video, speech) in jobs.items():
+        target = out / f"{name}.mp4"
+        argv = [
+            f"video={video}",
+            f"audio={speech}",
+            f"weights={export}",
+            f"base={base}",
+            f"output={target}",
+            f"duration={cfg.dub_seconds}",
+            f"sampler.num_steps={cfg.sample_steps}",
+            f"sampler.seed={cfg.seed}",
+            "overwrite=true",
+        ]
+        if dub_main(argv) != 0:
+            raise RuntimeError(f"python -m eval.dub {' '.join(argv)} failed (its error is above)")
+        done[name] = target
+    return done
+
+
 def write_strip(path: Path, videos: list, frames: int = 8) -> None:
     """A PNG with one row per video (source | dub | ground truth | base) of ``frames`` evenly spaced frames."""
     import numpy as np
@@ -273,7 +329,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     clips = [r for r in read_ledger(train_set.prep / "ledger.parquet").to_pylist() if r["kind"] == "clip"]
     kept = sum(r["status"] == "kept" for r in clips)
     print(
-        f"[1/9] corpus + data_prep: {cfg.num_videos} synthetic people -> {kept} of {len(clips)} clip candidates "
+        f"[1/10] corpus + data_prep: {cfg.num_videos} synthetic people -> {kept} of {len(clips)} clip candidates "
         f"kept, shards {train_set.prep / 'shards'}, ledger {train_set.prep / 'ledger.parquet'}, report "
         f"{train_set.prep / 'report.md'}; {cfg.heldout_videos} held-out people in {held.prep / 'shards'} "
         f"({time.perf_counter() - t0:.0f}s)"
@@ -294,7 +350,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     # The training shards with the base VAE's latents: stages 1 and 2 never run the VAE on training clips.
     shards = latent_shards(base_cfg)
     print(
-        f"[2/9] pretrained tiny base (VAE + T5 + base-stage DiT, diffusers folder): {base} "
+        f"[2/10] pretrained tiny base (VAE + T5 + base-stage DiT, diffusers folder): {base} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
 
@@ -309,12 +365,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         ]
     stage1 = train(load_train_config(stage1_overrides))
     print(
-        f"[3/9] stage 1 (audio adapter on the tiny base): {stage1.run_dir}, {_loss_trend(stage1.run_dir)}"
+        f"[3/10] stage 1 (audio adapter on the tiny base): {stage1.run_dir}, {_loss_trend(stage1.run_dir)}"
         f"{_validation_summary(stage1.run_dir)} ({time.perf_counter() - t0:.0f}s)"
     )
     export1 = runs / "stage1_export"
     export_checkpoint(stage1.last_checkpoint, export1)
-    print(f"[4/9] stage-1 adapter exported to {export1}")
+    print(f"[4/10] stage-1 adapter exported to {export1}")
 
     stage2_overrides = _stage_overrides(cfg, shards, base, runs / "stage2", cfg.stage2_steps)
     stage2 = train(
@@ -323,12 +379,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         )
     )
     print(
-        f"[5/9] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
+        f"[5/10] stage 2 (LoRA + adapter): {stage2.run_dir}, {_loss_trend(stage2.run_dir)} "
         f"({time.perf_counter() - t0:.0f}s)"
     )
     export2 = runs / "export"
     files = export_checkpoint(stage2.last_checkpoint, export2)
-    print(f"[6/9] stage-2 export in {export2} ({time.perf_counter() - t0:.0f}s)")
+    print(f"[6/10] stage-2 export in {export2} ({time.perf_counter() - t0:.0f}s)")
 
     if scaled is not None:
         scaled_overrides = _stage_overrides(cfg, shards, base, scaled, cfg.scale_steps) + [
@@ -339,7 +395,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         ]
         _train_in_processes(scaled_overrides, scaled / "train.log")
         print(
-            f"[7/9] stage 2 on 2 processes ({', '.join(cfg.scale_overrides)}): {scaled}, {_loss_trend(scaled)} "
+            f"[7/10] stage 2 on 2 processes ({', '.join(cfg.scale_overrides)}): {scaled}, {_loss_trend(scaled)} "
             f"({time.perf_counter() - t0:.0f}s)"
         )
 
@@ -364,13 +420,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     if cfg.sample_steps > 0:
         module = load_module(stage2.last_checkpoint)
         samples = _sample_from(module, held.shards, runs / "samples", cfg.sample_steps, cfg.seed)
-        print(f"[8/9] samples from the stage-2 checkpoint in {runs / 'samples'} ({time.perf_counter() - t0:.0f}s)")
+        print(f"[8/10] samples from the stage-2 checkpoint in {runs / 'samples'} ({time.perf_counter() - t0:.0f}s)")
         for line in samples["report"]:
             print(f"      {line}")
         dub = _dub_heldout(module, held, runs / "samples", cfg.sample_steps, cfg.seed)
         n = dub["scores"]
         print(
-            f"[9/9] a held-out person dubbed with another person's speech: {dub['dub']} (ground truth "
+            f"[9/10] a held-out person dubbed with another person's speech: {dub['dub']} (ground truth "
             f"{dub['ground_truth']}; source | dub | ground truth | base in {dub['strip']}) "
             f"({time.perf_counter() - t0:.0f}s)"
         )
@@ -391,6 +447,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
                 "dub_strip": dub["strip"],
             }
         )
+    if cfg.sample_steps > 0 and cfg.dub_seconds > 0:
+        dubs = _dub_files(cfg, held, base, export2, runs / "dubs")
+        real_note = "" if "dub_real" in dubs else f" (no real recordings in {cfg.real_dir}: dub_real skipped)"
+        print(
+            f"[10/10] raw files dubbed with `python -m eval.dub` from the stage-2 export ({cfg.dub_seconds:g} s "
+            f"each): {', '.join(str(p) for p in dubs.values())}{real_note} ({time.perf_counter() - t0:.0f}s)"
+        )
+        outputs.update(dubs)
     print("\nOutputs:")
     for name, path in outputs.items():
         print(f"  {name:28s} {path}")
@@ -411,7 +475,8 @@ COMMAND = Command(
     config_name="demo",
     summary="""The whole recipe on the embedded default, end to end, on a CPU: a synthetic talking-head corpus,
 the data_prep pipeline, stage 1 with validation, export, stage 2, export, a short 2-process run (DeepSpeed ZeRO-2
-on the CPU with Ulysses sequence parallelism), and sampling from the stage-2 checkpoint. Outputs go to out_dir
+on the CPU with Ulysses sequence parallelism), sampling from the stage-2 checkpoint, and raw videos (a held-out
+synthetic person, a real recording of real_dir when present) dubbed through eval.dub. Outputs go to out_dir
 (data/ is reused by later demos; each run gets runs/<timestamp>/).""",
     examples=("python -m launch.demo", "python -m launch.demo num_videos=8 stage1_steps=200 size=256"),
     register=register,

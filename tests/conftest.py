@@ -47,3 +47,66 @@ def local_slurm():
         yield cluster
     finally:
         cluster.stop()
+
+
+# --- short training runs of the tiny smoke model, shared by the training, export and dub tests ---------------
+
+
+@pytest.fixture(scope="session")
+def simple_shards(tmp_path_factory):
+    """Four generated 64x64 clips in two shards (``tests/train/shards.py``)."""
+    from tests.train.shards import write_simple_shards
+
+    out = tmp_path_factory.mktemp("shards")
+    write_simple_shards(out, num_clips=4, per_shard=2)
+    return f"{out}/*.tar"
+
+
+@pytest.fixture(scope="session")
+def stage1(simple_shards, tmp_path_factory):
+    """A 3-step stage-1 run and its export: ``(result, export_dir, files)``."""
+    from tests.train.conftest import tiny_overrides
+    from trainer.export import export_checkpoint
+    from trainer.train import run
+
+    root = tmp_path_factory.mktemp("stage1")
+    result = run(tiny_overrides(simple_shards, root / "run", 3))
+    export = export_checkpoint(result.last_checkpoint, root / "export")
+    return result, root / "export", export
+
+
+@pytest.fixture(scope="session")
+def stage2(simple_shards, stage1, tmp_path_factory):
+    """A 3-step stage-2 run (LoRA rank 4, alpha 8) from stage 1: ``(result, export_dir, files, overrides)``."""
+    from tests.train.conftest import tiny_overrides
+    from trainer.export import export_checkpoint
+    from trainer.train import run
+
+    root = tmp_path_factory.mktemp("stage2")
+    _, stage1_export, _ = stage1
+    overrides = tiny_overrides(
+        simple_shards,
+        root / "run",
+        3,
+        "stage=stage2_lora",
+        f"stage.adapter_init={stage1_export}",
+        "stage.lora.rank=4",
+        "stage.lora.alpha=8",
+    )
+    result = run(overrides)
+    export = export_checkpoint(result.last_checkpoint, root / "export")
+    return result, root / "export", export, overrides
+
+
+@pytest.fixture(scope="session")
+def smoke_base(stage2, tmp_path_factory):
+    """The smoke runs' (random, tiny) base model written as a diffusers folder, as a user's base folder would be."""
+    from trainer.config.compose import load_train_config, to_container
+    from trainer.model.backbone import load_transformer
+    from trainer.model.base_folder import write_base_folder
+
+    cfg = load_train_config(stage2[3])
+    folder = tmp_path_factory.mktemp("base") / "base_model"
+    folder.mkdir()
+    write_base_folder(folder, load_transformer(cfg.model.transformer).state_dict(), to_container(cfg.model), "smoke")
+    return folder

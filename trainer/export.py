@@ -3,7 +3,8 @@
 ``python -m trainer.export checkpoint=<ckpt> output_dir=<dir> [overwrite=true]`` writes::
 
     <dir>/audio_adapter.safetensors      audio projection + per-block audio cross-attention
-    <dir>/audio_adapter.json             the adapter's shape (AudioAdapterConfig) and provenance
+    <dir>/audio_adapter.json             the adapter's shape (AudioAdapterConfig), provenance, the audio feature
+                                         settings and the training settings inference repeats
     <dir>/lora/adapter_model.safetensors peft format (keys ``base_model.model.….lora_A.weight``)   [stage 2]
     <dir>/lora/adapter_config.json       peft ``LoraConfig``                                          [stage 2]
     <dir>/pytorch_lora_weights.safetensors  diffusers format (keys ``transformer.….lora_A.weight``,
@@ -159,10 +160,38 @@ def _write_adapter(tmp: Path, adapter: dict, meta: dict, checkpoint: str | Path,
         "model": meta["config"]["model"]["name"],
         "stage": meta["config"]["stage"]["name"],
     }
-    files["audio_adapter_config"].write_text(
-        json.dumps({"format_version": 1, "adapter": meta["adapter"], "provenance": provenance}, indent=2)
-    )
+    description = {
+        "format_version": 1,
+        "adapter": meta["adapter"],
+        "provenance": provenance,
+        "audio": meta["config"]["audio"],
+        "training": training_settings(meta["config"]),
+    }
+    files["audio_adapter_config"].write_text(json.dumps(description, indent=2))
     return files
+
+
+def training_settings(config: dict) -> dict:
+    """What inference should repeat from the training run (``eval.dub`` takes its defaults from it).
+
+    Args:
+        config: The run's resolved config as a plain dict.
+
+    Returns:
+        The flow-time law's location, the identity reference count, the V2V mask rule, the caption of
+        uncaptioned clips and the trained resolution range.
+    """
+    data, objective = config["data"], config["objective"]
+    return {
+        "timestep_loc": objective["timestep_loc"],
+        "num_reference_frames": objective["num_reference_frames"],
+        "mask": data["mask"],
+        "mask_padding": data["mask_padding"],
+        "mask_alpha": data["mask_alpha"],
+        "caption": data["default_caption"],
+        "min_megapixels": data["min_megapixels"],
+        "max_megapixels": data["max_megapixels"],
+    }
 
 
 def _write_lora(tmp: Path, lora: dict[str, torch.Tensor], lora_meta: dict) -> dict[str, Path]:

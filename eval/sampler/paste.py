@@ -14,32 +14,45 @@ import torch
 from trainer.model.masks import latent_frame_groups
 
 
+def frame_mask(tokens: np.ndarray, spatial: int, feather_px: float) -> np.ndarray:
+    """The pixel mask of one latent frame: its generated tokens, grown and feathered.
+
+    Args:
+        tokens: ``[h, w]`` (1 = generated).
+        spatial: Pixels per token side (the VAE's spatial compression, 32).
+        feather_px: Standard deviation of the Gaussian that softens the mask edge (0: hard edge). The mask is
+            first grown by ``2·feather_px`` so the feathered edge lies outside the generated region's core.
+
+    Returns:
+        float32 ``[h·spatial, w·spatial]`` in [0, 1].
+    """
+    m = np.kron(np.asarray(tokens, np.float32), np.ones((spatial, spatial), np.float32))
+    grow = int(round(2 * feather_px))
+    if grow > 0:
+        m = cv2.dilate(m, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    if feather_px > 0:
+        m = cv2.GaussianBlur(m, (0, 0), feather_px)
+    return np.clip(m, 0.0, 1.0)
+
+
 def pixel_mask(token_mask: torch.Tensor, num_frames: int, spatial: int, temporal: int, feather_px: float) -> np.ndarray:
-    """Per-video-frame float mask in [0, 1] from a latent token mask.
+    """Per-video-frame float mask in [0, 1] from a latent token mask (:func:`frame_mask` of each latent frame).
 
     Args:
         token_mask: ``[T, h, w]`` (1 = generated) for one clip.
         num_frames: Video frames ``8(T − 1) + 1``.
         spatial: Pixels per token side (the VAE's spatial compression, 32).
         temporal: Video frames per latent frame after frame 0 (the VAE's temporal compression, 8).
-        feather_px: Standard deviation of the Gaussian that softens the mask edge (0: hard edge). The mask is
-            first grown by ``2·feather_px`` so the feathered edge lies outside the generated region's core.
+        feather_px: Gaussian softness of the edge (see :func:`frame_mask`).
 
     Returns:
         float32 ``[F, h·spatial, w·spatial]``.
     """
     tokens = token_mask.detach().float().cpu().numpy()
     _, height, width = tokens.shape
-    groups = latent_frame_groups(num_frames, temporal)
     out = np.zeros((num_frames, height * spatial, width * spatial), np.float32)
-    grow = int(round(2 * feather_px))
-    for t, group in enumerate(groups):
-        m = np.kron(tokens[t], np.ones((spatial, spatial), np.float32))
-        if grow > 0:
-            m = cv2.dilate(m, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-        if feather_px > 0:
-            m = cv2.GaussianBlur(m, (0, 0), feather_px)
-        out[group.start : group.stop] = np.clip(m, 0.0, 1.0)
+    for t, group in enumerate(latent_frame_groups(num_frames, temporal)):
+        out[group.start : group.stop] = frame_mask(tokens[t], spatial, feather_px)
     return out
 
 

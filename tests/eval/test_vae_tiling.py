@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from eval.sampler.vae_tiling import latent_tiles, tiled_decode, tiled_encode, tiled_encode_posterior
+from eval.sampler.vae_tiling import (
+    SlidingFrames,
+    iter_tiled_decode,
+    latent_tiles,
+    tiled_decode,
+    tiled_encode,
+    tiled_encode_frames,
+    tiled_encode_posterior,
+)
 from tests.model.test_backbone import TINY_VAE
 from trainer.config.schema import VAEConfig
 from trainer.model.vae import load_vae
@@ -119,6 +127,30 @@ def test_encode_blend_is_linear_over_the_two_shared_latents():
     # Tiles (0,10) (8,18) (16,24): shared latents 8,9 and 16,17 with weights 1/3, 2/3 for the later tile.
     expected = torch.tensor([0.0] * 8 + [1 / 3, 2 / 3] + [1.0] * 6 + [1 + 1 / 3, 1 + 2 / 3] + [2.0] * 6)
     torch.testing.assert_close(out[0, 0, :, 0, 0], expected, rtol=0, atol=1e-6)
+
+
+def test_streamed_coding_equals_whole_video_coding_and_holds_one_tile():
+    g = torch.Generator().manual_seed(2)
+    video = torch.randn(1, 3, 8 * 39 + 1, 2, 2, generator=g)
+    z = torch.randn(1, 4, 40, 2, 2, generator=g)
+    whole_enc = tiled_encode(LocalStubVAE(constant_per_call=True), video, 12, 16)
+    whole_dec = tiled_decode(LocalStubVAE(constant_per_call=True), z, tile_latents=12, overlap_frames=16)
+    frames = iter(video[0].unbind(1))  # one [3, H, W] frame at a time, as a decoder delivers them
+    window = SlidingFrames(frames, lambda w: w.permute(1, 0, 2, 3)[None])
+    held = []
+    stub = LocalStubVAE(constant_per_call=True)
+
+    def load(start, stop):
+        out = window(start, stop)
+        held.append(len(window.window))
+        return out
+
+    assert torch.equal(tiled_encode_frames(stub, load, video.shape[2], 12, 16), whole_enc)
+    assert max(held) <= 8 * 12 + 1  # never more than one tile of frames
+    chunks = list(iter_tiled_decode(LocalStubVAE(constant_per_call=True), z, None, 12, 16))
+    assert len(chunks) > 2 and torch.equal(torch.cat(chunks, dim=2), whole_dec)
+    with pytest.raises(ValueError, match="after the window moved"):
+        window(0, 5)
 
 
 def test_bad_arguments_are_errors():

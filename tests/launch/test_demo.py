@@ -35,6 +35,7 @@ def demo_outputs(tmp_path_factory):
         scale_steps=2,
         validate_every=2,
         sample_steps=2,
+        dub_seconds=0.48,  # eval.dub's step: 12 frames of each raw video at 25 fps
         train_overrides=["loop.progress_bar=false", "data.num_workers=0"],
         base_overrides=["loop.progress_bar=false", "data.num_workers=0"],
     )
@@ -80,6 +81,26 @@ def test_demo_produces_every_output(demo_outputs):
     config = scaled["talkdit"]["config"]
     assert config["strategy"]["strategy"] == "deepspeed" and config["strategy"]["devices"] == 2
     assert config["parallel"]["mode"] == "ulysses" and config["stage"]["name"] == "stage2_lora"
+
+
+@pytest.mark.slow
+def test_demo_dubs_raw_files_through_eval_dub(demo_outputs):
+    import av
+
+    from launch.demo import REAL_VIDEO, REPO, DemoConfig
+
+    real = REPO / DemoConfig.real_dir / REAL_VIDEO
+    names = ["dub_heldout"] + (["dub_real"] if real.is_file() else [])
+    clip_level = ("dub_video", "dub_ground_truth", "dub_strip")  # step 9's dub of a shard clip
+    assert [n for n in demo_outputs if n.startswith("dub_") and n not in clip_level] == names
+    for name in names:
+        with av.open(str(demo_outputs[name])) as container:
+            assert len(container.streams.audio) == 1, name
+            assert sum(1 for _ in container.decode(video=0)) == 12, name  # 0.48 s at 25 fps
+    if real.is_file():  # the real recording keeps its 1080x1920 frames
+        with av.open(str(demo_outputs["dub_real"])) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.width, stream.codec_context.height) == (1080, 1920)
 
 
 @pytest.mark.slow

@@ -1,14 +1,9 @@
-"""Fixtures for training tests: simple shards and short stage-1/stage-2 runs shared by the session."""
+"""Helpers of the training tests (the shared shards and stage-1/stage-2 runs are in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.train.shards import write_simple_shards
 from trainer.data.datamodule import expand_shards, stream_settings
 from trainer.data.stream import TalkingHeadStream
-from trainer.export import export_checkpoint
-from trainer.train import run
 
 
 def tiny_overrides(shards_glob: str, run_dir, steps: int = 3, *extra: str) -> list[str]:
@@ -28,39 +23,6 @@ def tiny_overrides(shards_glob: str, run_dir, steps: int = 3, *extra: str) -> li
         f"run_dir={run_dir}",
         *extra,
     ]
-
-
-@pytest.fixture(scope="session")
-def simple_shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards")
-    write_simple_shards(out, num_clips=4, per_shard=2)
-    return f"{out}/*.tar"
-
-
-@pytest.fixture(scope="session")
-def stage1(simple_shards, tmp_path_factory):
-    root = tmp_path_factory.mktemp("stage1")
-    result = run(tiny_overrides(simple_shards, root / "run", 3))
-    export = export_checkpoint(result.last_checkpoint, root / "export")
-    return result, root / "export", export
-
-
-@pytest.fixture(scope="session")
-def stage2(simple_shards, stage1, tmp_path_factory):
-    root = tmp_path_factory.mktemp("stage2")
-    _, stage1_export, _ = stage1
-    overrides = tiny_overrides(
-        simple_shards,
-        root / "run",
-        3,
-        "stage=stage2_lora",
-        f"stage.adapter_init={stage1_export}",
-        "stage.lora.rank=4",
-        "stage.lora.alpha=8",
-    )
-    result = run(overrides)
-    export = export_checkpoint(result.last_checkpoint, root / "export")
-    return result, root / "export", export, overrides
 
 
 def stream_batches(cfg, count: int, start_groups=None, rank: int = 0, world: int = 1) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize, initialize_config_dir
 from hydra.core.config_store import ConfigLoadError, ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -113,8 +113,15 @@ def compose_with_choices(config_name: str, overrides: list[str] | None = None) -
         config_groups(config_name),
         f"the {_CONFIG_NAMES.get(config_name, config_name)} config",
     )
+    # A config without a YAML file is a bare schema with no groups: composed without conf/ on the search path,
+    # so that a key of it named like a conf/ group (eval.dub's `audio=`) stays a key instead of a group choice.
+    context = (
+        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
+        if (CONF_DIR / f"{config_name}.yaml").is_file()
+        else initialize(config_path=None, version_base="1.3")
+    )
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with context:
             cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         key, override = _offending_override(err, overrides)

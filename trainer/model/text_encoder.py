@@ -54,9 +54,12 @@ class TextEncoder(nn.Module):
     def save_pretrained(self, encoder_dir: str | Path, tokenizer_dir: str | Path) -> None:
         """Write the encoder and its tokenizer as transformers folders (``text_encoder/``, ``tokenizer/``).
 
-        A random encoder saved this way loads back with ``source=diffusers`` as the same network.
+        A random encoder saved this way loads back with ``source=diffusers`` as the same network; the tokenizer
+        records ``max_length`` as its ``model_max_length``.
         """
         self.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+        # The prompt length the model was trained with travels with the tokenizer (inference pads to it).
+        self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(tokenizer_dir)
 
     @property
