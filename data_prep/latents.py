@@ -88,7 +88,7 @@ def add_latents(cfg: LatentsConfig) -> list[Path]:
     from trainer.data.datamodule import expand_shards
     from trainer.model.vae import load_vae
 
-    urls = expand_shards(cfg.shards)
+    urls = expand_shards(cfg.shards, key="shards")
     out = Path(cfg.output_dir)
     vae = load_vae(cfg.vae)
     written = []

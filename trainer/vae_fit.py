@@ -188,7 +188,7 @@ def read_fit_clips(shards: str, limit: int) -> list[FitClip]:
     from trainer.data.datamodule import expand_shards
 
     clips = []
-    for url in expand_shards(shards):
+    for url in expand_shards(shards, key="shards"):
         for raw in wds.tarfile_samples([{"url": url}]):
             key = raw.get("__key__", "?")
             for member in ("mp4", "lower_face_boxes.npy"):
