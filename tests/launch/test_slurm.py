@@ -254,7 +254,10 @@ def test_a_requeued_job_resumes_from_its_run_directory(local_slurm, shards):
     )
     run_dir = shards / "runs" / "requeue" / f"job{job}"
     deadline = time.monotonic() + 180
-    while not (run_dir / "checkpoints" / "step0000040.ckpt").exists():
+    # Requeue once step 40's checkpoint and the metrics row of its last step (index 39) are both written:
+    # Lightning saves a step's checkpoint before it logs that step, so a kill in between loses that one row
+    # (the resumed attempt starts after it).
+    while not (run_dir / "checkpoints" / "step0000040.ckpt").exists() or len(logged_losses(run_dir)) < 40:
         assert time.monotonic() < deadline, job_diagnostics(run_dir)
         assert local_slurm.jobs(job)[0]["JobState"] in ("PENDING", "RUNNING"), job_diagnostics(run_dir)
         time.sleep(0.5)
