@@ -8,7 +8,11 @@ the generator's true mouth opening) it fits a ridge regression from the Whisper 
 (±2 rows at 50 Hz, every stored layer) to the mouth opening, and reports the correlation of its predictions on
 the held-out people's clips, next to the correlation of the audio's RMS energy with the opening. A high probe
 correlation means the features a model is trained on carry the sync; the loss is elsewhere (VAE, DiT,
-adapter). Prints one JSON object.
+adapter). It also reports ``feature_content_share``: the share of the features' variance that differs between
+clips at the same row of the encoder window (what the audio says) rather than following the row (the encoder's
+positional embeddings). A probe standardises every feature and finds a signal of any size; an adapter trained
+for a few hundred steps does not, so a share near 0 means the features are practically audio-free. Prints one
+JSON object.
 """
 
 from __future__ import annotations
@@ -34,13 +38,37 @@ WHISPER_HZ = 50  # Whisper encoder rows per second
 CONTEXT = 2  # rows on each side of a frame's own row
 
 
-def frame_table(corpus: Path, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per frame of a corpus's clips: Whisper rows ``[N, (2·CONTEXT+1)·L·D]``, true opening ``[N]``, RMS ``[N]``."""
+def content_share(clip_rows: list[np.ndarray]) -> float | None:
+    """Share of the features' variance that is not explained by the row position in the clip.
+
+    Args:
+        clip_rows: Per clip, its Whisper rows ``[L_i, D]`` (every stored layer flattened), each clip's rows
+            starting at the clip's first frame.
+
+    Returns:
+        ``Σ_d Var(x − mean over clips at the same row) / Σ_d Var(x)`` over the first ``min L_i`` rows, or ``None``
+        with fewer than two clips.
+    """
+    if len(clip_rows) < 2:
+        return None
+    rows = min(r.shape[0] for r in clip_rows)
+    x = np.stack([r[:rows] for r in clip_rows]).astype(np.float64)  # [K, L, D]
+    total = x.reshape(-1, x.shape[-1]).var(axis=0).sum()
+    within = (x - x.mean(axis=0, keepdims=True)).reshape(-1, x.shape[-1]).var(axis=0).sum()
+    return float(within / total) if total > 0 else None
+
+
+def frame_table(corpus: Path, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None]:
+    """Per frame of a corpus's clips: Whisper rows ``[N, (2·CONTEXT+1)·L·D]``, true opening ``[N]``, RMS ``[N]``.
+
+    The fourth value is the corpus's :func:`content_share` (over every clip read, not only the 25 fps ones).
+    """
     # Only the feature layout of the demo's clips is read from the config; any existing folder stands in for the base.
     cfg = load_train_config(["experiment=demo", "data.shards=unused", f"model.transformer.path={corpus}"])
     entries = {e.video_id: e for e in load_manifest(corpus / "corpus")}
-    feats, opening, energy = [], [], []
+    feats, opening, energy, clip_rows = [], [], [], []
     for clip, audio, rate in read_clips(str(corpus / "prep" / "shards" / "*.tar"), cfg, limit):
+        clip_rows.append(clip.whisper.reshape(clip.whisper.shape[0], -1))
         try:
             plan = clip_plan(clip, entries)
         except ValueError:  # a 30 fps source resampled to 25 fps: no frame-exact truth
@@ -55,7 +83,8 @@ def frame_table(corpus: Path, limit: int) -> tuple[np.ndarray, np.ndarray, np.nd
             s = int(t * rate)
             segment = audio[max(s - rate // 50, 0) : s + rate // 50]
             energy.append(float(np.sqrt(np.mean(segment**2))) if segment.size else 0.0)
-    return np.asarray(feats, np.float64), np.asarray(opening, np.float64), np.asarray(energy, np.float64)
+    table = np.asarray(feats, np.float64), np.asarray(opening, np.float64), np.asarray(energy, np.float64)
+    return (*table, content_share(clip_rows))
 
 
 def main() -> int:
@@ -65,13 +94,14 @@ def main() -> int:
     args = parser.parse_args()
     start = time.perf_counter()
     corpora = args.out / "data" / "corpora"
-    train = sorted(p for p in corpora.glob("*_seed0") if p.is_dir())
-    held = sorted(p for p in corpora.glob(f"*_seed{HELDOUT_SEED}") if p.is_dir())
+    # The newest corpora: an older demo's (other settings, another audio encoder) may sit next to them.
+    train = sorted((p for p in corpora.glob("*_seed0") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    held = sorted((p for p in corpora.glob(f"*_seed{HELDOUT_SEED}") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     if not train or not held:
         print(f"error: no demo corpora in {corpora}: run `make demo` first (or pass --out)", file=sys.stderr)
         return 2
-    xt, yt, et = frame_table(train[-1], args.clips)
-    xh, yh, eh = frame_table(held[-1], args.clips)
+    xt, yt, et, share = frame_table(train[-1], args.clips)
+    xh, yh, eh, _ = frame_table(held[-1], args.clips)
     if len(yt) < 10 or len(yh) < 10:
         print(
             f"error: too few 25 fps frames with a true opening ({len(yt)} train, {len(yh)} held out)", file=sys.stderr
@@ -90,6 +120,7 @@ def main() -> int:
         "energy_corr": {"train": float(np.corrcoef(et, yt)[0, 1]), "heldout": float(np.corrcoef(eh, yh)[0, 1])},
         "ridge_heldout_corr_by_lambda": probe,
         "ridge_heldout_corr_best": max(probe.values()),
+        "feature_content_share": share,
         "seconds": round(time.perf_counter() - start, 1),
     }
     print(json.dumps(out, indent=2))

@@ -6,6 +6,7 @@ The demo trains on one such corpus and measures lip sync on another, whose peopl
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,12 +40,27 @@ class CorpusSpec:
     prep_overrides: list[str] = field(default_factory=list)
 
     def name(self) -> str:
-        """A folder name that changes with every setting that changes the shards."""
+        """A folder name that changes with every setting that changes the shards.
+
+        The audio part carries a digest of the composed audio config and the extra overrides: the shards hold
+        the encoder's features, so a changed encoder (its architecture, seed or initialisation) must not reuse
+        shards written by the old one.
+        """
         rates = "-".join(f"{f:g}" for f in self.fps)
         return (
             f"{self.num_videos}v_{self.size}px_z{self.zoom:g}_{rates}fps_{self.duration_s:g}s_{self.clip_frames}f_"
-            f"{self.audio}_seed{self.seed}"
+            f"{self.audio}-{self.settings_digest()}_seed{self.seed}"
         )
+
+    def settings_digest(self) -> str:
+        """Eight hex digits of the resolved audio config and ``prep_overrides``."""
+        from omegaconf import OmegaConf
+
+        from data_prep.run import load_config
+
+        cfg = load_config(["input_dir=unused", "output_dir=unused", f"audio={self.audio}", *self.prep_overrides])
+        text = OmegaConf.to_yaml(cfg.audio) + "\n".join(self.prep_overrides)
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 @dataclass

@@ -169,6 +169,9 @@ def test_audio_probe_reads_the_demo_corpora(demo_outputs):
     assert probe["frames"]["train"] > 0 and probe["frames"]["heldout"] > 0
     # The generator's audio envelope drives its mouth: energy and opening correlate on any corpus it makes.
     assert probe["energy_corr"]["heldout"] > 0.5
+    # The features must carry what the audio says, not mostly the encoder's positional embeddings (a random
+    # Whisper at transformers' init_std 0.02 gave 0.0002, and no adapter learned from it).
+    assert probe["feature_content_share"] > 0.1
 
 
 def test_demo_rejects_unknown_options(capsys):

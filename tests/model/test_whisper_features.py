@@ -316,3 +316,22 @@ def test_structured_config_roundtrip():
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, WhisperFeaturesConfig) and isinstance(obj.arch, WhisperArch)
     assert obj.arch.d_model == 64 and obj.path is None
+
+
+def test_demo_encoder_features_follow_the_audio():
+    # The demo's random encoder stands in for Whisper: its features must change with what is said, not only
+    # with the row (positional embeddings). At transformers' init_std 0.02 the audio moved them by ~1 % of their
+    # spread (share 0.0002) and the demo's adapter learned nothing from them.
+    from data_prep.run import load_config
+
+    cfg = load_config(["input_dir=unused", "output_dir=unused", "audio=tiny"])
+    extractor = WhisperFeatureExtractor.from_config(cfg.audio.encoder)
+    t = np.arange(2 * SR) / SR
+    clips = []
+    for k in range(4):
+        envelope = np.clip(np.sin(2 * np.pi * (2.0 + k) * t + k), 0, None)
+        clips.append((0.4 * envelope * np.sin(2 * np.pi * (150 + 60 * k) * t)).astype(np.float32))
+    x = torch.stack([extractor.encode(c).flatten(1) for c in clips]).double()  # [K, L, B*C]
+    total = x.flatten(0, 1).var(dim=0).sum()
+    within = (x - x.mean(dim=0, keepdim=True)).flatten(0, 1).var(dim=0).sum()
+    assert within / total > 0.1

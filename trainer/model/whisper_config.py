@@ -42,6 +42,9 @@ class WhisperArch:
         num_mel_bins: Log-mel channels of the front end (80 for all Whisper models up to large-v2).
         max_source_positions: Encoder positions per 30 s window; must stay 1500, the number of 50 Hz
             frames in 30 s, because the front end always produces 3000 mel frames.
+        init_std: Standard deviation of the random weights (transformers' Whisper default: 0.02). At 0.02
+            a small random encoder's features are almost all positional embedding: what the audio says moves
+            them by about 1 % of their spread, too little for an adapter to learn from.
     """
 
     d_model: int = 768
@@ -50,6 +53,7 @@ class WhisperArch:
     encoder_ffn_dim: int = 3072
     num_mel_bins: int = 80
     max_source_positions: int = 1500
+    init_std: float = 0.02
 
     def __post_init__(self) -> None:
         for name in (
@@ -61,6 +65,8 @@ class WhisperArch:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"WhisperArch.{name} = {getattr(self, name)!r}: must be >= 1")
+        if not self.init_std > 0:
+            raise ValueError(f"WhisperArch.init_std = {self.init_std!r}: must be > 0")
         if self.d_model % self.encoder_attention_heads:
             raise ValueError(
                 f"WhisperArch.d_model = {self.d_model} is not divisible by "

@@ -323,6 +323,7 @@ def _whisper_config(arch: WhisperArch) -> WhisperConfig:
         decoder_ffn_dim=arch.encoder_ffn_dim,
         num_mel_bins=arch.num_mel_bins,
         max_source_positions=arch.max_source_positions,
+        init_std=arch.init_std,
     )
 
 
