@@ -14,7 +14,10 @@ the exact video a perfect dub would be (:mod:`eval.lipsync`). Prints one JSON ob
 - ``gap_closed``: ``(source − trained) / (source − vae_ceiling)``;
 - ``openness_corr_trained`` / ``_base``: correlation over frames of the measured mouth opening with the driving
   speech's, and ``openness_measure_check``: the same on the VAE reconstruction of the ground truth;
-- ``silence_closed_trained``: share of frames in silent spans of the driving audio with a closed mouth.
+- ``silence_closed_trained``: share of frames in silent spans of the driving audio with a closed mouth;
+- ``audio_loss_gain``: the held-out masked flow-matching loss with each clip's own speech against another
+  clip's (:func:`eval.lipsync.audio_loss_gain`): ``gain > 0`` means the model uses what the audio says, measured
+  in latent space, where the VAE does not hide it.
 
 ``--ablation shuffled_audio`` drives each dub with its Whisper features shuffled over time (the same
 frames in random order): a model that uses the audio loses its lip sync; ``--ablation no_adapter`` scores
@@ -36,7 +39,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from eval.lipsync import base_module_of, dub_cases, run_cases, summarize  # noqa: E402
+from eval.lipsync import audio_loss_gain, base_module_of, dub_cases, run_cases, summarize  # noqa: E402
 from eval.run import load_module, read_clips  # noqa: E402
 from eval.sampler.config import GuidanceConfig, SamplerConfig  # noqa: E402
 from launch.corpus import CorpusSpec, prepare_corpus  # noqa: E402
@@ -126,6 +129,8 @@ def main() -> int:
     )
     results = run_cases(module, base_module_of(module), sampler, cases, args.seed)
     summary = summarize([scores for _, scores in results])
+    if module.dit.adapter_config is not None:
+        summary["audio_loss_gain"] = audio_loss_gain(module, held.shards, seed=args.seed)
     summary.update(
         {
             "checkpoint": str(checkpoint),

@@ -84,8 +84,8 @@ class DemoConfig:
     vae_image_steps: int = 800
     vae_clip_steps: int = 2400
     base_steps: int = 1500
-    stage1_steps: int = 400
-    validate_every: int = 200
+    stage1_steps: int = 2000
+    validate_every: int = 1000
     stage2_steps: int = 200
     # At stage 2's paper settings (rank 128, the demo's lr_adam 1e-3) the 4-block DiT diverged (loss 0.57 -> 1.0).
     stage2_overrides: list[str] = field(

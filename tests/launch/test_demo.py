@@ -150,6 +150,10 @@ def test_lipsync_benchmark_scores_a_demo_checkpoint(demo_outputs, tmp_path):
     for key in ("gap_closed", "openness_corr_trained", "openness_corr_base", "openness_measure_check"):
         assert key in summary
     assert summary["mouth_mse_source"] > 0 and summary["stage"] == "stage2_lora"
+    # The latent-space check of audio use: the same held-out batches with their own and with another's speech.
+    gain = summary["audio_loss_gain"]
+    assert gain["clips"] >= 2 and gain["own"] > 0 and gain["other"] > 0
+    assert gain["gain"] == pytest.approx(gain["other"] - gain["own"])
 
 
 @pytest.mark.slow
