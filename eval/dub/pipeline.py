@@ -503,7 +503,7 @@ def _paste_and_write(cfg, model, reader: FrameReader, plan: _Plan, generated, ma
     boxes = plan.crop_boxes[key]
     if cfg.mask == "head":
         boxes = head_boxes(torch.from_numpy(boxes), cfg.head_scale, size[0], size[1]).numpy()
-    writer = DubWriter(path, info, cfg.audio, timeline.audio_s, cfg.crf, cfg.preset)
+    writer = DubWriter(path, info, cfg.audio, timeline.audio_s, cfg.crf, cfg.preset, cfg.x264_params)
     try:
         frames = _generated_frames(model, generated)
         for j in range(timeline.num_output):
