@@ -50,6 +50,12 @@ class DubConfig:
         head_scale: Growth of the face box for ``mask=head``.
         crf: x264 quality of the output video (lower is better; 17 keeps the untouched pixels near 43 dB).
         preset: x264 speed preset.
+        x264_params: x264 options applied on top of ``preset`` (``key=value:key=value``, as ffmpeg's
+            ``-x264-params``); empty: the preset alone. The default puts back into ``ultrafast`` the tools that
+            cost little on a full-resolution frame and save the most bits (CABAC, deblocking, macroblock-tree
+            rate control over a 10-frame lookahead): about 2.5x less CPU than ``veryfast`` for a file about 1.6x
+            larger at the same quality (1080x1920 phone video, CRF 17), since encoding every full-resolution
+            frame is the largest cost of a dub with a small model.
         frame_cache_mb: Memory for decoded source frames when the output runs backwards through the video.
         analysis_long_side: Longer side frames are downscaled to for face analysis.
         analysis_fps: Frames per second the face analysis looks at (every k-th frame, k = round(fps /
@@ -79,7 +85,8 @@ class DubConfig:
     paste_margin: float = 0.1
     head_scale: float = 1.6
     crf: int = 17
-    preset: str = "veryfast"
+    preset: str = "ultrafast"
+    x264_params: str = "cabac=1:deblock=0,0:mbtree=1:rc-lookahead=10"
     frame_cache_mb: int = 512
     analysis_long_side: int = 640
     analysis_fps: float = 12.5
@@ -134,6 +141,8 @@ def validate(cfg: DubConfig) -> None:
         raise ConfigError("crf", cfg.crf, "expected an x264 CRF in [0, 51]")
     if cfg.preset not in X264_PRESETS:
         raise ConfigError("preset", cfg.preset, f"expected an x264 preset: {', '.join(X264_PRESETS)}")
+    if cfg.x264_params and not all(item.count("=") == 1 for item in cfg.x264_params.split(":")):
+        raise ConfigError("x264_params", cfg.x264_params, "expected key=value pairs joined by ':' (or empty)")
     if cfg.frame_cache_mb < 1:
         raise ConfigError("frame_cache_mb", cfg.frame_cache_mb, "expected >= 1")
     if cfg.analysis_fps < 0:

@@ -33,16 +33,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import torch
 
 from data_prep.audio import AUDIO_RATE, AudioDecodeError, decode_audio
+from eval.dub.background import Behind, Prefetch
 from eval.dub.config import DubConfig, validate
 from eval.dub.geometry import Window, cut_crop, paste_crop
 from eval.dub.timeline import Timeline, plan_timeline
 from eval.dub.track import FaceTrack, check_faces, crop_windows, fill_missing, track_faces
-from eval.dub.video import DubInputError, FrameReader, VideoInfo, frame_from_planes, probe_video, yuv_planes
+from eval.dub.video import DubInputError, FrameReader, VideoInfo, probe_video, writable_copy, yuv_planes
 from eval.dub.writer import DubWriter
 from eval.sampler.modes import head_boxes, mode_mask
 from eval.sampler.paste import frame_mask
@@ -69,6 +71,10 @@ _TRAINING_DEFAULTS = {
     "caption": "a person talking to the camera",
     "min_megapixels": 0.25,
 }
+
+
+# Full-resolution frames queued between the paste pass's threads (3 MB each at 1080x1920).
+_QUEUED_FRAMES = 4
 
 
 @dataclass
@@ -239,7 +245,7 @@ def _crops(reader: FrameReader, plan: _Plan, refs: dict[int, np.ndarray]) -> Ite
     """Model-resolution crops ``[3, h, w]`` in [−1, 1] of the timeline's frames; reference crops land in ``refs``."""
     info = plan.info
     for src in plan.timeline.order:
-        planes = yuv_planes(reader.frame(int(src)))
+        planes = yuv_planes(reader.frame(int(src)), copy=False)  # read only: the crop is cut from the views
         crop = cut_crop(planes, plan.windows[src], info.quarter_turns, plan.size, info.colorspace, info.color_range)
         if int(src) in plan.references and int(src) not in refs:
             refs[int(src)] = crop
@@ -422,10 +428,13 @@ def _encode(
     """Pass 2: normalised latents of the crops ``[1, C, T, h, w]`` and of the reference crops ``[1, C, R, h, w]``.
 
     The crops stream into the VAE one temporal tile at a time (posterior means: inference is deterministic).
+    ``ref_crops`` is complete once this returns (the crops' thread has stopped).
     """
     vae, dev = model.vae, model.device
-    window = SlidingFrames(_crops(reader, plan, ref_crops), lambda w: w.permute(1, 0, 2, 3)[None].to(dev, vae.dtype))
-    moments = tiled_encode_frames(vae, window, plan.timeline.num_model_frames)
+    # Decoding and cutting the next crops (a background thread) overlaps the VAE encoding the current tile.
+    with Prefetch(_crops(reader, plan, ref_crops), depth=16, name="dub-crops") as crops:
+        window = SlidingFrames(crops, lambda w: w.permute(1, 0, 2, 3)[None].to(dev, vae.dtype))
+        moments = tiled_encode_frames(vae, window, plan.timeline.num_model_frames)
     mean = moments.float().chunk(2, dim=1)[0]
     latents = normalize_latents(mean, vae)
     if not plan.references:
@@ -487,9 +496,22 @@ def _generated_frames(model: TalkingHeadModel, latents: torch.Tensor) -> Iterato
         yield from frames.numpy()
 
 
+def _output_frames(reader: FrameReader, timeline: Timeline) -> Iterator[tuple[int, av.VideoFrame, tuple]]:
+    """``(source frame, writable copy, its Y/U/V views)`` of every output frame (:func:`writable_copy`)."""
+    for j in range(timeline.num_output):
+        src = int(timeline.order[j])
+        frame, planes = writable_copy(reader.frame(src))
+        yield src, frame, planes
+
+
 @torch.no_grad()
 def _paste_and_write(cfg, model, reader: FrameReader, plan: _Plan, generated, mask, path: Path) -> None:
-    """Pass 3: every output frame is its source frame with the generated mouth region pasted in."""
+    """Pass 3: every output frame is its source frame with the generated mouth region pasted in.
+
+    Three threads share the work: one decodes the source frames ahead (and copies each into a frame to
+    write), this one decodes the latents and pastes, one encodes and muxes behind; the queues between them
+    hold a few full-resolution frames.
+    """
     info, timeline, size = plan.info, plan.timeline, plan.size
     sigma = cfg.feather * size[0]
     s = model.spatial_compression
@@ -503,20 +525,25 @@ def _paste_and_write(cfg, model, reader: FrameReader, plan: _Plan, generated, ma
     boxes = plan.crop_boxes[key]
     if cfg.mask == "head":
         boxes = head_boxes(torch.from_numpy(boxes), cfg.head_scale, size[0], size[1]).numpy()
-    writer = DubWriter(path, info, cfg.audio, timeline.audio_s, cfg.crf, cfg.preset)
+    writer = DubWriter(path, info, cfg.audio, timeline.audio_s, cfg.crf, cfg.preset, cfg.x264_params)
+    sources = Prefetch(_output_frames(reader, timeline), depth=_QUEUED_FRAMES, name="dub-source")
+    encoder = Behind(writer.add, depth=_QUEUED_FRAMES, name="dub-writer")
     try:
-        frames = _generated_frames(model, generated)
-        for j in range(timeline.num_output):
-            crop = next(frames)
-            src = int(timeline.order[j])
-            planes = yuv_planes(reader.frame(src))
+        crops = _generated_frames(model, generated)
+        for j, (src, frame, planes) in enumerate(sources):
+            crop = next(crops)
             t = int(latent_of[j])
             if t not in region_of:
                 region_of = {t: frame_mask(token_mask[t], s, sigma)}
             weight = paste_mask(boxes[j], region_of[t], size, cfg.paste_margin, sigma)
             paste_crop(planes, plan.windows[src], info.quarter_turns, crop, weight, info.colorspace, info.color_range)
-            writer.add(frame_from_planes(*planes))
+            encoder.put(frame)
+        encoder.join()
         writer.finish()
     except BaseException:
+        sources.close()
+        encoder.abort()
         writer.abort()
         raise
+    finally:
+        sources.close()

@@ -12,6 +12,7 @@ columns line up with them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import av
@@ -19,6 +20,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 
 from data_prep.faces import FaceAnalyzer, native_stderr_silenced
+from eval.dub.background import Prefetch
 from eval.dub.geometry import Window
 from eval.dub.video import DubInputError, FrameIndex, VideoInfo
 
@@ -74,38 +76,26 @@ def track_faces(
     Raises:
         DubInputError: The video stops decoding.
     """
-    k = info.quarter_turns
     up_h, up_w = info.upright_size
-    scale = min(1.0, long_side / max(info.width, info.height))
-    small_w, small_h = max(2, round(info.width * scale)), max(2, round(info.height * scale))
     pts, times, keys, boxes, lower, analysed = [], [], [], [], [], []
     missing = np.full(4, np.nan, np.float32)
-    t0 = None
     with (
         av.open(str(info.path), metadata_errors="ignore") as container,
         FaceAnalyzer(long_side, min_confidence) as analyzer,
+        # Decoding and downscaling the next frames (a background thread) overlaps analysing the current one.
+        Prefetch(_analysis_frames(container, info, until_s, long_side, stride), depth=8, name="dub-faces") as frames,
     ):
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         try:
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else len(times) / float(info.fps)
-                t0 = t if t0 is None else t0
-                if t - t0 > until_s:
-                    break
-                look = len(times) % max(1, stride) == 0
-                if look:
-                    # swscale scales and converts in one step: the full-size RGB frame is never made.
-                    small = frame.reformat(width=small_w, height=small_h, format="rgb24", interpolation="AREA")
-                    image = np.rot90(small.to_ndarray(), k) if k else small.to_ndarray()
+            for frame_pts, t, key, image in frames:
+                if image is not None:
                     with native_stderr_silenced():
-                        found = analyzer(np.ascontiguousarray(image), source_hw=(up_h, up_w))
-                pts.append(frame.pts)
-                times.append(t - t0)
-                keys.append(bool(frame.key_frame))
-                analysed.append(look)
-                boxes.append(found.boxes[0] if look and found.count else missing)
-                lower.append(found.lower if look else missing)
+                        found = analyzer(image, source_hw=(up_h, up_w))
+                pts.append(frame_pts)
+                times.append(t)
+                keys.append(key)
+                analysed.append(image is not None)
+                boxes.append(found.boxes[0] if image is not None and found.count else missing)
+                lower.append(found.lower if image is not None else missing)
         except (av.error.FFmpegError, ValueError) as err:
             raise DubInputError(f"video={info.path}: damaged at frame {len(times)}: {err}") from err
     index = FrameIndex(pts=pts, times=np.asarray(times, np.float64), keyframes=np.asarray(keys, bool))
@@ -115,6 +105,32 @@ def track_faces(
         np.asarray(lower, np.float32).reshape(-1, 4),
         np.asarray(analysed, bool),
     )
+
+
+def _analysis_frames(
+    container: av.container.InputContainer, info: VideoInfo, until_s: float, long_side: int, stride: int
+) -> Iterator[tuple[int | None, float, bool, np.ndarray | None]]:
+    """``(pts, seconds from the first frame, keyframe, upright RGB for the analyser or None)`` of each frame.
+
+    Every ``stride``-th frame is downscaled to ``long_side`` for the analyser; decoding stops after ``until_s``.
+    """
+    k = info.quarter_turns
+    scale = min(1.0, long_side / max(info.width, info.height))
+    small_w, small_h = max(2, round(info.width * scale)), max(2, round(info.height * scale))
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    t0 = None
+    for count, frame in enumerate(container.decode(stream)):
+        t = float(frame.time) if frame.time is not None else count / float(info.fps)
+        t0 = t if t0 is None else t0
+        if t - t0 > until_s:
+            return
+        image = None
+        if count % max(1, stride) == 0:
+            # swscale scales and converts in one step: the full-size RGB frame is never made.
+            small = frame.reformat(width=small_w, height=small_h, format="rgb24", interpolation="AREA").to_ndarray()
+            image = np.ascontiguousarray(np.rot90(small, k)) if k else small
+        yield frame.pts, t - t0, bool(frame.key_frame), image
 
 
 def missing_spans(times: np.ndarray, detected: np.ndarray, frame_s: float) -> list[tuple[float, float]]:

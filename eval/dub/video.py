@@ -127,18 +127,40 @@ class FrameIndex:
         return len(self.pts)
 
 
-def yuv_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Copies of a 4:2:0 frame's Y ``[H, W]``, U and V ``[H/2, W/2]`` planes (line padding dropped).
+def yuv_planes(frame: av.VideoFrame, copy: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 4:2:0 frame's Y ``[H, W]``, U and V ``[H/2, W/2]`` planes (line padding dropped).
 
     Frames of another pixel format are converted to ``yuv420p`` first (same colour matrix and range).
+
+    Args:
+        frame: A decoded frame.
+        copy: Copies; else views of the frame's buffers, valid while the frame lives and not to be written
+            (a decoder may still predict later frames from them): enough to cut a crop out of it.
     """
     if frame.format.name not in ("yuv420p", "yuvj420p"):
         frame = frame.reformat(format="yuv420p")
     out = []
     for plane in frame.planes:
-        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        out.append(rows[:, : plane.width].copy())
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        out.append(rows.copy() if copy else rows)
     return out[0], out[1], out[2]
+
+
+def writable_copy(frame: av.VideoFrame) -> tuple[av.VideoFrame, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A new ``yuv420p`` frame with ``frame``'s pixels, and writable views of its Y, U and V planes.
+
+    The decoded frame itself is never written: the decoder may still predict later frames from it. One copy
+    of the pixels is made (what :func:`yuv_planes` then :func:`frame_from_planes` do in two).
+    """
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        copy = frame.reformat(format="yuv420p")  # a new frame already
+    else:
+        copy = av.VideoFrame(frame.width, frame.height, "yuv420p")
+        for src, dst in zip(frame.planes, copy.planes):
+            rows = np.frombuffer(src, np.uint8).reshape(src.height, src.line_size)
+            np.frombuffer(dst, np.uint8).reshape(dst.height, dst.line_size)[:, : dst.width] = rows[:, : src.width]
+    views = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in copy.planes]
+    return copy, (views[0], views[1], views[2])
 
 
 def frame_from_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> av.VideoFrame:

@@ -79,9 +79,19 @@ class DubWriter:
         speech_s: Seconds of speech to mux.
         crf: x264 constant rate factor.
         preset: x264 preset.
+        x264_params: x264 options on top of the preset (``key=value:…``; empty: none).
     """
 
-    def __init__(self, path: str | Path, info: VideoInfo, speech: str | Path, speech_s: float, crf: int, preset: str):
+    def __init__(
+        self,
+        path: str | Path,
+        info: VideoInfo,
+        speech: str | Path,
+        speech_s: float,
+        crf: int,
+        preset: str,
+        x264_params: str = "",
+    ):
         self.info = info
         self.track = SpeechTrack(speech, speech_s)  # first: it may refuse the file
         self.speech = self.track.frames()
@@ -89,7 +99,12 @@ class DubWriter:
         video = self.container.add_stream("libx264", rate=info.fps)
         video.width, video.height, video.pix_fmt = info.width, info.height, "yuv420p"
         video.options = {"crf": str(int(crf)), "preset": preset}
+        if x264_params:
+            video.options = {**video.options, "x264-params": x264_params}
         ctx = video.codec_context
+        # x264's frame threads (lavc's default here is slices): each thread encodes a whole frame, which keeps
+        # both cores busier than two slices of one frame do, at the cost of a few frames of latency.
+        ctx.thread_type = "FRAME"
         ctx.colorspace, ctx.color_range = info.colorspace, info.color_range
         ctx.color_primaries, ctx.color_trc = info.color_primaries, info.color_trc
         if info.rotation:

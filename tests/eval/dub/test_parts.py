@@ -10,7 +10,7 @@ import torch
 from eval.dub.geometry import Window, cut_crop, paste_crop, rgb_to_yuv444, stored_box, yuv444_to_rgb
 from eval.dub.timeline import plan_timeline
 from eval.dub.track import FaceTrack, check_faces
-from eval.dub.video import DubInputError, FrameIndex, FrameReader, probe_video, yuv_planes
+from eval.dub.video import DubInputError, FrameIndex, FrameReader, probe_video, writable_copy, yuv_planes
 from eval.sampler.paste import frame_mask, pixel_mask
 
 
@@ -117,6 +117,26 @@ def test_frame_reader_serves_any_order_with_a_small_window(tmp_path):
             assert level == want, (i, level, want)
             assert len(reader.window) <= 4
         assert reader.seeks > 5  # the backward run was served by seeking, not by holding the video
+
+
+@pytest.mark.parametrize("fmt", ["yuv420p", "rgb24"])
+def test_writable_copy_holds_the_frames_pixels_and_writing_it_leaves_the_frame_alone(fmt):
+    rng = np.random.default_rng(0)
+    source = av.VideoFrame.from_ndarray(rng.integers(0, 256, (48, 64, 3), np.uint8), format="rgb24")
+    if fmt == "yuv420p":
+        source = source.reformat(format="yuv420p")
+    before = [p.copy() for p in yuv_planes(source)]
+    copy, planes = writable_copy(source)
+    assert copy.format.name == "yuv420p" and (copy.width, copy.height) == (64, 48)
+    for got, want in zip(planes, before):
+        np.testing.assert_array_equal(got, want)
+    for plane in planes:
+        plane[:] = 7
+    assert all((p == 7).all() for p in yuv_planes(copy))
+    for got, want in zip(yuv_planes(source), before):
+        np.testing.assert_array_equal(got, want)  # the decoded frame is untouched
+    views = yuv_planes(source, copy=False)
+    np.testing.assert_array_equal(views[0], before[0])
 
 
 def test_analysing_every_other_frame_counts_only_the_analysed_frames():
