@@ -186,13 +186,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
     _require(o.contrastive_lambda >= 0, "objective.contrastive_lambda", o.contrastive_lambda, "must be >= 0")
     _require(o.num_reference_frames >= 1, "objective.num_reference_frames", o.num_reference_frames, "must be >= 1")
 
-    try:
-        cfg.optim.validate()
-    except ValueError as err:
-        # OptimConfig.validate words its errors as "optim.<key>=<value>: <rule>".
-        key, _, rest = str(err).partition("=")
-        value, _, rule = rest.partition(": ")
-        raise ConfigError(key, value, rule or str(err)) from err
+    cfg.optim.validate()
 
     d = cfg.data
     validate_frames("data.max_frames", d.max_frames)
