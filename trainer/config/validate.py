@@ -231,8 +231,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
             "CPU runs support 32-true or bf16-mixed",
         )
 
-    _require(st.strategy in _STRATEGIES, "strategy.strategy", st.strategy, f"must be one of {_STRATEGIES}")
-    if st.strategy == "deepspeed":
+    _require(st.kind in _STRATEGIES, "strategy.kind", st.kind, f"must be one of {_STRATEGIES}")
+    if st.kind == "deepspeed":
         _require(st.zero_stage in (2, 3), "strategy.zero_stage", st.zero_stage, "must be 2 or 3")
         _require(
             st.precision in ("32-true", "32", "bf16-mixed"),
@@ -386,7 +386,7 @@ def validate_validation(cfg: TrainConfig) -> None:
         "must not be empty when validation.loss_batches > 0",
     )
     _require(
-        not (cfg.strategy.strategy == "deepspeed" and cfg.strategy.zero_stage == 3),
+        not (cfg.strategy.kind == "deepspeed" and cfg.strategy.zero_stage == 3),
         "validation.every_n_steps",
         v.every_n_steps,
         "validation under DeepSpeed ZeRO-3 is not supported yet (ZeRO-3 partitions the frozen VAE and text "
