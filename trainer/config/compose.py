@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,16 @@ from trainer.config.keys import check_overrides
 from trainer.config.schema import TrainConfig
 from trainer.config.validate import validate_train_config
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+def _conf_dir() -> Path:
+    """The folder of the ``conf`` package: the checkout's ``conf/``, or the copy an installed talkdit ships."""
+    root = resources.files("conf")
+    if not isinstance(root, Path):  # a zipped install: Hydra reads config folders from the file system only
+        raise RuntimeError(f"talkdit's configs must be installed as files, found {root!r}")
+    return root
+
+
+CONF_DIR = _conf_dir()
 
 _registered = False
 # How errors name a primary config.
