@@ -1,4 +1,4 @@
-"""Packaging: a plain (non-editable) install works from any folder.
+"""Packaging: a plain (non-editable) install works from any folder, and training needs nothing of the data extra.
 
 The install test builds talkdit from a copy of this checkout into a temporary ``--target`` folder (no
 dependencies: the test environment has them), then, from a folder outside the repository with only that
@@ -19,6 +19,9 @@ import pytest
 from tests.train.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
+# What only the `data` extra installs (setup.cfg): nothing on the training path may import it.
+DATA_EXTRA_MODULES = ("mediapipe", "scenedetect", "cv2")
+BLOCK_DATA_EXTRA = f"import sys\nfor name in {DATA_EXTRA_MODULES!r}:\n    sys.modules[name] = None\n"
 # Left out of the copy that is built: environments, run outputs and build leftovers.
 NOT_SOURCE = (".git", ".venv", "runs", "outputs", "demo_out", "build", "dist", "*.egg-info", "__pycache__")
 NOT_SOURCE += (".pytest_cache", ".ruff_cache", "wandb", "lightning_logs")
@@ -41,6 +44,19 @@ def _build_isolation_args() -> list[str]:
     if version >= (70, 1) or (version >= (69, 0) and importlib.util.find_spec("wheel") is not None):
         return ["--no-build-isolation"]
     return []
+
+
+def test_training_and_launch_modules_import_nothing_from_the_data_extra():
+    code = (
+        BLOCK_DATA_EXTRA
+        + "import importlib, pkgutil, launch, trainer\n"
+        + "for pkg in (trainer, launch):\n"
+        + "    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        + "        importlib.import_module(info.name)\n"
+        + "print('imported', len(sys.modules))\n"
+    )
+    done = _python(code, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -85,9 +101,9 @@ def test_a_plain_install_composes_every_experiment_and_trains_from_another_folde
     assert done.returncode == 0, done.stderr[-3000:]
     assert "experiment_name: smoke" in done.stdout
 
-    # One training step of the smoke model.
+    # One training step of the smoke model, with the data extra's modules unavailable.
     run_dir = tmp_path / "run"
-    code = "import sys\nfrom trainer.train import main\nsys.exit(main(sys.argv[1:]))\n"
+    code = BLOCK_DATA_EXTRA + "from trainer.train import main\nsys.exit(main(sys.argv[1:]))\n"
     done = _python(code, *tiny_overrides(simple_shards, run_dir, 1), cwd=elsewhere, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(run_dir.rglob("last.ckpt")), sorted(p.name for p in run_dir.rglob("*"))
