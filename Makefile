@@ -11,10 +11,10 @@ TORCH_TRIO := torch==2.11.0 torchaudio==2.11.0 torchvision==0.26.0
 
 .PHONY: setup system-packages venv demo test test-gpu lint format bench clean
 
-setup: system-packages venv  ## system packages, .venv, pinned torch, talkdit editable with dev extras
+setup: system-packages venv  ## system packages, .venv, pinned torch, talkdit editable with the data and dev extras
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_TRIO)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[data,dev]"
 	$(BIN)/python -c "import torch, torchaudio, torchvision, diffusers, mediapipe, cv2, trainer; \
 	print(f'talkdit ready: torch {torch.__version__}, torchaudio {torchaudio.__version__}, torchvision {torchvision.__version__}')"
 

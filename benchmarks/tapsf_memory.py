@@ -46,7 +46,7 @@ from eval.sampler.long_video import (
     blockwise_velocity,
     slice_block,
 )
-from trainer.config.schema import LTXTransformerArch, TransformerConfig
+from trainer.config.compose import compose_config
 from trainer.model.backbone import load_transformer
 from trainer.model.dit import TalkingHeadDiT
 from trainer.model.sequence import patchify, unpatchify, video_coords
@@ -58,11 +58,7 @@ VARIANTS = {"full": None, "tapsf_unshifted": 0, "tapsf_shifted": 5}
 
 def tiny_dit(device: torch.device) -> TalkingHeadDiT:
     """The tiny random DiT of ``conf/model/tiny.yaml`` (no audio adapter), eval mode."""
-    model_cfg = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml")
-    t = model_cfg.transformer
-    cfg = TransformerConfig(
-        source="random", arch=LTXTransformerArch(**OmegaConf.to_container(t.arch)), init_seed=t.init_seed
-    )
+    cfg = OmegaConf.to_object(compose_config("train", ["model=tiny"]).model.transformer)
     return TalkingHeadDiT(load_transformer(cfg), None).to(device).eval()
 
 

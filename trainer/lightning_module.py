@@ -164,7 +164,7 @@ class TalkingHeadModule(L.LightningModule):
         """Build the data x sequence mesh once the process group exists, and parallelize the DiT."""
         par = self.cfg.parallel
         st = self.cfg.strategy
-        if st.strategy == "deepspeed" and st.zero_stage == 3:
+        if st.kind == "deepspeed" and st.zero_stage == 3:
             # ZeRO-3 partitions the frozen text encoder too, so each of its forwards gathers weights from
             # every rank: all ranks must run it every step. The caption cache would skip the forward on
             # ranks whose captions are cached and leave the others waiting in the gather.
@@ -183,7 +183,7 @@ class TalkingHeadModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """Under FSDP, shard the DiT over the data-parallel mesh (the frozen VAE and text encoder stay whole)."""
-        if self.cfg.strategy.strategy == "fsdp" and not self._sharded:
+        if self.cfg.strategy.kind == "fsdp" and not self._sharded:
             from trainer.strategies import shard_dit
 
             shard_dit(self.dit, self.device_mesh["data_parallel"], self.cfg.strategy.reshard_after_forward)
@@ -260,7 +260,7 @@ class TalkingHeadModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         """Muon for hidden 2-D matrices of trainable modules, AdamW for the rest (see :mod:`trainer.optim`)."""
-        if self.cfg.strategy.strategy == "deepspeed":
+        if self.cfg.strategy.kind == "deepspeed":
             from trainer.optim.zero import build_zero_optimizer
 
             bundle = build_zero_optimizer(self.dit.transformer, self.cfg.optim)
@@ -278,7 +278,7 @@ class TalkingHeadModule(L.LightningModule):
         """Clip AdamW gradients only; Muon's orthogonalised update is never clipped."""
         if self.cfg.optim.grad_clip_norm is None:
             return
-        if self.cfg.strategy.strategy == "deepspeed":
+        if self.cfg.strategy.kind == "deepspeed":
             from trainer.optim.zero import clip_zero_adamw_grad_norm
 
             norm = clip_zero_adamw_grad_norm(self.dit.transformer, optimizer, self.cfg.optim.grad_clip_norm)

@@ -248,9 +248,9 @@ class TalkditFSDPStrategy(ModelParallelStrategy):
 
 def build_strategy(st: StrategyConfig) -> str | Strategy:
     """The Lightning strategy for a config (``"auto"`` for a single-process DDP run)."""
-    if st.strategy == "deepspeed":
+    if st.kind == "deepspeed":
         return TalkditDeepSpeedStrategy(st)
-    if st.strategy == "fsdp":
+    if st.kind == "fsdp":
         return TalkditFSDPStrategy(st)
     if st.devices * st.num_nodes == 1:
         return "auto"
@@ -259,7 +259,7 @@ def build_strategy(st: StrategyConfig) -> str | Strategy:
 
 def write_deepspeed_config(st: StrategyConfig, run_dir: Path) -> Path | None:
     """Save the generated DeepSpeed JSON in the run directory (DeepSpeed runs only)."""
-    if st.strategy != "deepspeed":
+    if st.kind != "deepspeed":
         return None
     from trainer.atomic import atomic_write_text
 

@@ -41,6 +41,7 @@ from omegaconf import MISSING
 from trainer.atomic import atomic_dir, atomic_path
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config, register_schema
+from trainer.config.errors import ConfigError
 from trainer.config.validate import validate_frames
 from trainer.data.decode import decode_video, read_npy
 from trainer.data.schema import ShardSampleError
@@ -140,27 +141,27 @@ def validate(cfg: VAEFitConfig) -> None:
     """Refuse settings the fit cannot use, naming the key.
 
     Raises:
-        ValueError: A value out of range.
+        ConfigError: A value out of range.
     """
     for key in ("image_batch", "clip_batch", "crop_batch", "crop_every", "max_clips", "checkpoint_every"):
         if getattr(cfg, key) < 1:
-            raise ValueError(f"{key}={getattr(cfg, key)}: expected >= 1")
+            raise ConfigError(key, getattr(cfg, key), "expected >= 1")
     for key in ("image_steps", "clip_steps", "holdout_videos", "warmup_steps"):
         if getattr(cfg, key) < 0:
-            raise ValueError(f"{key}={getattr(cfg, key)}: expected >= 0")
+            raise ConfigError(key, getattr(cfg, key), "expected >= 0")
     if cfg.image_steps + cfg.clip_steps < 1:
-        raise ValueError("image_steps + clip_steps must be >= 1")
+        raise ConfigError("image_steps", cfg.image_steps, "image_steps + clip_steps must be >= 1")
     validate_frames("clip_frames", cfg.clip_frames)
     validate_frames("crop_frames", cfg.crop_frames)
     if cfg.crop < 0 or cfg.crop % 32:
-        raise ValueError(f"crop={cfg.crop}: expected 0 or a positive multiple of 32")
-    if not cfg.lr > 0 or not 0 < cfg.lr_final <= 1:
-        raise ValueError(f"lr={cfg.lr}, lr_final={cfg.lr_final}: expected lr > 0 and lr_final in (0, 1]")
-    if cfg.kl_weight < 0 or cfg.motion_weight < 0 or cfg.mouth_weight < 1:
-        raise ValueError(
-            f"kl_weight={cfg.kl_weight}, motion_weight={cfg.motion_weight}, mouth_weight={cfg.mouth_weight}: "
-            "expected >= 0, >= 0 and >= 1"
-        )
+        raise ConfigError("crop", cfg.crop, "expected 0 or a positive multiple of 32")
+    if not cfg.lr > 0:
+        raise ConfigError("lr", cfg.lr, "expected > 0")
+    if not 0 < cfg.lr_final <= 1:
+        raise ConfigError("lr_final", cfg.lr_final, "expected a fraction of lr in (0, 1]")
+    for key, low in (("kl_weight", 0), ("motion_weight", 0), ("mouth_weight", 1)):
+        if getattr(cfg, key) < low:
+            raise ConfigError(key, getattr(cfg, key), f"expected >= {low}")
 
 
 @dataclass

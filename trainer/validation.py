@@ -302,7 +302,7 @@ class ValidationCallback(Callback):
         # Strategies whose DiT forward gathers weights (a collective): FSDP, and ZeRO-3 (refused by the config
         # rules for now, see the module docstring).
         st = pl_module.cfg.strategy
-        return st.strategy == "fsdp" or (st.strategy == "deepspeed" and st.zero_stage == 3)
+        return st.kind == "fsdp" or (st.kind == "deepspeed" and st.zero_stage == 3)
 
     def _loss_sums(self, trainer: L.Trainer, pl_module) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's error sums and counts per quantile ``([Q], [Q])`` over its own loss batches."""

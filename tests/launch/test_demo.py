@@ -79,7 +79,7 @@ def test_demo_produces_every_output(demo_outputs):
     scaled = read_training_checkpoint(demo_outputs["scaled_checkpoint"])
     assert scaled["global_step"] == 2
     config = scaled["talkdit"]["config"]
-    assert config["strategy"]["strategy"] == "deepspeed" and config["strategy"]["devices"] == 2
+    assert config["strategy"]["kind"] == "deepspeed" and config["strategy"]["devices"] == 2
     assert config["parallel"]["mode"] == "ulysses" and config["stage"]["name"] == "stage2_lora"
 
 

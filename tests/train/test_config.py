@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer.config.compose import CONF_DIR, compose_config, load_train_config
+from trainer.config.compose import CONF_DIR, compose_config, config_from_container, load_train_config, to_container
 from trainer.config.errors import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -37,7 +37,7 @@ def test_paper_experiments_carry_the_recipe_numbers():
     assert s1.data.tokens_per_batch == 4 * 16 * 16 * 24 and s1.data.max_frames == 121
     assert (s1.data.min_megapixels, s1.data.max_megapixels) == (0.25, 2.0)
     for s in (s1, s2):  # paper scale: 8 GPUs per node, DeepSpeed ZeRO-2 in bf16
-        assert (s.strategy.strategy, s.strategy.zero_stage, s.strategy.devices) == ("deepspeed", 2, 8)
+        assert (s.strategy.kind, s.strategy.zero_stage, s.strategy.devices) == ("deepspeed", 2, 8)
         assert s.strategy.precision == "bf16-mixed" and s.strategy.accelerator == "gpu"
 
 
@@ -68,7 +68,7 @@ BAD = [
     (["parallel=ring", "strategy.devices=2"], "parallel.mode", "needs CUDA"),
     (["parallel=hybrid", "strategy.devices=4", "parallel.ulysses_degree=3"], "parallel.ulysses_degree", "heads"),
     (["parallel.mode=tree"], "parallel.mode", "one of"),
-    (["strategy.strategy=horovod"], "strategy.strategy", "one of"),
+    (["strategy.kind=horovod"], "strategy.kind", "one of"),
     (["strategy=deepspeed_cpu", "strategy.zero_stage=1"], "strategy.zero_stage", "2 or 3"),
     (["strategy=deepspeed_cpu", "strategy.offload_parameters=true"], "strategy.offload_parameters", "zero_stage=3"),
     (["strategy=deepspeed_cpu", "optim.muon_adjust_lr=match_rms_adamw"], "optim.muon_adjust_lr", "DeepSpeed's Muon"),
@@ -123,6 +123,14 @@ def test_validation_names_the_key_and_the_rule(overrides, key, rule, tmp_path):
     assert err.value.key == key
     assert rule in str(err.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_configs_saved_before_the_key_renames_still_load(tmp_path):
+    cfg = load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar", "strategy=fsdp_cpu"])
+    old = to_container(cfg)
+    old["strategy"]["strategy"] = old["strategy"].pop("kind")  # strategy.kind was strategy.strategy
+    old["parallel"]["name"] = old["parallel"]["mode"]  # parallel.name repeated parallel.mode
+    assert config_from_container(old) == cfg
 
 
 def test_missing_shards_is_named(monkeypatch):

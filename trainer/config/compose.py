@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,23 @@ from trainer.config.keys import check_overrides
 from trainer.config.schema import TrainConfig
 from trainer.config.validate import validate_train_config
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+def _conf_dir() -> Path:
+    """The folder of the ``conf`` package: the checkout's ``conf/``, or the copy an installed talkdit ships."""
+    root = resources.files("conf")
+    if not isinstance(root, Path):  # a zipped install: Hydra reads config folders from the file system only
+        raise RuntimeError(f"talkdit's configs must be installed as files, found {root!r}")
+    return root
+
+
+CONF_DIR = _conf_dir()
 
 _registered = False
 # How errors name a primary config.
 _CONFIG_NAMES = {"train": "training", "data_prep": "data preparation"}
+# Keys that configs saved by older talkdit versions (a checkpoint's) still hold: ``section.old -> new leaf``
+# under the same section, or ``None`` for a key that was dropped (``parallel.name`` repeated ``parallel.mode``).
+_RENAMED_KEYS: dict[str, str | None] = {"strategy.strategy": "kind", "parallel.name": None}
 
 
 def register_schemas() -> None:
@@ -201,6 +214,7 @@ def config_from_container(data: dict, source: str = "<config>") -> TrainConfig:
     Raises:
         ConfigError: The stored config no longer fits the schema or its rules (names the key).
     """
+    data = _upgrade_saved_config(data)
     try:
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), data))
     except OmegaConfBaseException as err:
@@ -208,6 +222,19 @@ def config_from_container(data: dict, source: str = "<config>") -> TrainConfig:
         raise ConfigError(str(key), None, f"{source}: {_first_line(err)}") from err
     validate_train_config(obj)
     return obj
+
+
+def _upgrade_saved_config(data: dict) -> dict:
+    """A copy of a saved training config with the keys of :data:`_RENAMED_KEYS` renamed or dropped."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old, new in _RENAMED_KEYS.items():
+        section, _, leaf = old.partition(".")
+        node = data.get(section)
+        if isinstance(node, dict) and leaf in node:
+            value = node.pop(leaf)
+            if new is not None:
+                node.setdefault(new, value)
+    return data
 
 
 def to_container(cfg: Any) -> dict:

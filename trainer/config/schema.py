@@ -210,7 +210,7 @@ class DataConfig:
 class StrategyConfig:
     """Devices and distribution strategy handed to ``lightning.Trainer`` (built by :mod:`trainer.strategies`).
 
-    ``strategy``: ``ddp`` (replicated weights), ``fsdp`` (FSDP2 ``fully_shard`` per DiT block) or
+    ``kind``: ``ddp`` (replicated weights), ``fsdp`` (FSDP2 ``fully_shard`` per DiT block) or
     ``deepspeed`` (ZeRO stage ``zero_stage``; the GPU default; on CPU it runs through DeepSpeed's CPU
     accelerator over gloo, which the tests use); all three run on CPU and GPU. The
     DeepSpeed JSON is generated from the fields below (:func:`trainer.strategies.deepspeed_config`) and
@@ -222,7 +222,7 @@ class StrategyConfig:
     accelerator: str = "cpu"  # cpu or gpu
     devices: int = 1  # processes per node (one per GPU)
     num_nodes: int = 1  # machines in the job
-    strategy: str = "ddp"  # ddp, fsdp or deepspeed; single-process ddp runs use Lightning's "auto"
+    kind: str = "ddp"  # ddp, fsdp or deepspeed; single-process ddp runs use Lightning's "auto"
     process_group_backend: str | None = "gloo"  # gloo on CPU, nccl on GPU
     precision: str = "32-true"  # Lightning precision, e.g. 32-true or bf16-mixed
     find_unused_parameters: bool = False  # ddp only
@@ -244,8 +244,7 @@ class ParallelConfig:
     form one sequence group that works on the same samples; data parallelism runs across the groups.
     """
 
-    name: str = "none"  # the parallel config's name (the option of the parallel group)
-    mode: str = "none"  # none, ulysses, ring or hybrid
+    mode: str = "none"  # none, ulysses, ring or hybrid (the parallel group's options set it)
     size: int = 1  # ranks per sequence group (1: no sequence parallelism)
     ulysses_degree: int = 1  # hybrid only: size = ulysses_degree x ring degree
 

@@ -186,13 +186,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
     _require(o.contrastive_lambda >= 0, "objective.contrastive_lambda", o.contrastive_lambda, "must be >= 0")
     _require(o.num_reference_frames >= 1, "objective.num_reference_frames", o.num_reference_frames, "must be >= 1")
 
-    try:
-        cfg.optim.validate()
-    except ValueError as err:
-        # OptimConfig.validate words its errors as "optim.<key>=<value>: <rule>".
-        key, _, rest = str(err).partition("=")
-        value, _, rule = rest.partition(": ")
-        raise ConfigError(key, value, rule or str(err)) from err
+    cfg.optim.validate()
 
     d = cfg.data
     validate_frames("data.max_frames", d.max_frames)
@@ -237,8 +231,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
             "CPU runs support 32-true or bf16-mixed",
         )
 
-    _require(st.strategy in _STRATEGIES, "strategy.strategy", st.strategy, f"must be one of {_STRATEGIES}")
-    if st.strategy == "deepspeed":
+    _require(st.kind in _STRATEGIES, "strategy.kind", st.kind, f"must be one of {_STRATEGIES}")
+    if st.kind == "deepspeed":
         _require(st.zero_stage in (2, 3), "strategy.zero_stage", st.zero_stage, "must be 2 or 3")
         _require(
             st.precision in ("32-true", "32", "bf16-mixed"),
@@ -392,7 +386,7 @@ def validate_validation(cfg: TrainConfig) -> None:
         "must not be empty when validation.loss_batches > 0",
     )
     _require(
-        not (cfg.strategy.strategy == "deepspeed" and cfg.strategy.zero_stage == 3),
+        not (cfg.strategy.kind == "deepspeed" and cfg.strategy.zero_stage == 3),
         "validation.every_n_steps",
         v.every_n_steps,
         "validation under DeepSpeed ZeRO-3 is not supported yet (ZeRO-3 partitions the frozen VAE and text "

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
+from trainer.config.errors import ConfigError
+
 OPTIMIZER_NAMES = ("muon_adamw", "adamw")
 SCHEDULES = ("constant", "cosine", "linear")
 MUON_ADJUST_LR = ("original", "match_rms_adamw")
@@ -107,57 +109,58 @@ class OptimConfig:
         return self.lr_muon_ratio * self.lr_adam
 
     def validate(self) -> Self:
-        """Check every field; raise ``ValueError`` naming the offending key and the rule it breaks.
+        """Check every field; raise :class:`ConfigError` naming the offending key, its value and the rule.
 
         Returns:
             ``self``, so that ``cfg = OptimConfig(...).validate()`` reads naturally.
 
         Raises:
-            ValueError: on the first invalid field, as ``"optim.<key> ...: <rule>"``.
+            ConfigError: On the first invalid field (key ``optim.<field>``).
         """
         _one_of("name", self.name, OPTIMIZER_NAMES)
         _positive("lr_adam", self.lr_adam)
         _positive("lr_muon_ratio", self.lr_muon_ratio)
         if len(self.adam_betas) != 2:
-            raise ValueError(f"optim.adam_betas={list(self.adam_betas)!r}: must hold exactly two values")
+            raise ConfigError("optim.adam_betas", list(self.adam_betas), "must hold exactly two values")
         for i, beta in enumerate(self.adam_betas):
             if not (_finite(beta) and 0.0 <= beta < 1.0):
-                raise ValueError(f"optim.adam_betas[{i}]={beta!r}: must be in [0, 1)")
+                raise ConfigError(f"optim.adam_betas[{i}]", beta, "must be in [0, 1)")
         _positive("adam_eps", self.adam_eps)
         _non_negative("adam_weight_decay", self.adam_weight_decay)
         _non_negative("muon_weight_decay", self.muon_weight_decay)
         if not (_finite(self.muon_momentum) and 0.0 <= self.muon_momentum < 1.0):
-            raise ValueError(f"optim.muon_momentum={self.muon_momentum!r}: must be in [0, 1)")
+            raise ConfigError("optim.muon_momentum", self.muon_momentum, "must be in [0, 1)")
         if isinstance(self.muon_ns_steps, bool) or not isinstance(self.muon_ns_steps, int):
-            raise ValueError(f"optim.muon_ns_steps={self.muon_ns_steps!r}: must be an integer")
+            raise ConfigError("optim.muon_ns_steps", self.muon_ns_steps, "must be an integer")
         if not 1 <= self.muon_ns_steps < 100:
-            raise ValueError(f"optim.muon_ns_steps={self.muon_ns_steps!r}: must be in [1, 100)")
+            raise ConfigError("optim.muon_ns_steps", self.muon_ns_steps, "must be in [1, 100)")
         _one_of("muon_adjust_lr", self.muon_adjust_lr, MUON_ADJUST_LR)
         _int_at_least("warmup_steps", self.warmup_steps, 0)
         _one_of("schedule", self.schedule, SCHEDULES)
         if not (_finite(self.min_lr_ratio) and 0.0 <= self.min_lr_ratio <= 1.0):
-            raise ValueError(f"optim.min_lr_ratio={self.min_lr_ratio!r}: must be in [0, 1]")
+            raise ConfigError("optim.min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
         if self.total_steps is not None:
             _int_at_least("total_steps", self.total_steps, 1)
         if self.schedule in ("cosine", "linear"):
             if self.total_steps is None:
-                raise ValueError(
-                    f"optim.total_steps=None: required by optim.schedule={self.schedule!r} (it is the decay horizon)"
+                raise ConfigError(
+                    "optim.total_steps", None, f"required by optim.schedule={self.schedule!r} (it is the decay horizon)"
                 )
             if self.total_steps <= self.warmup_steps:
-                raise ValueError(
-                    f"optim.total_steps={self.total_steps}: must be greater than "
-                    f"optim.warmup_steps={self.warmup_steps} for schedule {self.schedule!r}"
+                raise ConfigError(
+                    "optim.total_steps",
+                    self.total_steps,
+                    f"must be greater than optim.warmup_steps={self.warmup_steps} for schedule {self.schedule!r}",
                 )
         if self.grad_clip_norm is not None:
             _positive("grad_clip_norm", self.grad_clip_norm)
         for i, pattern in enumerate(self.adamw_patterns):
             if not isinstance(pattern, str):
-                raise ValueError(f"optim.adamw_patterns[{i}]={pattern!r}: must be a string regex")
+                raise ConfigError(f"optim.adamw_patterns[{i}]", pattern, "must be a string regex")
             try:
                 re.compile(pattern)
             except re.error as err:
-                raise ValueError(f"optim.adamw_patterns[{i}]={pattern!r}: invalid regex ({err})") from err
+                raise ConfigError(f"optim.adamw_patterns[{i}]", pattern, f"invalid regex ({err})") from err
         _one_of("lora_optimizer", self.lora_optimizer, LORA_OPTIMIZERS)
         if self.name == "muon_adamw" and self.muon_adjust_lr == "match_rms_adamw" and self.lr_muon_ratio > 10:
             # Not an error (someone may mean it), but almost surely a 100× too large Muon step.
@@ -177,12 +180,13 @@ class OptimConfig:
             values: key → value; missing keys take the dataclass defaults.
 
         Raises:
-            ValueError: if a key is not a field of ``OptimConfig``.
+            ConfigError: A key is not a field of ``OptimConfig``.
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"optim: unknown key(s) {unknown}; known keys: {sorted(known)}")
+            key = unknown[0]
+            raise ConfigError(f"optim.{key}", values[key], f"unknown key(s) {unknown}; known keys: {sorted(known)}")
         kwargs = dict(values)
         for key in ("adam_betas", "adamw_patterns"):
             if key in kwargs and kwargs[key] is not None:
@@ -221,19 +225,19 @@ def _finite(value: Any) -> bool:
 
 def _positive(key: str, value: Any) -> None:
     if not (_finite(value) and value > 0):
-        raise ValueError(f"optim.{key}={value!r}: must be a finite number > 0")
+        raise ConfigError(f"optim.{key}", value, "must be a finite number > 0")
 
 
 def _non_negative(key: str, value: Any) -> None:
     if not (_finite(value) and value >= 0):
-        raise ValueError(f"optim.{key}={value!r}: must be a finite number >= 0")
+        raise ConfigError(f"optim.{key}", value, "must be a finite number >= 0")
 
 
 def _int_at_least(key: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"optim.{key}={value!r}: must be an integer >= {minimum}")
+        raise ConfigError(f"optim.{key}", value, f"must be an integer >= {minimum}")
 
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"optim.{key}={value!r}: must be one of {list(allowed)}")
+        raise ConfigError(f"optim.{key}", value, f"must be one of {list(allowed)}")

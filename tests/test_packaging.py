@@ -1,0 +1,109 @@
+"""Packaging: a plain (non-editable) install works from any folder, and training needs nothing of the data extra.
+
+The install test builds talkdit from a copy of this checkout into a temporary ``--target`` folder (no
+dependencies: the test environment has them), then, from a folder outside the repository with only that
+target on the path, composes every experiment from the configs the package ships and trains one step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.train.conftest import tiny_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+# What only the `data` extra installs (setup.cfg): nothing on the training path may import it.
+DATA_EXTRA_MODULES = ("mediapipe", "scenedetect", "cv2")
+BLOCK_DATA_EXTRA = f"import sys\nfor name in {DATA_EXTRA_MODULES!r}:\n    sys.modules[name] = None\n"
+# Left out of the copy that is built: environments, run outputs and build leftovers.
+NOT_SOURCE = (".git", ".venv", "runs", "outputs", "demo_out", "build", "dist", "*.egg-info", "__pycache__")
+NOT_SOURCE += (".pytest_cache", ".ruff_cache", "wandb", "lightning_logs")
+
+
+def _python(code: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _build_isolation_args() -> list[str]:
+    """``--no-build-isolation`` where this environment can build talkdit itself (no index needed then)."""
+    try:
+        import setuptools
+    except ImportError:
+        return []
+    version = tuple(int(p) for p in setuptools.__version__.split(".")[:2])
+    # setuptools >= 70.1 builds wheels alone; 69 (pyproject's minimum) needs the wheel package.
+    if version >= (70, 1) or (version >= (69, 0) and importlib.util.find_spec("wheel") is not None):
+        return ["--no-build-isolation"]
+    return []
+
+
+def test_training_and_launch_modules_import_nothing_from_the_data_extra():
+    code = (
+        BLOCK_DATA_EXTRA
+        + "import importlib, pkgutil, launch, trainer\n"
+        + "for pkg in (trainer, launch):\n"
+        + "    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        + "        importlib.import_module(info.name)\n"
+        + "print('imported', len(sys.modules))\n"
+    )
+    done = _python(code, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_plain_install_composes_every_experiment_and_trains_from_another_folder(simple_shards, tmp_path):
+    src, target, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    elsewhere.mkdir()
+    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input", "--quiet", "--target", str(target)]
+    done = subprocess.run(
+        [*pip, *_build_isolation_args(), str(src)], cwd=elsewhere, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    shutil.rmtree(src)  # nothing may be read from the copy that was built
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TALKDIT_SHARDS")}
+    env["PYTHONPATH"] = str(target)
+    # Every config file ships, and every experiment composes from the installed copy.
+    code = (
+        "import sys, trainer\n"
+        "from trainer.config.compose import CONF_DIR, compose_config\n"
+        f"assert trainer.__file__.startswith({str(target)!r}), trainer.__file__\n"
+        f"assert str(CONF_DIR).startswith({str(target)!r}), CONF_DIR\n"
+        "print(*sorted(str(p.relative_to(CONF_DIR)) for p in CONF_DIR.rglob('*.yaml')))\n"
+        "for path in sorted((CONF_DIR / 'experiment').glob('*.yaml')):\n"
+        "    cfg = compose_config('train', [f'experiment={path.stem}', 'data.shards=x.tar'])\n"
+        "    assert cfg.experiment_name == path.stem\n"
+    )
+    done = _python(code, cwd=elsewhere, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shipped = done.stdout.split()
+    assert shipped == sorted(str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yaml"))
+
+    # The console script finds its configs.
+    done = subprocess.run(
+        [str(target / "bin" / "talkdit-train"), "experiment=smoke", "--cfg", "job"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "experiment_name: smoke" in done.stdout
+
+    # One training step of the smoke model, with the data extra's modules unavailable.
+    run_dir = tmp_path / "run"
+    code = BLOCK_DATA_EXTRA + "from trainer.train import main\nsys.exit(main(sys.argv[1:]))\n"
+    done = _python(code, *tiny_overrides(simple_shards, run_dir, 1), cwd=elsewhere, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(run_dir.rglob("last.ckpt")), sorted(p.name for p in run_dir.rglob("*"))

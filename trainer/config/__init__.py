@@ -1,0 +1,1 @@
+"""Training configuration: the dataclass schema, its rules, Hydra composition and the shared command line."""

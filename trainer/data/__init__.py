@@ -1,0 +1,1 @@
+"""Training data: shard expansion, decoding, equal-token buckets and the resumable stream."""
