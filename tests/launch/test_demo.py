@@ -129,22 +129,27 @@ def test_demo_shards_come_from_the_data_prep_pipeline(demo_outputs):
         assert np.all(lower[:, 2] > lower[:, 0]) and np.all(lower[:, 3] > lower[:, 1])
 
 
-@pytest.mark.slow
-def test_lipsync_benchmark_scores_a_demo_checkpoint(demo_outputs, tmp_path):
-    # The benchmark on the reduced demo's stage-2 checkpoint: held-out people framed like its corpus.
-    args = ["--checkpoint", str(demo_outputs["stage2_checkpoint"]), "--out", str(tmp_path)]
-    # 3-s videos give 3 clips each: 4 clips span two people, so each has another person's speech to dub.
-    args += ["--clips", "4", "--videos", "3", "--steps", "1", "--zoom", "1.5", "--duration", "3"]
+def run_benchmark(script: str, args: list[str]) -> dict:
+    """Run ``benchmarks/<script>`` as a user would and return the JSON object it prints."""
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
-        [sys.executable, str(repo / "benchmarks" / "lipsync_learning.py"), *args],
+        [sys.executable, str(repo / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         cwd=repo,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_lipsync_benchmark_scores_a_demo_checkpoint(demo_outputs, tmp_path):
+    # The benchmark on the reduced demo's stage-2 checkpoint: held-out people framed like its corpus.
+    args = ["--checkpoint", str(demo_outputs["stage2_checkpoint"]), "--out", str(tmp_path)]
+    # 3-s videos give 3 clips each: 4 clips span two people, so each has another person's speech to dub.
+    args += ["--clips", "4", "--videos", "3", "--steps", "1", "--zoom", "1.5", "--duration", "3"]
+    summary = run_benchmark("lipsync_learning.py", args)
     arms = ("trained", "base", "source", "vae_ceiling")
     assert {f"mouth_mse_{a}" for a in arms} <= set(summary) and summary["clips"] >= 1
     for key in ("gap_closed", "openness_corr_trained", "openness_corr_base", "openness_measure_check"):
@@ -159,17 +164,8 @@ def test_lipsync_benchmark_scores_a_demo_checkpoint(demo_outputs, tmp_path):
 @pytest.mark.slow
 def test_audio_probe_reads_the_demo_corpora(demo_outputs):
     # The probe that tells the audio side from the video side when the benchmark shows no sync.
-    repo = Path(__file__).resolve().parents[2]
     out_dir = demo_outputs["corpus"].parents[3]  # <out_dir>/data/corpora/<corpus>/corpus
-    done = subprocess.run(
-        [sys.executable, str(repo / "benchmarks" / "lipsync_audio_probe.py"), "--out", str(out_dir)],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    probe = json.loads(done.stdout)
+    probe = run_benchmark("lipsync_audio_probe.py", ["--out", str(out_dir)])
     assert probe["frames"]["train"] > 0 and probe["frames"]["heldout"] > 0
     # The generator's audio envelope drives its mouth: energy and opening correlate on any corpus it makes.
     assert probe["energy_corr"]["heldout"] > 0.5
