@@ -1,4 +1,4 @@
-"""Two-rank DDP (gloo) toy training with :class:`launch.requeue.RequeueOnSignal`; run as a script.
+"""Two-rank DDP (gloo) toy training with :class:`trainer.requeue.RequeueOnSignal`; run as a script.
 
 ``python tests/launch/requeue_worker.py <out_dir>``: Lightning starts rank 1 as a copy of this command.
 Each rank writes ``pid.<rank>`` once training runs and ``stopped.<rank>.json`` when fit returns. Like the
@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader, IterableDataset
 
-from launch.requeue import RequeueOnSignal
+from trainer.requeue import RequeueOnSignal
 
 OUT = Path(sys.argv[1])
 

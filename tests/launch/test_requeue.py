@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from launch.run_dir import REQUEUE_REQUEST
+from trainer.run_dir import REQUEUE_REQUEST
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("requeue_worker.py")

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from launch.run_dir import metrics_files
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import read_training_checkpoint
+from trainer.run_dir import metrics_files
 
 
 @pytest.mark.slow

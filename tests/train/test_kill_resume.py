@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from launch.run_dir import auto_resume_checkpoint
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import read_training_checkpoint
+from trainer.run_dir import auto_resume_checkpoint
 
 STEPS = 40
 

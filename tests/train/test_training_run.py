@@ -5,13 +5,13 @@ import csv
 import pytest
 import torch
 
-from launch.run_dir import metrics_files
 from tests.train.conftest import stream_batches, tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.compose import load_train_config
 from trainer.lightning_module import TalkingHeadModule
 from trainer.model.vae import load_vae, normalize_latents, sample_posterior
+from trainer.run_dir import metrics_files
 from trainer.train import run
 
 
