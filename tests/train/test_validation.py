@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from eval.validation import VALIDATION_DIR, ValidationCallback, _Clip, _ForwardCounter
+from tests.ports import free_port
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.config.compose import load_train_config
@@ -153,7 +154,7 @@ def test_two_process_ddp_validation_agrees_across_ranks(tmp_path):
         "validation.modes=[v2v_self,i2v]",
     )
     overrides = [o for o in overrides if not o.startswith("run_dir=")] + [f"run_root={tmp_path}/runs"]
-    env = {**os.environ, "MASTER_PORT": "29547", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "trainer.train", *overrides], capture_output=True, text=True, env=env, timeout=300
     )
@@ -196,7 +197,8 @@ def test_ranks_with_fewer_dit_forwards_repeat_their_last_one():
     # Under FSDP/ZeRO-3 each forward gathers weights with a collective: the counts must match on every rank.
     ctx = torch.multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_equalise_worker, args=(r, 29571, n, out)) for r, n in ((0, 3), (1, 1))]
+    port = free_port()
+    procs = [ctx.Process(target=_equalise_worker, args=(r, port, n, out)) for r, n in ((0, 3), (1, 1))]
     for p in procs:
         p.start()
     for p in procs:
