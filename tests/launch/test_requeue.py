@@ -17,6 +17,7 @@ from trainer.run_dir import REQUEUE_REQUEST
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("requeue_worker.py")
+RUNNING_AT = 20  # the step at which the worker writes its pid files (requeue_worker.RUNNING_AT)
 
 
 @pytest.mark.slow
@@ -37,9 +38,11 @@ def test_signal_ends_in_one_consistent_checkpoint(tmp_path, signalled):
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not all((tmp_path / f"pid.{r}").exists() for r in (0, 1)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-3000:]
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()  # before reading: its output ends only when it does
+                pytest.fail(f"the workers never reached step {RUNNING_AT}: {proc.communicate()[0].decode()[-3000:]}")
             time.sleep(0.1)
         for i, rank in enumerate(signalled):
             if i:
