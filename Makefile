@@ -9,7 +9,7 @@ SYSTEM_PACKAGES := ffmpeg libgl1 libglib2.0-0 slurm-wlm munge
 # The torch trio is pinned together (DESIGN §2); installed first so nothing else picks another torch.
 TORCH_TRIO := torch==2.11.0 torchaudio==2.11.0 torchvision==0.26.0
 
-.PHONY: setup system-packages venv demo test test-gpu lint format bench clean
+.PHONY: setup system-packages venv demo test test-gpu lint format bench bench-lipsync clean
 
 setup: system-packages venv  ## system packages, .venv, pinned torch, talkdit editable with the data and dev extras
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -55,5 +55,17 @@ bench:  ## benchmarks print JSON ratios against a baseline measured in the same 
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/dub_overhead.py
 
+# The demo at the budget whose VAE passes the benchmark's check (192 people, a 17,600-step VAE fit; about an hour
+# on 2 CPU cores, reused from demo_lipsync/ afterwards), then the lip-sync benchmark and its two ablations.
+LIPSYNC_DEMO = out_dir=demo_lipsync num_videos=192 vae_clip_steps=16800
+
+bench-lipsync:  ## the lip-sync benchmark on a tiny base fitted long enough to show mouths (about an hour on 2 cores)
+	$(BIN)/python -m launch.demo $(LIPSYNC_DEMO)
+	for a in none shuffled_audio no_adapter; do \
+		$(BIN)/python benchmarks/lipsync_learning.py --out demo_lipsync --ablation $$a > demo_lipsync/.lipsync_$$a.json \
+			&& mv demo_lipsync/.lipsync_$$a.json demo_lipsync/lipsync_$$a.json || exit 1; \
+	done
+	cat demo_lipsync/lipsync_none.json
+
 clean:
-	rm -rf demo_out runs .pytest_cache
+	rm -rf demo_out demo_lipsync runs .pytest_cache

@@ -16,17 +16,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ENTRY_POINTS = (
-    "trainer.train",
-    "trainer.export",
-    "data_prep.run",
-    "data_prep.report",
-    "eval.run",
-    "eval.dub",
-    "launch.slurm",
-    "launch.demo",
-    "data_prep.synthetic.cli",
-)
+sys.path.insert(0, str(REPO))
+
+from launch.entry_points import ENTRY_POINTS  # noqa: E402
+
 _PROBE = (
     "import runpy, sys\n"
     "sys.argv = [sys.argv[1], '--help']\n"

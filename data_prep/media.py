@@ -13,7 +13,6 @@ from fractions import Fraction
 from typing import BinaryIO
 
 import av
-import cv2
 import numpy as np
 import soundfile as sf
 
@@ -49,11 +48,15 @@ def rgb_to_i420(frame: np.ndarray) -> np.ndarray:
     average) and about ten times faster; it is also half the memory of RGB, which is why data_prep holds
     buffered frames this way.
     """
+    import cv2  # OpenCV is in the data extra: a training node imports this module (mp4 writing) without it
+
     return cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
 
 
 def i420_to_rgb(frame: np.ndarray) -> np.ndarray:
     """Planar YUV 4:2:0 ``[H·3/2, W]`` back to RGB ``[H, W, 3]``."""
+    import cv2  # the data extra, as in rgb_to_i420
+
     return cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420)
 
 

@@ -341,7 +341,7 @@ GAIN_FLOW_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 def audio_loss_gain(module, shards: str, batches: int = 4, seed: int = 0) -> dict | None:
     """Does the model use what the audio says? Held-out masked loss with each clip's own speech and another's.
 
-    The trainer's own held-out loss (:func:`trainer.validation.held_out_errors`: V2V, audio on, fixed flow times
+    The trainer's own held-out loss (:func:`trainer.held_out.held_out_errors`: V2V, audio on, fixed flow times
     and noise) on the first ``batches`` training-layout batches of ``shards``, once with each clip's Whisper
     features and once with the features of the next clip in its batch. A model that ignores the audio, or
     uses it only as a constant, scores the same on both; the gain is measured in latent space, so it shows
@@ -360,7 +360,7 @@ def audio_loss_gain(module, shards: str, batches: int = 4, seed: int = 0) -> dic
     from trainer.data.plan import decode_plan
     from trainer.data.shard_paths import expand_shards
     from trainer.data.transforms import collate_clips
-    from trainer.validation import held_out_errors, loss_plan_groups
+    from trainer.held_out import held_out_errors, loss_plan_groups
 
     cfg = module.cfg
     sums = {"own": 0.0, "other": 0.0}

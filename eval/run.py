@@ -125,10 +125,10 @@ def read_clips(
     import webdataset as wds
 
     from data_prep.audio import AUDIO_RATE, decode_audio
+    from trainer.data.datamodule import feature_spec
     from trainer.data.decode import decode_sample
     from trainer.data.schema import ShardSampleError
     from trainer.data.shard_paths import expand_shards
-    from trainer.runner import feature_spec
 
     out = []
     for url in expand_shards(shards, key=key):

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launch.corpus import CorpusSpec, prepare_corpus
-from launch.run_dir import metrics_files
 from launch.tiny_base import TinyBaseConfig, build_tiny_base, latent_shards
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config, register_schema
+from trainer.run_dir import metrics_files
 
 # Held-out people: a corpus seed the training corpus never uses, 25 fps so clip frames are source frames.
 HELDOUT_SEED = 1000

@@ -10,7 +10,7 @@ job's own loader before anything is rendered, so a bad override fails in seconds
 
 Training: one sbatch script per run, ``srun`` with one task per GPU (or ``tasks_per_node`` CPU ranks),
 ``--signal=USR1@<s>`` plus ``--requeue`` (on USR1 the trainer checkpoints and the job is requeued, see
-:mod:`launch.requeue`; the rerun continues with ``resume=auto``), the run directory
+:mod:`trainer.requeue`; the rerun continues with ``resume=auto``), the run directory
 ``<run_root>/<experiment>/job<id>`` holding the script, the batch log, per-rank logs, a code snapshot,
 the exit status of every attempt and (written by the trainer) the resolved ``config.yaml``. The job is
 submitted on hold, its run directory is created under the id SLURM gave it, and then it is released: the
@@ -37,11 +37,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from launch.cluster import ClusterConfig, LaunchConfig, validate_launch
-from launch.run_dir import REQUEUE_REQUEST
 from trainer.atomic import atomic_write_text
 from trainer.config.cli import Command, one_line, run_command
 from trainer.config.compose import compose_config, load_config, register_schema
 from trainer.config.errors import ConfigError
+from trainer.run_dir import REQUEUE_REQUEST
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_KEYS = ("job", "dry_run", "cluster")
@@ -282,7 +282,7 @@ def render_train_job(cluster: ClusterConfig, forwarded: list[str], workdir: Path
                 ("qos", cluster.qos),
                 ("constraint", cluster.constraint),
                 ("exclusive", cluster.exclusive),
-                # The warning signal: checkpoint and requeue (launch.requeue, or Lightning's SLURM plugin).
+                # The warning signal: checkpoint and requeue (trainer.requeue, or Lightning's SLURM plugin).
                 ("signal", f"USR1@{cluster.requeue_signal_seconds}" if cluster.requeue_signal_seconds else None),
                 ("requeue", True),
                 # A requeued job appends to its log instead of truncating what the earlier attempt wrote.
@@ -327,7 +327,7 @@ def render_train_job(cluster: ClusterConfig, forwarded: list[str], workdir: Path
         'printf "%s\\t%s\\t%s\\t%s\\n" "$SLURM_JOB_ID" "$ATTEMPT" "$status" "$(date -Is)" \\',
         f'  >> "$RUN_DIR/{EXIT_STATUS_FILE}"',
         'echo "training step exited with status $status"',
-        # launch.requeue.RequeueOnSignal saved a checkpoint on the warning signal and stopped: put the job back
+        # trainer.requeue.RequeueOnSignal saved a checkpoint on the warning signal and stopped: put the job back
         # in the queue; the next attempt continues from that checkpoint (resume=auto).
         f'if [ -e "$RUN_DIR/{REQUEUE_REQUEST}" ]; then',
         f'  rm -f "$RUN_DIR/{REQUEUE_REQUEST}"',

@@ -13,18 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from launch.entry_points import ENTRY_POINTS
+
 REPO = Path(__file__).resolve().parents[1]
-ENTRY_POINTS = (
-    "trainer.train",
-    "trainer.export",
-    "data_prep.run",
-    "data_prep.report",
-    "eval.run",
-    "eval.dub",
-    "launch.slurm",
-    "launch.demo",
-    "data_prep.synthetic.cli",
-)
 
 
 def run_module(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

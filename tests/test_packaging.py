@@ -59,6 +59,26 @@ def test_training_and_launch_modules_import_nothing_from_the_data_extra():
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def test_validation_without_the_data_extra_validates_the_loss_and_refuses_videos_clearly(simple_shards):
+    code = (
+        BLOCK_DATA_EXTRA
+        + "from trainer.config.compose import load_train_config\n"
+        + "from trainer.config.errors import ConfigError\n"
+        + "from trainer.runner import build_callbacks\n"
+        + "on = ['experiment=smoke', 'data.shards=%s', 'validation.every_n_steps=2', 'validation.shards=%s']\n"
+        + "print(len(build_callbacks(load_train_config(on + ['validation.num_clips=0']))))\n"
+        + "try:\n"
+        + "    build_callbacks(load_train_config(on))\n"
+        + "except ConfigError as err:\n"
+        + "    print(err)\n"
+    ) % (simple_shards, simple_shards)
+    done = _python(code, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    built, refusal = done.stdout.strip().splitlines()
+    assert built == "1"
+    assert "validation.num_clips" in refusal and "talkdit[data]" in refusal and "num_clips=0" in refusal
+
+
 @pytest.mark.slow
 def test_a_plain_install_composes_every_experiment_and_trains_from_another_folder(simple_shards, tmp_path):
     src, target, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"

@@ -17,28 +17,31 @@ from pathlib import Path
 
 import lightning as L
 import webdataset as wds
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from launch.requeue import RequeueOnSignal
-from launch.run_dir import (
+from trainer.atomic import atomic_path
+from trainer.checkpoints import read_training_checkpoint
+from trainer.config.errors import ConfigError
+from trainer.config.schema import TrainConfig
+from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, feature_spec, stream_settings
+from trainer.data.plan import decode_plan
+from trainer.data.schema import UNREADABLE_SHARD_ERRORS, ShardSampleError
+from trainer.data.stream import readers_for
+from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
+from trainer.progress import LineProgress
+from trainer.requeue import RequeueOnSignal
+from trainer.run_dir import (
     CHECKPOINT_DIR,
     RUN_DIR_ENV,
     auto_resume_checkpoint,
     prepare_run_dir,
     save_last_checkpoint,
 )
-from trainer.atomic import atomic_path
-from trainer.checkpoints import read_training_checkpoint
-from trainer.config.schema import TrainConfig
-from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, stream_settings
-from trainer.data.plan import decode_plan
-from trainer.data.schema import UNREADABLE_SHARD_ERRORS, FeatureSpec, ShardSampleError
-from trainer.data.stream import readers_for
-from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
-from trainer.progress import LineProgress
 from trainer.strategies import build_strategy, write_deepspeed_config
 
 log = logging.getLogger("talkdit.train")
@@ -92,11 +95,6 @@ class TrainResult:
     run_dir: Path
     last_checkpoint: Path
     final_loss: float | None
-
-
-def feature_spec(cfg: TrainConfig) -> FeatureSpec:
-    """Feature layout the shards must carry for this config."""
-    return FeatureSpec(layers=cfg.audio.feature_layers, dim=cfg.audio.feature_dim, rate=cfg.audio.feature_rate)
 
 
 def preflight_shards(cfg: TrainConfig) -> None:
@@ -166,8 +164,33 @@ def build_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None) -> Logger:
     return CSVLogger(save_dir=str(run_dir), name="logs", flush_logs_every_n_steps=1)
 
 
-def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
-    """The ``lightning.Trainer`` for a config (devices, strategy, precision, checkpointing)."""
+def build_callbacks(cfg: TrainConfig) -> list[Callback]:
+    """The callbacks of ``cfg.callbacks``, built with Hydra's ``instantiate`` (validation is one of them).
+
+    Raises:
+        ConfigError: A callback's ``_target_`` cannot be imported or its arguments do not fit (names the
+            callback); errors of the callback's own settings pass through as it raised them.
+    """
+    built = []
+    for name, spec in cfg.callbacks.items():
+        if spec is None:
+            continue
+        if not isinstance(spec, dict) or "_target_" not in spec:
+            raise ConfigError(f"callbacks.{name}", spec, "expected a mapping with _target_ (a callback's import path)")
+        try:
+            callback = instantiate(spec, _convert_="object")
+        except InstantiationException as err:
+            if isinstance(err.__cause__, (ConfigError, FileNotFoundError, ValueError)):
+                raise err.__cause__ from None
+            raise ConfigError(f"callbacks.{name}._target_", spec["_target_"], str(err).splitlines()[0]) from err
+        if not isinstance(callback, Callback):
+            raise ConfigError(f"callbacks.{name}._target_", spec["_target_"], "is not a lightning Callback")
+        built.append(callback)
+    return built
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger, extra: list[Callback] | None = None) -> L.Trainer:
+    """The ``lightning.Trainer`` for a config (devices, strategy, precision, checkpointing, ``extra`` callbacks)."""
     st = cfg.strategy
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / CHECKPOINT_DIR),
@@ -193,10 +216,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger) -> L.Trainer:
         # gradient all-reduce and hang the job; RequeueOnSignal checkpoints at a step boundary instead.
         plugins.append(SLURMEnvironment(auto_requeue=False))
         callbacks.append(RequeueOnSignal(run_dir))
-    if cfg.validation.every_n_steps > 0:
-        from trainer.validation import ValidationCallback  # imports eval/: only when validation is on
-
-        callbacks.append(ValidationCallback(cfg.validation, run_dir))
+    callbacks += extra or []
     return L.Trainer(
         accelerator=st.accelerator,
         devices=st.devices,
@@ -247,6 +267,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         log.info("resume=auto: %s", f"continuing from {found}" if found else "no checkpoint yet, starting fresh")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     preflight_shards(cfg)
+    extra_callbacks = build_callbacks(cfg)
     module = TalkingHeadModule(cfg)
     module.data_layout = data_layout(cfg)
     run_id, start_position = None, None
@@ -269,7 +290,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if isinstance(logger, WandbLogger):
         module.logger_run_id = logger.experiment.id
     data = TalkingHeadDataModule(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, start_position)
-    trainer = build_trainer(cfg, run_dir, logger)
+    trainer = build_trainer(cfg, run_dir, logger, extra_callbacks)
     # Lightning starts the other local ranks as copies of this command; they must find this run dir.
     os.environ[RUN_DIR_ENV] = str(run_dir)
     try:

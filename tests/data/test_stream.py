@@ -9,10 +9,9 @@ from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.config.compose import load_train_config
 from trainer.data.buckets import Bucket
-from trainer.data.datamodule import expand_shards, stream_settings
+from trainer.data.datamodule import expand_shards, feature_spec, stream_settings
 from trainer.data.stream import TalkingHeadStream, shard_share
 from trainer.lightning_module import TalkingHeadModule
-from trainer.runner import feature_spec
 
 
 def config(shards, tmp_path, *extra):

@@ -55,7 +55,9 @@ def test_sigkill_then_rerun_equals_uninterrupted(small_corpus, reference, tmp_pa
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be killed"
-    time.sleep(1.0)  # let unit 1 start writing
+    # Kill once unit 1 has begun writing its shard (a temp file, or the finished shard on a fast machine).
+    while not any((out / "shards").glob("*u00001-*")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "ledger.parquet").exists()

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.parallel.test_ulysses import free_port
+from tests.ports import free_port
 from tests.train.conftest import tiny_overrides
 from trainer.checkpoints import read_training_checkpoint
 

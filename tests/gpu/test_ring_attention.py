@@ -5,7 +5,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.parallel import sp_worker
-from tests.parallel.test_ulysses import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.gpu
 

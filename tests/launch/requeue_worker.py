@@ -1,7 +1,8 @@
-"""Two-rank DDP (gloo) toy training with :class:`launch.requeue.RequeueOnSignal`; run as a script.
+"""Two-rank DDP (gloo) toy training with :class:`trainer.requeue.RequeueOnSignal`; run as a script.
 
 ``python tests/launch/requeue_worker.py <out_dir>``: Lightning starts rank 1 as a copy of this command.
-Each rank writes ``pid.<rank>`` once training runs and ``stopped.<rank>.json`` when fit returns. Like the
+Each rank writes ``pid.<rank>`` at its ``RUNNING_AT``-th training step (well inside the training loop) and
+``stopped.<rank>.json`` when fit returns. Like the
 talkdit module, saving a checkpoint gathers every rank's data position (a collective), which is what
 makes a checkpoint taken inside a signal handler hang.
 """
@@ -16,9 +17,10 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader, IterableDataset
 
-from launch.requeue import RequeueOnSignal
+from trainer.requeue import RequeueOnSignal
 
 OUT = Path(sys.argv[1])
+RUNNING_AT = 20
 
 
 class Forever(IterableDataset):
@@ -34,11 +36,10 @@ class Toy(L.LightningModule):
         self.net = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 64))
         self.position = 0  # batches this rank consumed
 
-    def on_train_start(self):
-        (OUT / f"pid.{self.global_rank}").write_text(str(os.getpid()))
-
     def training_step(self, batch, batch_idx):
         self.position += 1
+        if self.position == RUNNING_AT:
+            (OUT / f"pid.{self.global_rank}").write_text(str(os.getpid()))
         return (self.net(batch) - batch).pow(2).mean()
 
     def on_save_checkpoint(self, checkpoint):

@@ -4,7 +4,6 @@ in one checkpoint at a step boundary every rank agrees on, a requeue request, an
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from launch.run_dir import REQUEUE_REQUEST
+from tests.ports import free_port
+from trainer.run_dir import REQUEUE_REQUEST
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("requeue_worker.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+RUNNING_AT = 20  # the step at which the worker writes its pid files (requeue_worker.RUNNING_AT)
 
 
 @pytest.mark.slow
@@ -43,11 +38,12 @@ def test_signal_ends_in_one_consistent_checkpoint(tmp_path, signalled):
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not all((tmp_path / f"pid.{r}").exists() for r in (0, 1)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-3000:]
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()  # before reading: its output ends only when it does
+                pytest.fail(f"the workers never reached step {RUNNING_AT}: {proc.communicate()[0].decode()[-3000:]}")
             time.sleep(0.1)
-        time.sleep(1.0)  # well inside the training loop
         for i, rank in enumerate(signalled):
             if i:
                 time.sleep(0.013)  # the second rank hears it one partial step later

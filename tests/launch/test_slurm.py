@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from launch.run_dir import metrics_files
 from launch.slurm import main
 from tests.train.shards import write_simple_shards
+from trainer.run_dir import metrics_files
 
 # 64x64 clips of 17 frames (3 latent frames of 2x2 tokens, two clips per batch); the demo experiment's
 # learning rates, at which the tiny model visibly learns within a few dozen steps.

@@ -7,8 +7,8 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.parallel import zero_worker
-from tests.parallel.test_ulysses import free_port
 from tests.parallel.updates import assert_same_updates, single_threaded
+from tests.ports import free_port
 
 pytest.importorskip("deepspeed")
 

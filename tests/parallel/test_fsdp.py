@@ -5,8 +5,8 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.parallel import fsdp_worker
-from tests.parallel.test_ulysses import free_port
 from tests.parallel.updates import assert_same_updates, single_threaded
+from tests.ports import free_port
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.parallel import negatives_worker
-from tests.parallel.test_ulysses import free_port
+from tests.ports import free_port
 from tests.train.shards import write_simple_shards
 from trainer.parallel.mesh import single_process_mesh
 from trainer.parallel.negatives import exchange_negatives, plan_negatives

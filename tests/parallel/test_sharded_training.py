@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.parallel.test_sp_training import logged
-from tests.parallel.test_ulysses import free_port
+from tests.ports import free_port
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import read_training_checkpoint

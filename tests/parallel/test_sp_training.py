@@ -9,11 +9,11 @@ import sys
 import pytest
 import torch
 
-from launch.run_dir import metrics_files
-from tests.parallel.test_ulysses import free_port
+from tests.ports import free_port
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import read_training_checkpoint
+from trainer.run_dir import metrics_files
 from trainer.train import run
 
 

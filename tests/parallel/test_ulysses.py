@@ -1,17 +1,10 @@
 """Ulysses sequence parallelism over real gloo process groups: sharded DiT equals the whole DiT."""
 
-import socket
-
 import pytest
 import torch.multiprocessing as mp
 
 from tests.parallel import sp_worker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ def tiny_overrides(shards_glob: str, run_dir, steps: int = 3, *extra: str) -> li
 
 def stream_batches(cfg, count: int, start_groups=None, rank: int = 0, world: int = 1) -> list[dict]:
     """The first ``count`` batches the training stream of ``cfg`` yields (in this process)."""
-    from trainer.runner import feature_spec
+    from trainer.data.datamodule import feature_spec
 
     settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
     stream = TalkingHeadStream(expand_shards(cfg.data.shards), settings, rank, world, start_groups)

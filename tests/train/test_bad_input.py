@@ -8,11 +8,11 @@ import pytest
 from data_prep.media import encode_npy
 from data_prep.samples import encode_sample
 from data_prep.shard_writer import ShardWriter
-from launch.run_dir import metrics_files
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import TINY_WHISPER, simple_clip
 from trainer.data.schema import DataError, ShardSampleError
 from trainer.model.whisper_features import WhisperFeatureExtractor
+from trainer.run_dir import metrics_files
 from trainer.train import main, run
 
 
@@ -132,9 +132,8 @@ def test_a_corrupt_shard_among_good_ones_is_skipped_and_counted(good_samples, tm
 
 
 def test_a_truncated_shard_keeps_the_samples_before_the_damage(good_samples, tmp_path):
-    from trainer.data.datamodule import stream_settings
+    from trainer.data.datamodule import feature_spec, stream_settings
     from trainer.data.stream import TalkingHeadStream
-    from trainer.runner import feature_spec
     from trainer.train import load_train_config
 
     shards = tmp_path / "shards"
@@ -155,9 +154,8 @@ def test_a_truncated_shard_keeps_the_samples_before_the_damage(good_samples, tmp
 
 
 def test_a_reader_whose_shards_are_all_unreadable_stops_with_one_error(tmp_path):
-    from trainer.data.datamodule import stream_settings
+    from trainer.data.datamodule import feature_spec, stream_settings
     from trainer.data.stream import TalkingHeadStream
-    from trainer.runner import feature_spec
     from trainer.train import load_train_config
 
     bad = tmp_path / "bad.tar"

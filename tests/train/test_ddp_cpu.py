@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from launch.run_dir import metrics_files
+from tests.ports import free_port
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import read_training_checkpoint
+from trainer.run_dir import metrics_files
 
 
 @pytest.mark.slow
@@ -22,7 +23,7 @@ def test_two_process_ddp_run(tmp_path):
     )
     # No run_dir: both ranks must agree on the timestamped default under run_root.
     overrides = [o for o in overrides if not o.startswith("run_dir=")] + [f"run_root={tmp_path}/runs"]
-    env = {**os.environ, "MASTER_PORT": "29533", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "trainer.train", *overrides], capture_output=True, text=True, env=env, timeout=600
     )

@@ -3,7 +3,6 @@ state and data position at the last step equal those of a run that was never int
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +11,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from launch.run_dir import auto_resume_checkpoint
+from tests.ports import free_port
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import read_training_checkpoint
+from trainer.run_dir import auto_resume_checkpoint
 
 STEPS = 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(shards, run_dir):

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launch.run_dir import metrics_files
 from tests.train.conftest import tiny_overrides
 from trainer.progress import LineProgress, format_duration
+from trainer.run_dir import metrics_files
 from trainer.train import run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,13 +5,13 @@ import csv
 import pytest
 import torch
 
-from launch.run_dir import metrics_files
 from tests.train.conftest import stream_batches, tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.compose import load_train_config
 from trainer.lightning_module import TalkingHeadModule
 from trainer.model.vae import load_vae, normalize_latents, sample_posterior
+from trainer.run_dir import metrics_files
 from trainer.train import run
 
 
@@ -56,8 +56,12 @@ def test_resume_continues_from_the_saved_step_with_the_saved_weights(simple_shar
     resumed = run(tiny_overrides(simple_shards, tmp_path / "run", 5, f"resume={result.last_checkpoint}"))
     after = read_training_checkpoint(resumed.last_checkpoint)
     assert after["global_step"] == 5
-    # The resumed run started from the saved weights and optimiser state and moved on from them.
-    assert after["optimizer_states"][0]["format"] == saved["optimizer_states"][0]["format"]
+    # A fresh run would train steps 1-5 and log rows 0-4; the resumed one trains steps 4 and 5 only.
+    logged = sorted(int(r["step"]) for r in metrics(resumed.run_dir) if r.get("train/loss"))
+    assert logged == [3, 4]
+    # It went on from the saved optimiser state (Adam's per-tensor step count is 3 + 2, not 2) and weights.
+    adamw = after["optimizer_states"][0]["adamw"]["state"].values()
+    assert {int(v["step"]) for v in adamw} == {5}
     changed = [k for k, v in saved["state_dict"].items() if not torch.equal(v, after["state_dict"][k])]
     assert changed
 

@@ -12,22 +12,18 @@ import av
 import pytest
 import torch
 
-from launch.run_dir import metrics_files
+from eval.validation import VALIDATION_DIR, ValidationCallback, _Clip, _ForwardCounter
+from tests.ports import free_port
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.config.compose import load_train_config
+from trainer.config.errors import ConfigError
 from trainer.data.plan import decode_plan
 from trainer.data.transforms import collate_clips
-from trainer.runner import build_trainer
+from trainer.held_out import held_out_errors, loss_plan_groups, quantile_key, rank_share
+from trainer.run_dir import metrics_files
+from trainer.runner import build_callbacks, build_trainer
 from trainer.train import run
-from trainer.validation import (
-    VALIDATION_DIR,
-    ValidationCallback,
-    held_out_errors,
-    loss_plan_groups,
-    quantile_key,
-    rank_share,
-)
 
 QUANTILES = [0.1, 0.3, 0.5, 0.7, 0.9]
 
@@ -58,8 +54,8 @@ def test_validation_runs_at_optimizer_step_boundaries_only(tmp_path, monkeypatch
             f"validation.shards={tmp_path}",
         ]
     ).validation
-    monkeypatch.setattr("trainer.validation.expand_shards", lambda spec, key: [spec])
-    cb = ValidationCallback(cfg, tmp_path, weights=object())
+    monkeypatch.setattr("eval.validation.expand_shards", lambda spec, key: [spec])
+    cb = ValidationCallback(cfg, weights=object())
     seen = []
     monkeypatch.setattr(cb, "validate", lambda trainer, module: seen.append(trainer.global_step) or {"val/loss": 1.0})
     logged = []
@@ -75,18 +71,26 @@ def test_validation_runs_at_optimizer_step_boundaries_only(tmp_path, monkeypatch
     assert trainer.callback_metrics["val/loss"] == 1.0
 
 
-def test_validation_is_off_by_default(tmp_path):
+def test_validation_is_a_configured_callback_that_is_off_by_default(tmp_path):
     cfg = load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar"])
     assert cfg.validation.every_n_steps == 0
-    trainer = build_trainer(cfg, tmp_path, False)
-    assert not any(isinstance(c, ValidationCallback) for c in trainer.callbacks)
+    trainer = build_trainer(cfg, tmp_path, False, build_callbacks(cfg))
+    found = [c for c in trainer.callbacks if isinstance(c, ValidationCallback)]
+    assert len(found) == 1 and not found[0].enabled
+    dropped = load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar", "callbacks.validation=null"])
+    assert build_callbacks(dropped) == []
 
 
-def test_eval_modes_match_the_config_rules():
-    from eval.run import MODES
-    from trainer.config import validate
-
-    assert set(validate._VALIDATION_MODES) == set(MODES)
+def test_bad_callback_settings_name_the_key(tmp_path):
+    base = ["experiment=smoke", f"data.shards={tmp_path}/x.tar"]
+    with pytest.raises(ConfigError, match=r"validation\.modes.*v2v_self"):
+        build_callbacks(load_train_config([*base, "validation.modes=[v2v_selfie]"]))
+    with pytest.raises(ConfigError, match=r"validation\.v2v_mask"):
+        build_callbacks(load_train_config([*base, "validation.v2v_mask=mouth"]))
+    with pytest.raises(ConfigError, match=r"callbacks\.validation\._target_.*eval\.nowhere"):
+        build_callbacks(load_train_config([*base, "callbacks.validation._target_=eval.nowhere.Callback"]))
+    with pytest.raises(ConfigError, match=r"callbacks\.lr\._target_.*not a lightning Callback"):
+        build_callbacks(load_train_config([*base, "+callbacks.lr._target_=collections.OrderedDict"]))
 
 
 def test_held_out_errors_are_fixed_and_depend_on_t(simple_shards, tmp_path):
@@ -150,7 +154,7 @@ def test_two_process_ddp_validation_agrees_across_ranks(tmp_path):
         "validation.modes=[v2v_self,i2v]",
     )
     overrides = [o for o in overrides if not o.startswith("run_dir=")] + [f"run_root={tmp_path}/runs"]
-    env = {**os.environ, "MASTER_PORT": "29547", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "trainer.train", *overrides], capture_output=True, text=True, env=env, timeout=300
     )
@@ -175,8 +179,6 @@ def test_two_process_ddp_validation_agrees_across_ranks(tmp_path):
 
 
 def _equalise_worker(rank: int, port: int, forwards: int, out) -> None:
-    from trainer.validation import ValidationCallback, _ForwardCounter
-
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         dit = torch.nn.Linear(2, 2)
@@ -195,7 +197,8 @@ def test_ranks_with_fewer_dit_forwards_repeat_their_last_one():
     # Under FSDP/ZeRO-3 each forward gathers weights with a collective: the counts must match on every rank.
     ctx = torch.multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_equalise_worker, args=(r, 29571, n, out)) for r, n in ((0, 3), (1, 1))]
+    port = free_port()
+    procs = [ctx.Process(target=_equalise_worker, args=(r, port, n, out)) for r, n in ((0, 3), (1, 1))]
     for p in procs:
         p.start()
     for p in procs:
@@ -208,11 +211,11 @@ def test_rank_zero_writes_the_videos_and_logs_them_to_wandb(simple_shards, tmp_p
     from lightning.pytorch.loggers import WandbLogger
 
     from eval.run import read_clips
-    from trainer.validation import _Clip
 
     extra = ["validation.every_n_steps=1", "validation.modes=[v2v_self,i2v]", f"validation.shards={simple_shards}"]
     cfg = load_train_config(tiny_overrides(simple_shards, tmp_path / "run", 1, *extra))
-    cb = ValidationCallback(cfg.validation, tmp_path / "run", weights=object())
+    cb = ValidationCallback(cfg.validation, weights=object())
+    cb.run_dir = tmp_path / "run"  # set from trainer.default_root_dir in setup()
     cb.clips = [_Clip(c, a, sr) for c, a, sr in read_clips(simple_shards, cfg, 2)]
     logger = WandbLogger(save_dir=str(tmp_path), offline=True)  # no run starts until .experiment is read
     calls = []

@@ -280,7 +280,7 @@ class LoopConfig:
 
 @dataclass
 class ValidationConfig:
-    """Validation during training (:class:`trainer.validation.ValidationCallback`); off by default.
+    """Validation during training (:class:`eval.validation.ValidationCallback`, from ``callbacks``); off by default.
 
     Every ``every_n_steps`` optimizer steps all ranks stop at the same step boundary and, with the model in
     eval mode and without gradients: (1) compute the masked flow-matching loss (Eq. 8 without the
@@ -331,3 +331,6 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    # Lightning callbacks the runner adds, by name: {_target_: <import path>, <constructor arguments>} (Hydra
+    # instantiate; conf/callbacks/default.yaml). A name set to null drops that callback.
+    callbacks: dict[str, Any] = field(default_factory=dict)

@@ -17,9 +17,6 @@ _LOGGERS = ("csv", "wandb")
 _WANDB_MODES = ("offline", "online", "disabled")
 _STRATEGIES = ("ddp", "fsdp", "deepspeed")
 _PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed")
-# The sampling modes of eval.run (its MODES; not imported: validation must stay cheap to import).
-_VALIDATION_MODES = ("v2v_self", "v2v_novel", "i2v")
-_V2V_MASKS = ("lip", "face", "head")
 
 
 def _require(cond: bool, key: str, value: object, rule: str) -> None:
@@ -356,13 +353,7 @@ def validate_validation(cfg: TrainConfig) -> None:
         list(v.timestep_quantiles),
         "must not repeat a value (each is logged as val/loss_t<q>)",
     )
-    _require(
-        bool(v.modes) and all(m in _VALIDATION_MODES for m in v.modes) and len(set(v.modes)) == len(v.modes),
-        "validation.modes",
-        list(v.modes),
-        f"must be a non-empty list of distinct modes from {_VALIDATION_MODES}",
-    )
-    _require(v.v2v_mask in _V2V_MASKS, "validation.v2v_mask", v.v2v_mask, f"must be one of {_V2V_MASKS}")
+    # validation.modes and validation.v2v_mask name eval's sampling modes and masks: eval.validation checks them.
     _require(v.audio_guidance >= 0, "validation.audio_guidance", v.audio_guidance, "must be >= 0")
     _require(v.text_guidance >= 0, "validation.text_guidance", v.text_guidance, "must be >= 0")
     if v.every_n_steps == 0:

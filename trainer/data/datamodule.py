@@ -6,11 +6,17 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from trainer.config.schema import DataConfig
+from trainer.config.schema import AudioConfig, DataConfig
 from trainer.data.buckets import make_buckets
 from trainer.data.schema import FeatureSpec
 from trainer.data.shard_paths import expand_shards
 from trainer.data.stream import StreamSettings, TalkingHeadStream, readers_for, worker_init
+
+
+def feature_spec(cfg) -> FeatureSpec:
+    """Feature layout the shards must carry for a training config (its ``audio`` group)."""
+    audio: AudioConfig = cfg.audio
+    return FeatureSpec(layers=audio.feature_layers, dim=audio.feature_dim, rate=audio.feature_rate)
 
 
 def stream_settings(cfg: DataConfig, features: FeatureSpec, num_reference_frames: int) -> StreamSettings:

@@ -12,7 +12,7 @@ from trainer.config.compose import save_resolved_config
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
-# Left in the run directory by launch.requeue.RequeueOnSignal after its checkpoint; the batch script that
+# Left in the run directory by trainer.requeue.RequeueOnSignal after its checkpoint; the batch script that
 # launch.slurm renders requeues the job when it finds it.
 REQUEUE_REQUEST = "requeue.request"
 # Set by the launching process for the worker processes it starts, so all ranks share one run dir.
@@ -65,7 +65,7 @@ def auto_resume_checkpoint(cfg) -> Path | None:
     """For ``resume=auto``: the newest complete checkpoint of the run directory, or ``None`` (fresh start).
 
     Candidates are ``checkpoints/last.ckpt`` (periodic and final saves, and the save on SLURM's warning
-    signal, :class:`launch.requeue.RequeueOnSignal`) and the periodic ``step<n>.ckpt``. Both are written by
+    signal, :class:`trainer.requeue.RequeueOnSignal`) and the periodic ``step<n>.ckpt``. Both are written by
     rename, but a process killed between the periodic save and the ``last.ckpt`` copy leaves ``last.ckpt``
     one period behind, so the highest step wins (``last.ckpt`` on a tie). A DeepSpeed checkpoint is a
     folder, complete once its ``latest`` tag file exists.

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from launch.run_dir import CHECKPOINT_DIR, REQUEUE_REQUEST, save_last_checkpoint
 from trainer.atomic import atomic_write_text
+from trainer.run_dir import CHECKPOINT_DIR, REQUEUE_REQUEST, save_last_checkpoint
 
 log = logging.getLogger("talkdit.requeue")
 

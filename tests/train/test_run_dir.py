@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import torch
 
-from launch.run_dir import auto_resume_checkpoint
+from trainer.run_dir import auto_resume_checkpoint
 
 
 def cfg(run_dir):

@@ -1,18 +1,16 @@
 """Validation during training: held-out loss at fixed flow times, sampled clips, metrics and videos.
 
-:class:`ValidationCallback` runs every ``validation.every_n_steps`` optimizer steps, at a step boundary
-(``on_train_batch_end`` of the batch that stepped, as :class:`launch.requeue.RequeueOnSignal`), with the
-model in eval mode and without gradients:
+:class:`ValidationCallback` is a Lightning callback the training runner receives from the ``callbacks``
+config group (``conf/callbacks/default.yaml``: ``_target_: eval.validation.ValidationCallback``); its settings
+are the training config's ``validation.*``, and it does nothing while ``validation.every_n_steps`` is 0. It
+runs every ``validation.every_n_steps`` optimizer steps, at a step boundary (``on_train_batch_end`` of the
+batch that stepped, as :class:`trainer.requeue.RequeueOnSignal`), with the model in eval mode and without
+gradients:
 
-1. **Held-out loss.** The first ``loss_batches`` batches of the validation shards, in the training
-   loader's layout (same buckets and token budget, cached latents when present) but read once in file
-   order without shuffling, with the plans' random resize/crop seeded by ``data.seed``. Each batch is
-   encoded once with a fixed generator, then noised with the same ``ε`` at every ``t = q`` of
-   ``timestep_quantiles`` (all samples at the same ``t``) under the V2V inference conditions (V2V mask on,
-   first frame off, audio on, identity references per ``validation.identity_refs``). The loss is Eq. 8's
-   masked flow-matching error (no contrastive term: negatives are a training device, the
-   plain error is comparable across runs), normalised over every masked element of every batch and rank:
-   ``val/loss_t<q>``, and ``val/loss`` their mean.
+1. **Held-out loss** (:mod:`trainer.held_out`). The first ``loss_batches`` batches of the validation shards
+   at every ``t = q`` of ``timestep_quantiles``, identity references per ``validation.identity_refs``,
+   normalised over every masked element of every batch and rank: ``val/loss_t<q>``, and ``val/loss`` their
+   mean.
 2. **Samples.** The first ``num_clips`` clips of the shards (:func:`eval.run.read_clips`), each sampled in
    every mode with :class:`eval.sampler.sampler.EulerSampler` (``sample_steps``), scored with
    :func:`eval.metrics.compute_metrics` (weights from ``TALKDIT_*``; metrics without weights are absent)
@@ -35,136 +33,44 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-import webdataset as wds
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
+from eval.config import MODES
+from eval.metrics import METRIC_NAMES, MetricWeights, compute_metrics
+from eval.run import clip_batch, read_clips, sample_clip
+from eval.sampler.config import GuidanceConfig, SamplerConfig
+from eval.sampler.modes import V2V_MASKS
+from eval.sampler.sampler import EulerSampler
+from eval.sampler.video_out import write_sample
+from trainer.config.errors import ConfigError
 from trainer.config.schema import ValidationConfig
-from trainer.data.datamodule import expand_shards, stream_settings
-from trainer.data.plan import Plan, decode_plan
-from trainer.data.schema import ShardSampleError
+from trainer.data.plan import decode_plan
+from trainer.data.shard_paths import expand_shards
 from trainer.data.transforms import collate_clips
-from trainer.objectives.conditions import ConditionFlags
-from trainer.objectives.flow_matching import masked_sq_error
+from trainer.held_out import held_out_errors, loss_plan_groups, quantile_key, rank_share
 
 log = logging.getLogger("talkdit.validation")
 
 VALIDATION_DIR = "validation"
 
 
-def rank_share(num_items: int, rank: int, world: int) -> tuple[list[int], int]:
-    """Which items a rank handles: item ``i`` belongs to rank ``i % world``, padded to equal length.
-
-    Args:
-        num_items: Items in all (clips or loss batches).
-        rank: This rank.
-        world: Ranks in all.
-
-    Returns:
-        ``(indices, real)``: ``ceil(num_items / world)`` item indices (the first ``real`` are this rank's
-        own; the rest repeat its last one, or item ``rank % num_items`` when it owns none) — empty when
-        ``num_items`` is 0.
-    """
-    if num_items == 0:
-        return [], 0
-    own = list(range(rank, num_items, world))
-    per_rank = math.ceil(num_items / world)
-    pad = own[-1] if own else rank % num_items
-    return own + [pad] * (per_rank - len(own)), len(own)
-
-
-def quantile_key(q: float) -> str:
-    """Log key of the held-out loss at flow time ``q``, e.g. ``val/loss_t0.3``."""
-    return f"val/loss_t{q:g}"
+def _has_opencv() -> bool:
+    try:
+        import cv2  # noqa: F401  (only asked whether the data extra is installed)
+    except ImportError:
+        return False
+    return True
 
 
 def _distributed(trainer: L.Trainer) -> bool:
     return trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def loss_plan_groups(cfg, urls: list[str], limit: int) -> list[list[Plan]]:
-    """The first ``limit`` full batches of plans of the validation shards, in file order (no shuffle).
-
-    The plans are the training loader's (:func:`trainer.data.plan.plan_sample`, epoch 0, ``data.seed``), so
-    a batch has the training token budget; nothing is decoded here. Bad samples are skipped with a warning.
-
-    Args:
-        cfg: The training config (``data``, ``audio``, ``objective``).
-        urls: Validation shard paths.
-        limit: Batches wanted.
-
-    Returns:
-        Up to ``limit`` groups of plans, each one batch of one bucket.
-    """
-    from trainer.runner import feature_spec
-
-    settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
-    pending: OrderedDict[tuple, list[Plan]] = OrderedDict()
-    groups: list[list[Plan]] = []
-    if limit == 0:
-        return groups
-    for url in urls:
-        for raw in wds.tarfile_samples([{"url": url}]):
-            try:
-                plan = settings.plan(raw, 0)
-            except ShardSampleError as err:
-                log.warning("validation: skipping a bad sample: %s", err)
-                continue
-            group = pending.setdefault(plan.group_key, [])
-            group.append(plan)
-            if len(group) == plan.bucket.batch_size:
-                del pending[plan.group_key]
-                groups.append(group)
-                if len(groups) == limit:
-                    return groups
-    return groups
-
-
-@torch.no_grad()
-def held_out_errors(
-    module, batch: dict, quantiles: list[float], seed: int, identity_refs: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masked flow-matching error of one batch at fixed flow times (the trainer's step, conditions fixed).
-
-    The trainer's own step inputs (:meth:`~trainer.lightning_module.TalkingHeadModule.step_inputs`) with
-    its random draws fixed: conditions are V2V inference's (V2V on, first frame off, audio on, identity
-    references per ``identity_refs``), the latents are encoded once and the noise is drawn from the same
-    seeded generator for every ``q``, and every sample is at ``t = q``.
-
-    Args:
-        module: The :class:`~trainer.lightning_module.TalkingHeadModule` (on its device, in eval mode).
-        batch: A loader batch on the module's device.
-        quantiles: Flow times ``Q`` in (0, 1).
-        seed: Seed of the posterior sample and the noise.
-        identity_refs: Prepend the identity reference tokens.
-
-    Returns:
-        ``(error sums [Q], masked element counts [Q])`` float32 on the module's device (Eq. 8 before
-        normalisation, summed over the batch).
-    """
-    dev = module.device
-    x0, ref_lat = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
-    bsz = x0.shape[0]
-    yes = torch.ones(bsz, dtype=torch.bool, device=dev)
-    flags = ConditionFlags(audio=yes, first_frame=~yes, v2v=yes, identity=identity_refs)
-    sums, counts = [], []
-    for q in quantiles:
-        # The same generator state for every q: the same noise at every flow time.
-        gen = torch.Generator(device=dev).manual_seed(seed + 1)
-        step = module.step_inputs(batch, x0, ref_lat, gen, flags, torch.full((bsz,), float(q), device=dev))
-        pred, tgt, mask = module.forward_velocity(step)
-        err, count = masked_sq_error(pred, tgt, mask)
-        sums.append(err.sum())
-        counts.append(count.sum())
-    return torch.stack(sums).float(), torch.stack(counts).float()
 
 
 @dataclass
@@ -196,21 +102,39 @@ class _ForwardCounter:
 class ValidationCallback(Callback):
     """Held-out loss at fixed flow times and sampled clips with metrics, every ``every_n_steps`` steps.
 
+    The runner builds it from the ``callbacks`` config group with ``cfg: ${validation}``; while
+    ``validation.every_n_steps`` is 0 it does nothing. Videos go to ``<trainer.default_root_dir>/validation/
+    step<N>/`` (the runner sets the root to the run directory).
+
     Args:
-        cfg: ``validation.*`` (enabled: ``every_n_steps > 0``).
-        run_dir: The run directory (videos go to ``validation/step<N>/``).
+        cfg: ``validation.*`` of the training config.
         weights: Metric weight files; default :meth:`eval.metrics.MetricWeights.from_env`.
+
+    Raises:
+        ConfigError: ``validation.modes`` or ``validation.v2v_mask`` names something eval cannot sample.
     """
 
-    def __init__(self, cfg: ValidationConfig, run_dir: str | Path, weights=None):
-        from eval.metrics import MetricWeights
-
-        if cfg.every_n_steps < 1 or not cfg.shards:
-            raise ValueError("ValidationCallback needs validation.every_n_steps >= 1 and validation.shards")
+    def __init__(self, cfg: ValidationConfig, weights: MetricWeights | None = None):
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.urls = expand_shards(cfg.shards, key="validation.shards")  # a pattern matching nothing fails here
-        self.weights = weights if weights is not None else MetricWeights.from_env()
+        self.enabled = cfg.every_n_steps > 0
+        unknown = [m for m in cfg.modes if m not in MODES]
+        if not cfg.modes or unknown or len(set(cfg.modes)) != len(cfg.modes):
+            raise ConfigError(
+                "validation.modes", list(cfg.modes), f"must be a non-empty list of distinct modes from {list(MODES)}"
+            )
+        if cfg.v2v_mask not in V2V_MASKS:
+            raise ConfigError("validation.v2v_mask", cfg.v2v_mask, f"must be one of {list(V2V_MASKS)}")
+        if self.enabled and cfg.num_clips and not _has_opencv():
+            raise ConfigError(
+                "validation.num_clips",
+                cfg.num_clips,
+                "sampled clips are written as mp4 with OpenCV, which comes with the data extra (pip install "
+                "'talkdit[data]'); install it, or set validation.num_clips=0 to validate the held-out loss only",
+            )
+        self.weights = weights
+        self.run_dir: Path | None = None
+        # A pattern matching nothing fails here, before the model is built.
+        self.urls = expand_shards(cfg.shards, key="validation.shards") if self.enabled else []
         self.clips: list[_Clip] = []
         self.last_step: int | None = None
         self.results: dict[int, dict[str, float]] = {}  # step -> logged values (every rank)
@@ -218,27 +142,29 @@ class ValidationCallback(Callback):
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         """Read the fixed clips (every rank reads all of them: any rank may pad with any) and check the shards."""
-        from eval.run import read_clips
-
-        if stage != "fit":
+        if stage != "fit" or not self.enabled:
             return
-        if self.cfg.num_clips:
+        cfg = self.cfg
+        self.run_dir = Path(trainer.default_root_dir)
+        if self.weights is None:
+            self.weights = MetricWeights.from_env()
+        if cfg.num_clips:
             self.clips = [
                 _Clip(c, a, sr)
-                for c, a, sr in read_clips(self.cfg.shards, pl_module.cfg, self.cfg.num_clips, key="validation.shards")
+                for c, a, sr in read_clips(cfg.shards, pl_module.cfg, cfg.num_clips, key="validation.shards")
             ]
             if not self.clips:
-                raise FileNotFoundError(f"validation.shards={self.cfg.shards}: no clip found")
-        if self.cfg.loss_batches and not loss_plan_groups(pl_module.cfg, self.urls, 1):
+                raise FileNotFoundError(f"validation.shards={cfg.shards}: no clip found")
+        if cfg.loss_batches and not loss_plan_groups(pl_module.cfg, self.urls, 1):
             raise ValueError(
-                f"validation.shards={self.cfg.shards}: not one full batch of data.tokens_per_batch="
+                f"validation.shards={cfg.shards}: not one full batch of data.tokens_per_batch="
                 f"{pl_module.cfg.data.tokens_per_batch} tokens in these shards; add clips or set "
                 "validation.loss_batches=0"
             )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         """At every ``every_n_steps``-th optimizer step boundary, validate (all ranks)."""
-        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+        if not self.enabled or (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # inside a gradient accumulation window: not a step boundary
         step = trainer.global_step
         if step == 0 or step % self.cfg.every_n_steps or step == self.last_step:
@@ -336,11 +262,6 @@ class ValidationCallback(Callback):
             finite values and their count; ``frames[(mode, clip index)]`` ``[F, H, W, 3]`` uint8 of this
             rank's own clips.
         """
-        from eval.metrics import METRIC_NAMES, compute_metrics
-        from eval.run import MODES, clip_batch, sample_clip
-        from eval.sampler.config import GuidanceConfig, SamplerConfig
-        from eval.sampler.sampler import EulerSampler
-
         cfg = self.cfg
         stats = torch.zeros(len(cfg.modes), len(METRIC_NAMES), 2, dtype=torch.float64)
         frames_out: dict[tuple[str, int], np.ndarray] = {}
@@ -405,8 +326,6 @@ class ValidationCallback(Callback):
         self, trainer: L.Trainer, pl_module, loss: tuple[torch.Tensor, torch.Tensor], metrics: torch.Tensor
     ) -> dict[str, float]:
         """All-reduce the loss and metric sums; the values every rank logs."""
-        from eval.metrics import METRIC_NAMES
-
         sums, counts = loss
         # float64 on the wire: metric sums over many clips keep their digits; one collective for all.
         flat = torch.cat([sums.double(), counts.double(), metrics.double().flatten()])
@@ -430,8 +349,6 @@ class ValidationCallback(Callback):
 
     def _write_videos(self, trainer: L.Trainer, frames: dict[tuple[str, int], np.ndarray]) -> None:
         """Gather every rank's sampled frames on global rank 0, which writes the mp4s (and logs them to wandb)."""
-        from eval.sampler.video_out import write_sample
-
         if not self.clips:
             return
         if _distributed(trainer):
@@ -465,11 +382,4 @@ class ValidationCallback(Callback):
                     )
 
 
-__all__ = [
-    "VALIDATION_DIR",
-    "ValidationCallback",
-    "held_out_errors",
-    "loss_plan_groups",
-    "quantile_key",
-    "rank_share",
-]
+__all__ = ["VALIDATION_DIR", "ValidationCallback"]
