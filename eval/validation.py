@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
 
 from eval.config import MODES
 from eval.metrics import METRIC_NAMES, MetricWeights, compute_metrics
@@ -114,7 +115,9 @@ class ValidationCallback(Callback):
         ConfigError: ``validation.modes`` or ``validation.v2v_mask`` names something eval cannot sample.
     """
 
-    def __init__(self, cfg: ValidationConfig, weights: MetricWeights | None = None):
+    def __init__(self, cfg: ValidationConfig | DictConfig, weights: MetricWeights | None = None):
+        if not isinstance(cfg, ValidationConfig):  # as Hydra's instantiate passes it
+            cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ValidationConfig), cfg))
         self.cfg = cfg
         self.enabled = cfg.every_n_steps > 0
         unknown = [m for m in cfg.modes if m not in MODES]

@@ -178,7 +178,7 @@ def build_callbacks(cfg: TrainConfig) -> list[Callback]:
         if not isinstance(spec, dict) or "_target_" not in spec:
             raise ConfigError(f"callbacks.{name}", spec, "expected a mapping with _target_ (a callback's import path)")
         try:
-            callback = instantiate(spec, _convert_="object")
+            callback = instantiate(spec)
         except InstantiationException as err:
             if isinstance(err.__cause__, (ConfigError, FileNotFoundError, ValueError)):
                 raise err.__cause__ from None

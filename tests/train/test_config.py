@@ -81,11 +81,8 @@ BAD = [
     (["loop.loss_t_bins=[0.0,0.5,0.5,1.0]"], "loop.loss_t_bins", "strictly increasing"),
     (["loop.loss_t_bins=[0.5,1.5]"], "loop.loss_t_bins", "in [0, 1]"),
     (["loop.loss_t_bins=[0.5]"], "loop.loss_t_bins", "at least 2"),
-    (["validation.modes=[t2v]"], "validation.modes", "v2v_self"),
-    (["validation.modes=[]"], "validation.modes", "non-empty"),
     (["validation.sample_steps=0"], "validation.sample_steps", ">= 1"),
     (["validation.num_clips=-1"], "validation.num_clips", ">= 0"),
-    (["validation.v2v_mask=mouth"], "validation.v2v_mask", "lip"),
     (["validation.timestep_quantiles=abc"], "validation.timestep_quantiles", "not a ListConfig"),
     (
         ["validation.every_n_steps=5", "validation.shards=x", "validation.loss_batches=0", "validation.num_clips=0"],

@@ -85,6 +85,8 @@ def test_bad_callback_settings_name_the_key(tmp_path):
     base = ["experiment=smoke", f"data.shards={tmp_path}/x.tar"]
     with pytest.raises(ConfigError, match=r"validation\.modes.*v2v_self"):
         build_callbacks(load_train_config([*base, "validation.modes=[v2v_selfie]"]))
+    with pytest.raises(ConfigError, match=r"validation\.modes.*non-empty"):
+        build_callbacks(load_train_config([*base, "validation.modes=[]"]))
     with pytest.raises(ConfigError, match=r"validation\.v2v_mask"):
         build_callbacks(load_train_config([*base, "validation.v2v_mask=mouth"]))
     with pytest.raises(ConfigError, match=r"callbacks\.validation\._target_.*eval\.nowhere"):

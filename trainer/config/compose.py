@@ -6,6 +6,7 @@ empty output folder) is written before the config has been validated.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from importlib import resources
@@ -200,8 +201,18 @@ def load_train_config(overrides: list[str] | None = None) -> TrainConfig:
     """
     obj = load_config("train", overrides)
     assert isinstance(obj, TrainConfig)
+    obj = _plain_callbacks(obj)
     validate_train_config(obj)
     return obj
+
+
+def _plain_callbacks(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its callback specs as plain containers (an interpolated ``${validation}`` resolved to a dict).
+
+    A config saved with its interpolations resolved then loads back equal to the one it was saved from.
+    """
+    plain = {name: None if spec is None else to_container(spec) for name, spec in cfg.callbacks.items()}
+    return dataclasses.replace(cfg, callbacks=plain)
 
 
 def config_from_container(data: dict, source: str = "<config>") -> TrainConfig:
@@ -216,7 +227,7 @@ def config_from_container(data: dict, source: str = "<config>") -> TrainConfig:
     """
     data = _upgrade_saved_config(data)
     try:
-        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), data))
+        obj = _plain_callbacks(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), data)))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or source
         raise ConfigError(str(key), None, f"{source}: {_first_line(err)}") from err
@@ -239,7 +250,10 @@ def _upgrade_saved_config(data: dict) -> dict:
 
 def to_container(cfg: Any) -> dict:
     """Plain ``dict`` of a dataclass or OmegaConf config, all interpolations resolved."""
-    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    if isinstance(cfg, dict):
+        node = OmegaConf.create(cfg)
+    else:
+        node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     return OmegaConf.to_container(node, resolve=True)
 
 
