@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from eval.sampler.config import SamplerConfig
+from eval.sampler.config import V2V_MASKS, SamplerConfig
 from trainer.config.compose import register_schema
 from trainer.config.errors import ConfigError
 
@@ -62,6 +62,20 @@ def register() -> None:
     register_schema("eval", EvalConfig)
 
 
+def check_modes(modes: list[str], v2v_mask: str, prefix: str = "") -> None:
+    """Check sampling modes and the V2V mask: ``eval.run``'s options, and validation's (``prefix="validation."``).
+
+    Raises:
+        ConfigError: ``modes`` is empty, repeats a mode or names one not in :data:`MODES`, or ``v2v_mask`` is not
+            one of :data:`eval.sampler.config.V2V_MASKS` (the key named with ``prefix``).
+    """
+    if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
+        expected = f"expected a non-empty list of distinct modes from {list(MODES)}"
+        raise ConfigError(f"{prefix}modes", list(modes), expected)
+    if v2v_mask not in V2V_MASKS:
+        raise ConfigError(f"{prefix}v2v_mask", v2v_mask, f"expected one of {list(V2V_MASKS)}")
+
+
 def validate(cfg: EvalConfig) -> None:
     """Fail fast on options the run cannot use, naming the key.
 
@@ -69,13 +83,9 @@ def validate(cfg: EvalConfig) -> None:
         ConfigError: A bad option.
         FileNotFoundError: The checkpoint does not exist.
     """
-    unknown = [m for m in cfg.modes if m not in MODES]
-    if unknown or not cfg.modes:
-        raise ConfigError("modes", list(cfg.modes), f"expected a non-empty subset of {', '.join(MODES)}")
+    check_modes(cfg.modes, cfg.v2v_mask)
     if cfg.max_clips < 1:
         raise ConfigError("max_clips", cfg.max_clips, "expected >= 1")
-    if cfg.v2v_mask not in ("lip", "face", "head"):
-        raise ConfigError("v2v_mask", cfg.v2v_mask, "expected lip, face or head")
     if cfg.sync_protocol not in SYNC_PROTOCOLS:
         raise ConfigError("sync_protocol", cfg.sync_protocol, f"expected {' or '.join(SYNC_PROTOCOLS)}")
     if cfg.sampler.num_steps < 1:

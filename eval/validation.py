@@ -43,11 +43,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from eval.config import MODES
+from eval.config import MODES, check_modes
 from eval.metrics import METRIC_NAMES, MetricWeights, compute_metrics
 from eval.run import clip_batch, read_clips, sample_clip
 from eval.sampler.config import GuidanceConfig, SamplerConfig
-from eval.sampler.modes import V2V_MASKS
 from eval.sampler.sampler import EulerSampler
 from eval.sampler.video_out import write_sample
 from trainer.config.errors import ConfigError
@@ -120,13 +119,7 @@ class ValidationCallback(Callback):
             cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ValidationConfig), cfg))
         self.cfg = cfg
         self.enabled = cfg.every_n_steps > 0
-        unknown = [m for m in cfg.modes if m not in MODES]
-        if not cfg.modes or unknown or len(set(cfg.modes)) != len(cfg.modes):
-            raise ConfigError(
-                "validation.modes", list(cfg.modes), f"must be a non-empty list of distinct modes from {list(MODES)}"
-            )
-        if cfg.v2v_mask not in V2V_MASKS:
-            raise ConfigError("validation.v2v_mask", cfg.v2v_mask, f"must be one of {list(V2V_MASKS)}")
+        check_modes(cfg.modes, cfg.v2v_mask, prefix="validation.")
         if self.enabled and cfg.num_clips and not _has_opencv():
             raise ConfigError(
                 "validation.num_clips",

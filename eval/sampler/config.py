@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The V2V masks the sampler knows (eval.sampler.modes builds them); here so that config checks need no torch.
+V2V_MASKS = ("lip", "face", "head")
+
 
 @dataclass
 class GuidanceConfig:

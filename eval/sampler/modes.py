@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
+from eval.sampler.config import V2V_MASKS
 from trainer.model.masks import face_token_mask, lower_face_token_mask
 from trainer.objectives.flow_matching import noise_mask
 
 MODES = ("t2v", "i2v", "v2v")
-V2V_MASKS = ("lip", "face", "head")
 
 
 def head_boxes(face_boxes: torch.Tensor, scale: float, height: int, width: int) -> torch.Tensor:
