@@ -39,7 +39,7 @@ from PIL import Image
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from trainer.model.weights import require_file, state_mismatch
+from trainer.model.weights import load_strict, read_state_dict, require_file
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -283,7 +283,7 @@ def load_hyperiqa(path: str | Path) -> HyperNet:
     The file is the official ``torch.save`` of ``HyperNet.state_dict()``; it is read with
     ``weights_only=True`` and loaded with ``strict=True``. The one tolerated difference: BatchNorm
     ``num_batches_tracked`` counters, absent from files written by PyTorch < 0.4.1 and unused at inference,
-    are filled with zeros when *all* of them are missing.
+    may be missing (:func:`trainer.model.weights.load_strict`).
 
     Args:
         path: ``koniq_pretrained.pkl``.
@@ -297,22 +297,9 @@ def load_hyperiqa(path: str | Path) -> HyperNet:
             layout (the message names the first differing keys).
     """
     path = require_file(Path(path), CHECKPOINT_SOURCE)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types; all mean "not a usable weight file"
-        raise ValueError(f"{path} is not a readable HyperIQA state dict ({CHECKPOINT_NAME} layout): {err}") from err
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors (expected the {CHECKPOINT_NAME} layout)")
+    layout = f"the official HyperIQA ({CHECKPOINT_NAME}) layout"
     model = HyperNet(*KONIQ_ARGS)
-    expected = model.state_dict()
-    state = dict(state)
-    counters = [k for k in expected if k.endswith(".num_batches_tracked")]
-    if counters and not any(k in state for k in counters):
-        state.update({k: torch.zeros_like(expected[k]) for k in counters})
-    problem = state_mismatch(expected, state)
-    if problem:
-        raise ValueError(f"{path} does not match the official HyperIQA ({CHECKPOINT_NAME}) layout: {problem}")
-    model.load_state_dict(state, strict=True)
+    load_strict(model, read_state_dict(path, layout), path, layout, may_lack=(".num_batches_tracked",))
     return model.eval()
 
 

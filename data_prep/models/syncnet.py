@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
@@ -44,6 +43,7 @@ from scipy.signal import medfilt
 from torch import nn
 
 from data_prep.models.mfcc import mfcc
+from trainer.model.weights import load_strict, read_state_dict
 
 __all__ = [
     "CROP_SIZE",
@@ -205,37 +205,9 @@ def load_syncnet(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     """
     if not os.path.isfile(path):
         raise _missing_file_error(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors come in many types; all mean "not a plain state dict"
-        raise ValueError(
-            f"{os.fspath(path)!r} is not a SyncNet state dict readable with weights_only=True: {exc}"
-        ) from exc
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{os.fspath(path)!r} does not hold a state dict of tensors (got {type(state).__name__})")
-
+    layout = "the official SyncNet (syncnet_v2.model) layout"
     model = SyncNet()
-    expected = model.state_dict()
-    unexpected = [k for k in state if k not in expected]
-    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
-    wrong_shape = [
-        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if unexpected or missing or wrong_shape:
-        parts = []
-        if wrong_shape:
-            parts.append("shape mismatch " + "; ".join(wrong_shape[:5]))
-        if missing:
-            parts.append(f"missing keys {missing[:5]}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}")
-        raise ValueError(
-            f"{os.fspath(path)!r} is not in the official SyncNet (syncnet_v2.model) layout: " + ", ".join(parts)
-        )
-    full = {k: state.get(k, v) for k, v in expected.items()}
-    model.load_state_dict(full, strict=True)
+    load_strict(model, read_state_dict(path, layout), path, layout, may_lack=(".num_batches_tracked",))
     return model.to(device).eval()
 
 

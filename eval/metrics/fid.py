@@ -25,6 +25,7 @@ from torch import nn
 from eval.metrics.frechet import frechet_distance_from_features
 from eval.metrics.video import as_video
 from eval.metrics.weights import require_file
+from trainer.model.weights import load_strict, read_state_dict
 
 __all__ = ["FIDInception", "fid", "frames_of", "inception_features", "load_fid_inception"]
 
@@ -84,17 +85,9 @@ def load_fid_inception(path: str | os.PathLike, device: str | torch.device = "cp
         ValueError: The file is not a state dict in the official layout.
     """
     p = require_file(path, "fid_inception")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"{os.fspath(p)!r} is not a torch state dict readable with weights_only=True: {exc}") from exc
+    layout = "the FID Inception (pt_inception-2015-12-05) layout"
     model = FIDInception()
-    try:
-        model.net.load_state_dict(state, strict=True)
-    except (RuntimeError, AttributeError, TypeError) as exc:
-        raise ValueError(
-            f"{os.fspath(p)!r} is not in the FID Inception (pt_inception-2015-12-05) layout: {exc}"
-        ) from exc
+    load_strict(model.net, read_state_dict(p, layout), p, layout)
     model.requires_grad_(False)
     return model.to(device).eval()
 

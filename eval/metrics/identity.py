@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from eval.metrics.weights import require_file
+from trainer.model.weights import load_strict, read_state_dict
 
 __all__ = [
     "ARCFACE_TEMPLATE",
@@ -129,27 +130,9 @@ def load_arcface(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         ValueError: The file is not an iresnet100 state dict in the official layout (keys named).
     """
     p = require_file(path, "arcface")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"{os.fspath(p)!r} is not a torch state dict readable with weights_only=True: {exc}") from exc
-    if not isinstance(state, dict):
-        raise ValueError(f"{os.fspath(p)!r} does not hold a state dict (got {type(state).__name__})")
+    layout = "an arcface_torch iresnet100 backbone"
     model = iresnet100()
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: {list(state[k].shape)} vs {list(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"{os.fspath(p)!r} is not an arcface_torch iresnet100 backbone: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, shape mismatches {shapes[:5]}"
-        )
-    model.load_state_dict({k: state.get(k, v) for k, v in expected.items()}, strict=True)
+    load_strict(model, read_state_dict(p, layout), p, layout, may_lack=(".num_batches_tracked",))
     model.requires_grad_(False)
     return model.to(device).eval()
 

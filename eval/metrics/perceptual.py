@@ -23,6 +23,7 @@ from torch import nn
 
 from eval.metrics.video import as_video, check_same_shape
 from eval.metrics.weights import require_file
+from trainer.model.weights import load_strict, read_state_dict
 
 __all__ = ["LPIPS_LINEAR_KEYS", "load_lpips", "lpips_distance", "lpips_per_frame"]
 
@@ -47,19 +48,9 @@ def _alexnet_features_state(path: Path) -> dict[str, torch.Tensor]:
     """The ``features.*`` tensors of a torchvision AlexNet state-dict file, validated against the layout."""
     import torchvision
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(
-            f"{os.fspath(path)!r} is not a torch state dict readable with weights_only=True: {exc}"
-        ) from exc
-    if not isinstance(state, dict):
-        raise ValueError(f"{os.fspath(path)!r} does not hold a state dict (got {type(state).__name__})")
+    layout = "torchvision's alexnet layout (alexnet-owt-7be5be79.pth)"
     model = torchvision.models.alexnet(weights=None)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not in torchvision's alexnet layout: {exc}") from exc
+    load_strict(model, read_state_dict(path, layout), path, layout)
     return {k: v for k, v in model.state_dict().items() if k.startswith("features.")}
 
 

@@ -20,7 +20,7 @@ Sync-C / Sync-D as published depend on its boxes. This is an independent impleme
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -30,6 +30,7 @@ from torch import nn
 from torchvision.ops import nms
 
 from eval.metrics.weights import require_file
+from trainer.model.weights import load_strict, read_state_dict
 
 __all__ = ["S3FD", "S3FDNet", "detections", "load_s3fd", "prior_boxes"]
 
@@ -251,29 +252,7 @@ def load_s3fd(path: str | os.PathLike | None, device: str | torch.device = "cpu"
         ValueError: The file is not a state dict of tensors in the official layout (differing keys named).
     """
     file = require_file(path, "s3fd")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types; all mean "not a plain state dict"
-        raise ValueError(
-            f"{os.fspath(file)!r} is not an S3FD state dict readable with weights_only=True: {exc}"
-        ) from exc
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{os.fspath(file)!r} does not hold a state dict of tensors (got {type(state).__name__})")
+    layout = "the official S3FD (sfd_face.pth) layout"
     net = S3FDNet()
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        parts = [
-            f"{name} {items[:5]}"
-            for name, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes))
-            if items
-        ]
-        raise ValueError(f"{os.fspath(file)!r} is not in the official S3FD (sfd_face.pth) layout: " + ", ".join(parts))
-    net.load_state_dict(state, strict=True)
+    load_strict(net, read_state_dict(file, layout), file, layout)
     return S3FD(net.to(device))

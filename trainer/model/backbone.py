@@ -15,7 +15,7 @@ from diffusers import LTXVideoTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_ltx_transformer_checkpoint_to_diffusers
 
 from trainer.config.schema import LTXTransformerArch, TransformerConfig
-from trainer.model.weights import load_safetensors_checked, require_file, state_mismatch
+from trainer.model.weights import load_safetensors_checked, load_strict, require_file
 
 LTX_SOURCE_HINT = (
     "LTX-Video 0.9.7 weights come from https://huggingface.co/Lightricks/LTX-Video-0.9.7-dev "
@@ -76,19 +76,10 @@ def load_transformer(cfg: TransformerConfig) -> LTXVideoTransformer3DModel:
         state = {k: v for k, v in state.items() if not k.startswith("vae.")}
         state = convert_ltx_transformer_checkpoint_to_diffusers(state)
         model = build_transformer(cfg.arch)
-        _load_state_strict(model, state, path)
+        layout = "model.transformer.arch (another model size or not an LTX-Video checkpoint)"
+        load_strict(model, state, path, layout)
     else:
         raise ValueError(f"model.transformer.source={cfg.source!r}: expected random, diffusers or single_file")
     model.requires_grad_(False)
     model.eval()
     return model
-
-
-def _load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    problem = state_mismatch(model.state_dict(), state)
-    if problem:
-        raise ValueError(
-            f"{path} does not match model.transformer.arch (another model size or not an LTX-Video checkpoint): "
-            f"{problem}"
-        )
-    model.load_state_dict(state, strict=True)

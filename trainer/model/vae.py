@@ -10,7 +10,7 @@ from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_di
 
 from trainer.config.schema import VAEConfig
 from trainer.model.backbone import LTX_SOURCE_HINT
-from trainer.model.weights import load_safetensors_checked, require_file
+from trainer.model.weights import load_safetensors_checked, load_strict, require_file
 
 
 def load_vae(cfg: VAEConfig) -> AutoencoderKLLTXVideo:
@@ -40,12 +40,7 @@ def load_vae(cfg: VAEConfig) -> AutoencoderKLLTXVideo:
         path = require_file(Path(cfg.path), LTX_SOURCE_HINT)
         state = convert_ltx_vae_checkpoint_to_diffusers(load_safetensors_checked(path))
         vae = AutoencoderKLLTXVideo(**cfg.arch)
-        missing, unexpected = vae.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"VAE weights in {path} do not fit model.vae.arch: {len(missing)} missing "
-                f"(first: {missing[:1]}), {len(unexpected)} unexpected (first: {unexpected[:1]})"
-            )
+        load_strict(vae, state, path, "model.vae.arch (the VAE weights of another LTX-Video version or size)")
     else:
         raise ValueError(f"model.vae.source={cfg.source!r}: expected random, diffusers or single_file")
     if (
