@@ -35,6 +35,7 @@ from eval.metrics.dub import (
     silent_frames,
 )
 from eval.metrics.pixel import psnr
+from eval.pairing import novel_audio_partners
 from trainer.data.decode import ClipSample
 
 __all__ = [
@@ -126,18 +127,11 @@ def dub_cases(clips: list[tuple[ClipSample, np.ndarray, int]], corpus_dir: str |
     """
     entries = {e.video_id: e for e in load_manifest(corpus_dir)}
     sources = [Path(c.record["source"]).stem for c, _, _ in clips]
-    starts = [int(c.record["span"][0]) for c, _, _ in clips]
     cases = []
-    n = len(clips)
-    for i, (clip, _, _) in enumerate(clips):
-        # Another person's speech from another point of an utterance (clips at the same span start share
-        # the silence before the first word, which would correlate any two mouths).
-        order = [(i + n // 2 + k) % n for k in range(n)]
-        others = [j for j in order if sources[j] != sources[i]]
-        if not others:
-            continue
-        other_start = [j for j in others if starts[j] != starts[i]]
-        driving, audio, rate = clips[(other_start or others)[0]]
+    for i, ((clip, _, _), j) in enumerate(zip(clips, novel_audio_partners([c for c, _, _ in clips]), strict=True)):
+        if sources[j] == sources[i]:
+            continue  # no other person's speech among the clips
+        driving, audio, rate = clips[j]
         plan = clip_plan(clip, entries)
         drive_plan = clip_plan(driving, entries)
         frames = clip.frames.shape[0]

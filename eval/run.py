@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from eval.config import MODES, TABLES, EvalConfig, register, sample_size, validate
+from eval.pairing import novel_audio_partners
 from trainer.atomic import atomic_write_text
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config
@@ -332,11 +333,12 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
     from trainer.data.shard_paths import expand_shards
 
     expand_shards(cfg.shards, key="shards")  # a pattern that matches nothing fails before torch loads
-    from eval.metrics import MetricWeights, compute_metrics
+    from eval.metrics import MetricSuite, MetricWeights
     from eval.sampler.sampler import EulerSampler
     from eval.sampler.video_out import write_sample
 
     weights = weights or MetricWeights.from_env()
+    metrics = MetricSuite(weights, cfg.device, cfg.sync_protocol)  # every network loaded once for all clips
     loaded = read_checkpoint(cfg.checkpoint)
     train_cfg = loaded[1]
     clips = read_clips(cfg.shards, train_cfg, cfg.max_clips)
@@ -352,13 +354,14 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
     out = Path(cfg.output_dir)
     num_refs = module.cfg.objective.num_reference_frames
     rows, skipped = [], {}
+    partners = novel_audio_partners([clip for clip, _, _ in clips])
     for i, ((clip, audio, sr), size) in enumerate(zip(clips, sizes, strict=True)):
         source = clip.frames.shape[1:3]
         sampled_clip = resize_clip(clip, size)
         for mode in cfg.modes:
             whisper, drive = None, audio
             if mode == "v2v_novel":
-                other_clip, other_audio, _ = clips[(i + 1) % len(clips)]
+                other_clip, other_audio, _ = clips[partners[i]]
                 whisper, drive = other_clip.whisper, other_audio
             batch = clip_batch(sampled_clip, num_refs, whisper)
             sampled = sample_clip(
@@ -367,18 +370,7 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
             frames = resize_frames(sampled, source)
             sample = out / "samples" / mode / f"{clip.key}.mp4"
             write_sample(sample, frames, clip.fps, drive, sr)
-            values = compute_metrics(
-                frames,
-                clip.frames,
-                drive,
-                clip.fps,
-                weights,
-                sr,
-                clip.ref_frames[0],
-                cfg.device,
-                sync_protocol=cfg.sync_protocol,
-                video_path=sample,
-            )
+            values = metrics(frames, clip.frames, drive, clip.fps, sr, clip.ref_frames[0], video_path=sample)
             rows.append(
                 {
                     "mode": mode,

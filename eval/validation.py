@@ -13,7 +13,8 @@ gradients:
    mean.
 2. **Samples.** The first ``num_clips`` clips of the shards (:func:`eval.run.read_clips`), each sampled in
    every mode with :class:`eval.sampler.sampler.EulerSampler` (``sample_steps``), scored with
-   :func:`eval.metrics.compute_metrics` (weights from ``TALKDIT_*``; metrics without weights are absent)
+   one :class:`eval.metrics.MetricSuite` per run (weights from ``TALKDIT_*``, each network loaded once;
+   metrics without weights are absent)
    and written as mp4 with the driving audio to ``<run_dir>/validation/step<N>/<clip>.mp4`` by global
    rank 0 (``<mode>/<clip>.mp4`` below it for the modes after the first); under a ``WandbLogger`` the
    files are logged as videos as well.
@@ -44,7 +45,8 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from eval.config import MODES, check_modes
-from eval.metrics import METRIC_NAMES, MetricWeights, compute_metrics
+from eval.metrics import METRIC_NAMES, MetricSuite, MetricWeights
+from eval.pairing import novel_audio_partners
 from eval.run import clip_batch, read_clips, sample_clip
 from eval.sampler.config import GuidanceConfig, SamplerConfig
 from eval.sampler.sampler import EulerSampler
@@ -134,6 +136,8 @@ class ValidationCallback(Callback):
         self.clips: list[_Clip] = []
         self.last_step: int | None = None
         self.results: dict[int, dict[str, float]] = {}  # step -> logged values (every rank)
+        self.metrics: MetricSuite | None = None
+        self.partners: list[int] = []  # clip index -> the clip whose speech drives it in v2v_novel
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
@@ -144,6 +148,8 @@ class ValidationCallback(Callback):
         self.run_dir = Path(trainer.default_root_dir)
         if self.weights is None:
             self.weights = MetricWeights.from_env()
+        # One suite for the whole run: each metric network is read once, not at every validation.
+        self.metrics = MetricSuite(self.weights, pl_module.device)
         if cfg.num_clips:
             self.clips = [
                 _Clip(c, a, sr)
@@ -151,6 +157,7 @@ class ValidationCallback(Callback):
             ]
             if not self.clips:
                 raise FileNotFoundError(f"validation.shards={cfg.shards}: no clip found")
+            self.partners = novel_audio_partners([c.sample for c in self.clips])
         if cfg.loss_batches and not loss_plan_groups(pl_module.cfg, self.urls, 1):
             raise ValueError(
                 f"validation.shards={cfg.shards}: not one full batch of data.tokens_per_batch="
@@ -275,8 +282,8 @@ class ValidationCallback(Callback):
             clip = self.clips[i]
             for mi, mode in enumerate(cfg.modes):
                 whisper, drive = None, clip.audio
-                if mode == "v2v_novel":  # driven by the next clip's audio, as eval.run
-                    other = self.clips[(i + 1) % len(self.clips)]
+                if mode == "v2v_novel":  # driven by another clip's speech, paired as eval.run pairs them
+                    other = self.clips[self.partners[i]]
                     whisper, drive = other.sample.whisper, other.audio
                 batch = clip_batch(clip.sample, num_refs, whisper)
                 with trainer.precision_plugin.forward_context():  # the metrics below run outside autocast
@@ -286,15 +293,8 @@ class ValidationCallback(Callback):
                 if k >= real:
                     continue  # a padding clip: its forwards keep the ranks in step, it is not scored
                 frames_out[(mode, i)] = frames
-                values = compute_metrics(
-                    frames,
-                    clip.sample.frames,
-                    drive,
-                    clip.sample.fps,
-                    self.weights,
-                    clip.sample_rate,
-                    clip.sample.ref_frames[0],
-                    pl_module.device,
+                values = self.metrics(
+                    frames, clip.sample.frames, drive, clip.sample.fps, clip.sample_rate, clip.sample.ref_frames[0]
                 )
                 for ki, name in enumerate(METRIC_NAMES):
                     v = values.get(name)
@@ -361,7 +361,7 @@ class ValidationCallback(Callback):
             clip = self.clips[i]
             drive = clip.audio
             if mode == "v2v_novel":
-                drive = self.clips[(i + 1) % len(self.clips)].audio
+                drive = self.clips[self.partners[i]].audio
             sub = out if mode == self.cfg.modes[0] else out / mode
             path = sub / f"{clip.sample.key}.mp4"
             write_sample(path, video, clip.sample.fps, drive, clip.sample_rate)

@@ -170,7 +170,7 @@ def _train_in_processes(overrides: list[str], log_file: Path) -> None:
 
 def _sample_from(module, shards: str, out: Path, steps: int, seed: int) -> dict:
     """Sample one V2V clip and one edited clip (a latent frame inserted after the first) and score them."""
-    from eval.metrics import MetricWeights, compute_metrics
+    from eval.metrics import MetricSuite, MetricWeights
     from eval.run import clip_batch, read_clips, sample_clip, sample_edited_clip
     from eval.sampler.editing import Edit
     from eval.sampler.sampler import EulerSampler, SamplerConfig
@@ -179,15 +179,15 @@ def _sample_from(module, shards: str, out: Path, steps: int, seed: int) -> dict:
     sampler = EulerSampler(module.dit, SamplerConfig(num_steps=steps, seed=seed), module.cfg.objective.timestep_loc)
     clip, audio, sr = read_clips(shards, module.cfg, 1)[0]
     batch = clip_batch(clip, module.cfg.objective.num_reference_frames)
-    weights = MetricWeights.from_env()
+    metrics = MetricSuite(MetricWeights.from_env())
     v2v = sample_clip(module, sampler, batch, "v2v", "lip", True, seed)
     write_sample(out / "v2v.mp4", v2v, clip.fps, audio, sr)
-    scores = compute_metrics(v2v, clip.frames, audio, clip.fps, weights, sr, clip.ref_frames[0])
+    scores = metrics(v2v, clip.frames, audio, clip.fps, sr, clip.ref_frames[0])
     # 8 frames of new, silent content after the first frame: the visual-dialog "addition".
     edit = Edit("add", start_s=8 / clip.fps, duration_s=8 / clip.fps)
     edited, drive = sample_edited_clip(module, sampler, batch, [edit], audio, sr, seed)
     write_sample(out / "edited.mp4", edited, clip.fps, drive, sr)
-    edited_scores = compute_metrics(edited, clip.frames, drive, clip.fps, weights, sr, clip.ref_frames[0])
+    edited_scores = metrics(edited, clip.frames, drive, clip.fps, sr, clip.ref_frames[0])
 
     def fmt(values) -> str:
         got = {k: v for k, v in values.items() if v is not None}

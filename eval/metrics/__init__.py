@@ -1,4 +1,4 @@
-"""Evaluation metrics for generated talking-head videos, and :func:`compute_metrics` running them all.
+"""Evaluation metrics for generated talking-head videos, and :class:`MetricSuite` running them all.
 
 Video convention (every module): ``[T, H, W, 3]`` RGB, uint8 in [0, 255] or float in [0, 1]
 (:mod:`eval.metrics.video`). Audio: ``[S]`` mono, float in [-1, 1] or int16.
@@ -24,6 +24,7 @@ name                   what                                        module / weig
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 
@@ -33,7 +34,7 @@ import torch
 from eval.metrics.video import as_video
 from eval.metrics.weights import WEIGHT_SOURCES, MetricWeights, require_file
 
-__all__ = ["METRIC_NAMES", "WEIGHT_SOURCES", "MetricValues", "MetricWeights", "compute_metrics"]
+__all__ = ["METRIC_NAMES", "WEIGHT_SOURCES", "MetricSuite", "MetricValues", "MetricWeights"]
 
 METRIC_NAMES: tuple[str, ...] = (
     "psnr",
@@ -66,146 +67,178 @@ class MetricValues(dict):
         self.skipped: dict[str, str] = {}
 
 
-def compute_metrics(
-    generated: np.ndarray | torch.Tensor,
-    reference: np.ndarray | torch.Tensor,
-    audio: np.ndarray | None,
-    fps: float,
-    weights: MetricWeights,
-    sample_rate: int = 16000,
-    reference_image: np.ndarray | None = None,
-    device: str | torch.device = "cpu",
-    sync_protocol: str = "direct",
-    video_path: str | os.PathLike | None = None,
-) -> MetricValues:
-    """Every metric on one generated video and its reference, skipping (with the reason) what cannot run.
+# Weight key → (module, loader(path, device)). Resolved when first used: ArcFace and S3FD need OpenCV and
+# MediaPipe (the data extra), which a training run that validates without those weights never imports.
+_LOADERS: dict[str, tuple[str, str]] = {
+    "lpips_alexnet": ("eval.metrics.perceptual", "load_lpips"),
+    "fid_inception": ("eval.metrics.fid", "load_fid_inception"),
+    "i3d": ("eval.metrics.fvd", "load_i3d"),
+    "syncnet": ("eval.metrics.sync", "load_syncnet"),
+    "s3fd": ("eval.metrics.s3fd", "load_s3fd"),
+    "arcface": ("eval.metrics.identity", "load_arcface"),
+}
+
+
+class MetricSuite:
+    """Every metric of :data:`METRIC_NAMES`, with each network read from its weight file once and kept.
+
+    One suite serves a whole evaluation (every clip and mode of ``eval.run``, every validation of a training
+    run): LPIPS, the FID Inception, I3D, SyncNet, S3FD and ArcFace are loaded on first use, not per clip.
 
     Args:
-        generated: ``[T, H, W, 3]`` generated video.
-        reference: ``[T', H', W', 3]`` ground-truth / reference video. Full-reference metrics (PSNR, SSIM,
-            LPIPS, CSIM, LMD) need the same shape as ``generated``; FID and FVD compare the two sets.
-        audio: ``[S]`` mono driving audio of the generated video (``None``: audio metrics skipped).
-        fps: Frame rate of ``generated`` (and of ``reference``).
-        weights: Weight-file paths; metrics whose file is absent are skipped.
-        sample_rate: Rate of ``audio``.
-        reference_image: ``[H, W, 3]`` identity image for FaceSim (default: the first reference frame).
+        weights: Weight-file paths; metrics whose file is absent are skipped (with the reason).
         device: Where the networks run.
         sync_protocol: ``direct`` (frames and audio in memory, :mod:`~eval.metrics.sync`) or ``official`` (the
             published pipeline's file steps, :mod:`~eval.metrics.sync_official`; S3FD faces with
             ``weights.s3fd``, MediaPipe without).
-        video_path: The generated video already saved with its audio (``official``: scored as is; otherwise
-            ``generated`` and ``audio`` are written to a temporary mp4 first).
 
-    Returns:
-        :class:`MetricValues` (a dict with ``.skipped``).
+    Raises:
+        ValueError: An unknown ``sync_protocol``.
     """
-    from eval.metrics import fid as fid_mod
-    from eval.metrics import fvd as fvd_mod
-    from eval.metrics import identity, landmarks, mouth, perceptual, pixel, pose, sync, sync_official
 
-    gen, ref = as_video(generated, "generated"), as_video(reference, "reference")
-    sync_official.protocol_label(sync_protocol)  # an unknown protocol is an error, not a skipped metric
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    if audio is not None:
-        audio = np.asarray(audio)
-        if audio.ndim != 1:
-            raise ValueError(f"audio must be mono [S], got shape {list(audio.shape)}")
-    out = MetricValues()
-    same = gen.shape == ref.shape
-    shape_reason = f"generated {list(gen.shape)} and reference {list(ref.shape)} differ in shape"
+    def __init__(self, weights: MetricWeights, device: str | torch.device = "cpu", sync_protocol: str = "direct"):
+        from eval.metrics.sync_official import protocol_label
 
-    def run(names: tuple[str, ...], fn: Callable[[], tuple | float | None], needs_same: bool = False) -> None:
-        if needs_same and not same:
-            for n in names:
-                out.skipped[n] = shape_reason
-            return
-        try:
-            values = fn()
-        except (FileNotFoundError, ValueError) as exc:
-            for n in names:
-                out.skipped[n] = str(exc)
-            return
-        values = values if isinstance(values, tuple) else (values,)
-        for n, v in zip(names, values):
-            if v is None:
-                out.skipped.setdefault(n, "not defined for this input")
-            out[n] = None if v is None else float(v)
+        protocol_label(sync_protocol)  # an unknown protocol is an error, not a skipped metric
+        self.weights = weights
+        self.device = device
+        self.sync_protocol = sync_protocol
+        self._networks: dict[str, object] = {}
 
-    def weight(key: str) -> os.PathLike:
-        return require_file(getattr(weights, key), key)
+    def network(self, key: str):
+        """The network of weight ``key`` (a key of :data:`WEIGHT_SOURCES`), loaded on the first call.
 
-    run(("psnr",), lambda: pixel.psnr(gen, ref), needs_same=True)
-    run(("ssim",), lambda: pixel.ssim(gen, ref), needs_same=True)
-    run(
-        ("lpips",),
-        lambda: perceptual.lpips_distance(perceptual.load_lpips(weight("lpips_alexnet"), device), gen, ref),
-        needs_same=True,
-    )
+        Raises:
+            FileNotFoundError: The weight file is not configured or absent (the message says where it comes from).
+            ValueError: The file is not in the official layout.
+        """
+        if key not in self._networks:
+            module, loader = _LOADERS[key]
+            path = require_file(getattr(self.weights, key), key)
+            self._networks[key] = getattr(importlib.import_module(module), loader)(path, self.device)
+        return self._networks[key]
 
-    def _fid() -> float:
-        model = fid_mod.load_fid_inception(weight("fid_inception"), device)
-        return fid_mod.fid(gen, ref, lambda f: fid_mod.inception_features(model, f))
+    def __call__(
+        self,
+        generated: np.ndarray | torch.Tensor,
+        reference: np.ndarray | torch.Tensor,
+        audio: np.ndarray | None,
+        fps: float,
+        sample_rate: int = 16000,
+        reference_image: np.ndarray | None = None,
+        video_path: str | os.PathLike | None = None,
+    ) -> MetricValues:
+        """Every metric on one generated video and its reference, skipping (with the reason) what cannot run.
 
-    run(("fid",), _fid)
+        Args:
+            generated: ``[T, H, W, 3]`` generated video.
+            reference: ``[T', H', W', 3]`` ground-truth / reference video. Full-reference metrics (PSNR, SSIM,
+                LPIPS, CSIM, LMD) need the same shape as ``generated``; FID and FVD compare the two sets.
+            audio: ``[S]`` mono driving audio of the generated video (``None``: audio metrics skipped).
+            fps: Frame rate of ``generated`` (and of ``reference``).
+            sample_rate: Rate of ``audio``.
+            reference_image: ``[H, W, 3]`` identity image for FaceSim (default: the first reference frame).
+            video_path: The generated video already saved with its audio (``official``: scored as is;
+                otherwise ``generated`` and ``audio`` are written to a temporary mp4 first).
 
-    def _fvd() -> float:
-        extractor = fvd_mod.I3DFeatures(fvd_mod.load_i3d(weight("i3d"), device))
-        return fvd_mod.fvd(gen, ref, extractor, clips_per_video=None)
+        Returns:
+            :class:`MetricValues` (a dict with ``.skipped``).
+        """
+        # Imported here: landmarks and identity need MediaPipe and OpenCV (the data extra, see _LOADERS).
+        from eval.metrics import fid as fid_mod
+        from eval.metrics import fvd as fvd_mod
+        from eval.metrics import identity, landmarks, mouth, perceptual, pixel, pose, sync, sync_official
 
-    run(("fvd",), _fvd)
+        gen, ref = as_video(generated, "generated"), as_video(reference, "reference")
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        if audio is not None:
+            audio = np.asarray(audio)
+            if audio.ndim != 1:
+                raise ValueError(f"audio must be mono [S], got shape {list(audio.shape)}")
+        out = MetricValues()
+        same = gen.shape == ref.shape
+        shape_reason = f"generated {list(gen.shape)} and reference {list(ref.shape)} differ in shape"
 
-    lm_gen = landmarks.face_landmarks(gen)
-    lm_ref = landmarks.face_landmarks(ref) if same else None
-    run(("delta_p",), lambda: pose.delta_p(pose.head_pose(lm_gen, gen.shape[1:3])))
-    for name, idx in (("m_lmd", landmarks.MOUTH_INDICES), ("f_lmd", landmarks.FACE_INDICES)):
-        run(
-            (name,),
-            lambda idx=idx: landmarks.landmark_distance(lm_gen, lm_ref, idx, gen.shape[1:3], ref.shape[1:3]).value,
-            needs_same=True,
-        )
-    if audio is None:
-        for n in ("mouth_closed_silence", "sync_c", "sync_d", "av_offset"):
-            out.skipped[n] = "no audio given"
-    else:
-        run(
-            ("mouth_closed_silence",),
-            lambda: mouth.mouth_closure_in_silence(lm_gen, audio, sample_rate, fps),
-        )
+        def run(names: tuple[str, ...], fn: Callable[[], tuple | float | None], needs_same: bool = False) -> None:
+            if needs_same and not same:
+                for n in names:
+                    out.skipped[n] = shape_reason
+                return
+            try:
+                values = fn()
+            except (FileNotFoundError, ValueError) as exc:
+                for n in names:
+                    out.skipped[n] = str(exc)
+                return
+            values = values if isinstance(values, tuple) else (values,)
+            for n, v in zip(names, values):
+                if v is None:
+                    out.skipped.setdefault(n, "not defined for this input")
+                out[n] = None if v is None else float(v)
 
-        def _sync() -> tuple[float, float, float]:
-            model = sync.load_syncnet(weight("syncnet"), device)
-            if sync_protocol == "official":
-                s = sync_official.official_sync(
-                    model, weights.s3fd, video_path, gen, audio, fps, sample_rate, device=str(device)
-                )
-            else:
-                s = sync.sync_scores(model, gen, audio, fps, sample_rate)
-            return s.confidence, s.min_dist, s.offset_frames
+        run(("psnr",), lambda: pixel.psnr(gen, ref), needs_same=True)
+        run(("ssim",), lambda: pixel.ssim(gen, ref), needs_same=True)
+        run(("lpips",), lambda: perceptual.lpips_distance(self.network("lpips_alexnet"), gen, ref), needs_same=True)
 
-        run(("sync_c", "sync_d", "av_offset"), _sync)
+        def _fid() -> float:
+            model = self.network("fid_inception")
+            return fid_mod.fid(gen, ref, lambda f: fid_mod.inception_features(model, f))
 
-    def _identity() -> tuple[float | None, float]:
-        model = identity.load_arcface(weight("arcface"), device)
+        run(("fid",), _fid)
+        run(("fvd",), lambda: fvd_mod.fvd(gen, ref, fvd_mod.I3DFeatures(self.network("i3d")), clips_per_video=None))
 
-        def embed(frames: np.ndarray, lm: np.ndarray) -> np.ndarray:
-            crops, kept = identity.align_faces(frames, identity.five_points(lm))
-            emb = np.full((frames.shape[0], 512), np.nan)
-            if kept.size:
-                emb[kept] = identity.arcface_embeddings(model, crops)
-            return emb
-
-        emb_gen = embed(gen, lm_gen)
-        if reference_image is None:
-            ref_frame, ref_lm = ref[:1], (lm_ref[:1] if lm_ref is not None else landmarks.face_landmarks(ref[:1]))
+        lm_gen = landmarks.face_landmarks(gen)
+        lm_ref = landmarks.face_landmarks(ref) if same else None
+        run(("delta_p",), lambda: pose.delta_p(pose.head_pose(lm_gen, gen.shape[1:3])))
+        for name, idx in (("m_lmd", landmarks.MOUTH_INDICES), ("f_lmd", landmarks.FACE_INDICES)):
+            run(
+                (name,),
+                lambda idx=idx: landmarks.landmark_distance(lm_gen, lm_ref, idx, gen.shape[1:3], ref.shape[1:3]).value,
+                needs_same=True,
+            )
+        if audio is None:
+            for n in ("mouth_closed_silence", "sync_c", "sync_d", "av_offset"):
+                out.skipped[n] = "no audio given"
         else:
-            ref_frame = as_video(np.asarray(reference_image)[None], "reference_image")
-            ref_lm = landmarks.face_landmarks(ref_frame)
-        face = identity.face_sim(emb_gen, embed(ref_frame, ref_lm)[0])
-        if not same:
-            out.skipped["csim"] = shape_reason
-            return None, face
-        return identity.csim(emb_gen, embed(ref, lm_ref)), face
+            run(
+                ("mouth_closed_silence",),
+                lambda: mouth.mouth_closure_in_silence(lm_gen, audio, sample_rate, fps),
+            )
 
-    run(("csim", "face_sim"), _identity)
-    return out
+            def _sync() -> tuple[float, float, float]:
+                model = self.network("syncnet")
+                if self.sync_protocol == "official":
+                    s3fd = self.network("s3fd") if self.weights.s3fd is not None else None
+                    s = sync_official.official_sync(model, s3fd, video_path, gen, audio, fps, sample_rate)
+                else:
+                    s = sync.sync_scores(model, gen, audio, fps, sample_rate)
+                return s.confidence, s.min_dist, s.offset_frames
+
+            run(("sync_c", "sync_d", "av_offset"), _sync)
+
+        def _identity() -> tuple[float | None, float]:
+            model = self.network("arcface")
+
+            def embed(frames: np.ndarray, lm: np.ndarray) -> np.ndarray:
+                crops, kept = identity.align_faces(frames, identity.five_points(lm))
+                emb = np.full((frames.shape[0], 512), np.nan)
+                if kept.size:
+                    emb[kept] = identity.arcface_embeddings(model, crops)
+                return emb
+
+            emb_gen = embed(gen, lm_gen)
+            if reference_image is None:
+                ref_frame = ref[:1]
+                ref_lm = lm_ref[:1] if lm_ref is not None else landmarks.face_landmarks(ref[:1])
+            else:
+                ref_frame = as_video(np.asarray(reference_image)[None], "reference_image")
+                ref_lm = landmarks.face_landmarks(ref_frame)
+            face = identity.face_sim(emb_gen, embed(ref_frame, ref_lm)[0])
+            if not same:
+                out.skipped["csim"] = shape_reason
+                return None, face
+            return identity.csim(emb_gen, embed(ref, lm_ref)), face
+
+        run(("csim", "face_sim"), _identity)
+        return out

@@ -45,6 +45,7 @@ from scipy.io import wavfile
 from data_prep.models.syncnet import SyncNet, SyncScores, crop_faces, score_clip, smooth_boxes
 from eval.config import SYNC_PROTOCOLS
 from eval.metrics.face_tracks import Detection, FaceTrack, track_shot
+from eval.metrics.s3fd import S3FD
 
 __all__ = [
     "PROTOCOLS",
@@ -148,7 +149,7 @@ def protocol_note(protocol: str, s3fd_weights: str | os.PathLike | None = None) 
     )
 
 
-def s3fd_detector(detector, cfg: OfficialSyncConfig | None = None) -> FaceDetector:
+def s3fd_detector(detector: S3FD, cfg: OfficialSyncConfig | None = None) -> FaceDetector:
     """The official face detection call on a loaded :class:`eval.metrics.s3fd.S3FD`."""
     cfg = cfg or OfficialSyncConfig()
     return lambda rgb: detector.detect_faces(rgb, conf_th=cfg.face_threshold, scales=[cfg.facedet_scale])
@@ -310,35 +311,32 @@ def official_sync_scores(
 
 def official_sync(
     model: SyncNet,
-    s3fd_weights: str | os.PathLike | None,
+    s3fd: S3FD | None,
     video: str | os.PathLike | None = None,
     frames: np.ndarray | None = None,
     audio: np.ndarray | None = None,
     fps: float | None = None,
     sample_rate: int | None = None,
-    device: str = "cpu",
     cfg: OfficialSyncConfig | None = None,
 ) -> OfficialSyncResult:
     """The official protocol on a video file, or on frames and audio first written as one (H.264 + AAC mp4).
 
     Args:
         model: SyncNet.
-        s3fd_weights: ``sfd_face.pth`` (S3FD faces); ``None``: MediaPipe faces.
+        s3fd: S3FD (:func:`eval.metrics.s3fd.load_s3fd` of ``sfd_face.pth``); ``None``: MediaPipe faces.
         video: The file to score; when ``None``, ``frames``/``audio``/``fps``/``sample_rate`` are written to a
             temporary mp4, as a generated sample would be saved.
         frames: ``[T, H, W, 3]`` uint8 RGB (without ``video``).
         audio: ``[S]`` mono float in [-1, 1] or int16 (without ``video``).
         fps: Frame rate of ``frames``.
         sample_rate: Rate of ``audio``.
-        device: Where S3FD runs.
         cfg: Official settings.
 
     Raises:
-        FileNotFoundError: ``s3fd_weights`` is given but missing, or ffmpeg is absent.
+        FileNotFoundError: ffmpeg is absent.
         ValueError: See :func:`official_sync_scores`.
     """
     from data_prep.media import write_mp4
-    from eval.metrics.s3fd import load_s3fd
 
     cfg = cfg or OfficialSyncConfig()
     with tempfile.TemporaryDirectory(prefix="talkdit-sample-") as tmp:
@@ -351,7 +349,7 @@ def official_sync(
             write_mp4(
                 video, frames, fps, audio=wave[: round(frames.shape[0] / fps * sample_rate)], sample_rate=sample_rate
             )
-        if s3fd_weights is not None:
-            return official_sync_scores(model, video, s3fd_detector(load_s3fd(s3fd_weights, device), cfg), "s3fd", cfg)
+        if s3fd is not None:
+            return official_sync_scores(model, video, s3fd_detector(s3fd, cfg), "s3fd", cfg)
         with MediaPipeFaces() as faces:
             return official_sync_scores(model, video, faces, "mediapipe", cfg)

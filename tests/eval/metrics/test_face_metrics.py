@@ -1,4 +1,4 @@
-"""ΔP, head pose, landmark distances, mouth closure in silence, SyncNet wrapper, compute_metrics."""
+"""ΔP, head pose, landmark distances, mouth closure in silence, SyncNet wrapper, the metric suite."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from data_prep.models import syncnet as sn
-from eval.metrics import MetricWeights, compute_metrics, landmarks, mouth, pose, sync
+from eval.metrics import MetricSuite, MetricWeights, landmarks, mouth, pose, sync
 
 # --------------------------------------------------------------------------------------------------- ΔP
 
@@ -163,13 +163,13 @@ def test_syncnet_missing_file(tmp_path):
         sync.load_syncnet(tmp_path / "syncnet_v2.model")
 
 
-# -------------------------------------------------------------------------------------- compute_metrics
+# ----------------------------------------------------------------------------------------- MetricSuite
 
 
-def test_compute_metrics_skips_absent_weights_with_reasons(tmp_path):
+def test_metric_suite_skips_absent_weights_with_reasons(tmp_path):
     v = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     weights = MetricWeights(syncnet=tmp_path / "syncnet_v2.model")  # configured but absent; others unset
-    out = compute_metrics(v, v, np.zeros(6 * 640, np.float32), 25.0, weights)
+    out = MetricSuite(weights)(v, v, np.zeros(6 * 640, np.float32), 25.0)
     assert out["psnr"] == math.inf and out["ssim"] == pytest.approx(1.0)
     for name in ("lpips", "fid", "fvd", "csim", "face_sim", "sync_c", "sync_d", "av_offset"):
         assert out[name] is None and name in out.skipped
@@ -224,7 +224,7 @@ def test_real_video_landmarks_pose_and_metrics(real_data_dir, tmp_path):
 
     audio, sr = sf.read(real_data_dir / "demo1_audio.wav", dtype="float32")
     shifted = np.roll(frames, 2, axis=1)  # a 2-pixel vertical shift of the whole video
-    out = compute_metrics(shifted, frames, audio[: 50 * 640], 25.0, MetricWeights(), sample_rate=sr)
+    out = MetricSuite(MetricWeights())(shifted, frames, audio[: 50 * 640], 25.0, sample_rate=sr)
     assert out["delta_p"] == pytest.approx(pose.delta_p(pose.head_pose(landmarks.face_landmarks(shifted), (h, w))))
     assert 0 < out["m_lmd"] < 5 and 0 < out["f_lmd"] < 5  # ≈ 2 px · 256 / H, plus tracker noise
     assert 0 < out["ssim"] < 1 and math.isfinite(out["psnr"])

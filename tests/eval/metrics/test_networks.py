@@ -257,3 +257,28 @@ def test_csim_and_face_sim_closed_forms():
     with_gap = a.copy()
     with_gap[1] = np.nan
     assert identity.face_sim(with_gap, np.array([2.0, 0.0])) == pytest.approx((1 + 2**-0.5) / 2)
+
+
+# ------------------------------------------------------------------------------------------ the suite
+
+
+def test_the_suite_loads_each_network_once_for_many_videos(alexnet_file, monkeypatch):
+    from eval.metrics import MetricSuite, MetricWeights
+
+    loads = []
+    real = perceptual.load_lpips
+    monkeypatch.setattr(perceptual, "load_lpips", lambda *a: loads.append(a) or real(*a))
+    suite = MetricSuite(MetricWeights(lpips_alexnet=alexnet_file))
+    first = suite(video(0), video(1), None, 25.0)
+    second = suite(video(2), video(3), None, 25.0)
+    assert len(loads) == 1  # one load serves both videos
+    assert first["lpips"] > 0 and second["lpips"] > 0
+    assert second["lpips"] == perceptual.lpips_distance(real(alexnet_file), video(2), video(3))
+    assert "TALKDIT_FID_INCEPTION" in second.skipped["fid"]  # unset weights are still skipped, with the reason
+
+
+def test_the_suite_refuses_an_unknown_sync_protocol():
+    from eval.metrics import MetricSuite, MetricWeights
+
+    with pytest.raises(ValueError, match="sync_protocol"):
+        MetricSuite(MetricWeights(), sync_protocol="fast")

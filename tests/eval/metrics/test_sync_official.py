@@ -115,5 +115,3 @@ def test_official_pipeline_errors(syncnet, tmp_path):
             sync_official.official_sync_scores(syncnet, blank, faces, "mediapipe")
         with pytest.raises(FileNotFoundError, match="missing.mp4: no such video file"):
             sync_official.official_sync_scores(syncnet, tmp_path / "missing.mp4", faces, "mediapipe")
-    with pytest.raises(FileNotFoundError, match=r"sfd_face\.pth"):
-        sync_official.official_sync(syncnet, tmp_path / "sfd_face.pth", blank)
