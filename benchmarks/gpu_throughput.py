@@ -32,6 +32,7 @@ from diffusers import LTXVideoTransformer3DModel
 
 from trainer.config.compose import compose_config
 from trainer.config.schema import LoRAConfig, LTXTransformerArch
+from trainer.data.buckets import Compression
 from trainer.model.audio_adapter import adapter_parameter_names
 from trainer.model.audio_windows import sample_audio_windows
 from trainer.model.dit import AudioInputs, TalkingHeadDiT, adapter_config
@@ -43,11 +44,11 @@ from trainer.optim.clipping import clip_adamw_grad_norm
 
 
 def model_config(tiny: bool):
-    """(DiT arch, audio config, optim config, lora config) of the 13B recipe or its tiny stand-in."""
+    """(DiT arch, audio config, optim config, lora config, VAE factors) of the 13B recipe or its tiny stand-in."""
     cfg = compose_config("train", ["experiment=edityourself_stage2"] + (["model=tiny", "audio=tiny"] if tiny else []))
     arch = LTXTransformerArch(**cfg.model.transformer.arch)
     lora = LoRAConfig(**{**cfg.stage.lora, "rank": 4 if tiny else cfg.stage.lora.rank})
-    return arch, cfg.audio, cfg.optim, lora
+    return arch, cfg.audio, cfg.optim, lora, Compression.of(cfg.model.vae)
 
 
 def build_dit(arch: LTXTransformerArch, audio, layers: int, stage: int, lora: LoRAConfig, device) -> TalkingHeadDiT:
@@ -77,9 +78,11 @@ def build_dit(arch: LTXTransformerArch, audio, layers: int, stage: int, lora: Lo
     return dit.to(device)
 
 
-def make_inputs(arch, audio, batch: int, frames: int, height: int, width: int, ref_tokens: int, device):
+def make_inputs(
+    arch, audio, vae: Compression, batch: int, frames: int, height: int, width: int, ref_tokens: int, device
+):
     """Latent tokens (references first), timesteps, text, RoPE coordinates, audio and the loss target."""
-    t_lat, h_lat, w_lat = (frames - 1) // 8 + 1, height // 32, width // 32
+    t_lat, h_lat, w_lat = vae.latent_frames(frames), height // vae.spatial, width // vae.spatial
     video = t_lat * h_lat * w_lat
     n = ref_tokens + video
     g = torch.Generator().manual_seed(0)
@@ -117,13 +120,13 @@ def model_flops_per_step(dit: TalkingHeadDiT, tokens_per_sample: int, batch: int
 
 def run_stage(stage: int, args, device) -> dict:
     """Time ``args.steps`` training steps of one stage."""
-    arch, audio, optim_cfg, lora = model_config(args.tiny)
+    arch, audio, optim_cfg, lora, vae = model_config(args.tiny)
     dit = build_dit(arch, audio, args.layers, stage, lora, device)
     dit.train()
     bundle = build_optimizer(dit.transformer, optim_cfg)
     ref_tokens = args.ref_tokens if stage in (0, 2) else 0
     (tokens, timestep, text, text_mask, coords, target, mask), audio_in, video = make_inputs(
-        arch, audio, args.batch, args.frames, args.height, args.width, ref_tokens, device
+        arch, audio, vae, args.batch, args.frames, args.height, args.width, ref_tokens, device
     )
     cuda = device.type == "cuda"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)

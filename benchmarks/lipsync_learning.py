@@ -14,7 +14,8 @@ the exact video a perfect dub would be (:mod:`eval.lipsync`). Prints one JSON ob
 - ``gap_closed``: ``(source − trained) / (source − vae_ceiling)``;
 - ``openness_corr_trained`` / ``_base``: correlation over frames of the measured mouth opening with the driving
   speech's, and ``openness_measure_check``: the same on the VAE reconstruction of the ground truth;
-- ``silence_closed_trained``: share of frames in silent spans of the driving audio with a closed mouth;
+- ``silence_closed_trained``: share of frames in silent spans of the driving audio with a closed mouth
+  (``silence_closed_vae_ceiling``: the same on the VAE reconstruction of the ground-truth dub);
 - ``audio_loss_gain``: the held-out masked flow-matching loss with each clip's own speech against another
   clip's (:func:`eval.lipsync.audio_loss_gain`): ``gain > 0`` means the model uses what the audio says, measured
   in latent space, where the VAE does not hide it.

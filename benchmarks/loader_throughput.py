@@ -32,6 +32,7 @@ from data_prep.run import load_config as prep_config
 from data_prep.run import run as prep_run
 from data_prep.synthetic.corpus import generate_corpus
 from trainer.config.compose import load_train_config
+from trainer.data.buckets import Compression
 from trainer.data.datamodule import TalkingHeadDataModule
 from trainer.data.plan import _decode_frames
 from trainer.data.schema import FeatureSpec
@@ -166,7 +167,9 @@ def stream_vs_step(shards: Path, steps: int, tmp: Path) -> dict:
             f"run_dir={tmp}/run",
         ]
     )
-    dm = TalkingHeadDataModule(cfg.data, FeatureSpec(5, 32), cfg.objective.num_reference_frames)
+    dm = TalkingHeadDataModule(
+        cfg.data, FeatureSpec(5, 32), cfg.objective.num_reference_frames, Compression.of(cfg.model.vae)
+    )
     loader: DataLoader = dm.train_dataloader()
     it = iter(loader)
     first = next(it)  # workers started, first batch built

@@ -14,6 +14,7 @@ from trainer.config.compose import register_schema
 from trainer.config.errors import ConfigError
 from trainer.config.schema import AudioConfig, VAEConfig
 from trainer.config.validate import validate_frames
+from trainer.data.schema import CLIP_FRAME_STEP
 
 
 @dataclass
@@ -174,7 +175,7 @@ def validate_data_prep_config(cfg: DataPrepConfig) -> None:
     _require(0 < p.min_fps <= p.max_fps, "probe.min_fps", p.min_fps, "must be > 0 and <= probe.max_fps")
     _require(p.min_bitrate_kbps >= 0, "probe.min_bitrate_kbps", p.min_bitrate_kbps, "must be >= 0")
     _require(p.min_frames >= 1, "probe.min_frames", p.min_frames, "must be >= 1")
-    validate_frames("clips.num_frames", cfg.clips.num_frames)
+    validate_frames("clips.num_frames", cfg.clips.num_frames, CLIP_FRAME_STEP)
     _require(cfg.clips.fps is None or cfg.clips.fps > 0, "clips.fps", cfg.clips.fps, "must be > 0 or null")
     _require(cfg.clips.stride_frames >= 1, "clips.stride_frames", cfg.clips.stride_frames, "must be >= 1")
     _require(

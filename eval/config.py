@@ -12,8 +12,6 @@ from eval.sampler.config import V2V_MASKS, SamplerConfig
 from trainer.config.compose import register_schema
 from trainer.config.errors import ConfigError
 
-TOKEN_PX = 32  # pixels per latent token side: the VAE compresses space 32x
-
 MODES = {
     "v2v_self": ("v2v", "Table 2: V2V self-reenactment"),
     "v2v_novel": ("v2v", "Table 2: V2V with novel audio"),
@@ -90,32 +88,53 @@ def validate(cfg: EvalConfig) -> None:
         raise ConfigError("sync_protocol", cfg.sync_protocol, f"expected {' or '.join(SYNC_PROTOCOLS)}")
     if cfg.sampler.num_steps < 1:
         raise ConfigError("sampler.num_steps", cfg.sampler.num_steps, "expected >= 1")
-    if cfg.size is not None and (len(cfg.size) != 2 or any(int(s) < TOKEN_PX or int(s) % TOKEN_PX for s in cfg.size)):
-        raise ConfigError("size", list(cfg.size), f"expected [height, width], both positive multiples of {TOKEN_PX}")
+    check_size(cfg.size)
     if not Path(cfg.checkpoint).exists():
         raise FileNotFoundError(f"checkpoint={cfg.checkpoint}: no such file or folder")
 
 
-def sample_size(height: int, width: int, min_mp: float, max_mp: float) -> tuple[int, int]:
-    """The size a clip is sampled at: its area brought into ``[min_mp, max_mp]``, aspect kept, sides multiples of 32.
+def check_size(size: list[int] | None, spatial: int | None = None) -> None:
+    """A ``size`` option: ``[height, width]`` of positive pixels, multiples of the VAE's ``spatial`` factor.
 
-    Of the four roundings (each side down or up to a multiple of 32) the one inside the area range whose
-    aspect is closest to the clip's wins; when none is inside (a very narrow range), the one closest in area.
+    Config checks call it without ``spatial`` (the model's VAE is not read yet); the entry points call it
+    again with ``model.vae.spatial_compression`` once they know it, before a model is built.
+
+    Raises:
+        ConfigError: Anything else.
+    """
+    if size is None:
+        return
+    if len(size) != 2 or any(int(s) < 1 for s in size):
+        raise ConfigError("size", list(size), "expected [height, width] in pixels, both positive")
+    if spatial is not None and any(int(s) % spatial for s in size):
+        raise ConfigError(
+            "size", list(size), f"expected multiples of {spatial}, the VAE's spatial factor (pixels per token side)"
+        )
+
+
+def sample_size(height: int, width: int, min_mp: float, max_mp: float, spatial: int) -> tuple[int, int]:
+    """The size a clip is sampled at: its area brought into the training range, aspect kept, sides on the token grid.
+
+    The area is brought into ``[min_mp, max_mp]``; sides are multiples of the VAE's spatial factor ``spatial``
+    (``model.vae.spatial_compression``). Of the four roundings (each side down or up to a multiple of
+    ``spatial``) the one inside the area range whose aspect is closest to the clip's wins; when none is inside
+    (a very narrow range), the one closest in area.
 
     Args:
         height: Clip height in pixels.
         width: Clip width in pixels.
         min_mp: Smallest training area, megapixels.
         max_mp: Largest training area, megapixels.
+        spatial: Pixels per latent token side.
 
     Returns:
-        ``(height, width)``, multiples of 32.
+        ``(height, width)``, multiples of ``spatial``.
     """
     area = height * width / 1e6
     scale = math.sqrt(min(max(area, min_mp), max_mp) / area)
     h, w = height * scale, width * scale
     candidates = {
-        (max(TOKEN_PX, fh(h / TOKEN_PX) * TOKEN_PX), max(TOKEN_PX, fw(w / TOKEN_PX) * TOKEN_PX))
+        (max(spatial, fh(h / spatial) * spatial), max(spatial, fw(w / spatial) * spatial))
         for fh in (math.floor, math.ceil)
         for fw in (math.floor, math.ceil)
     }

@@ -6,9 +6,9 @@
 
 Inputs are checked before any model is built: the options, the checkpoint and its stored config, and every
 clip to evaluate (read from the shards). Each clip is sampled at ``size`` (default: its own size brought into
-the checkpoint's training range, sides multiples of 32, aspect kept; see :func:`eval.config.sample_size`) and
-the sample is resized back to the clip's size, where the metrics compare it with the clip and where it is
-written.
+the checkpoint's training range, sides multiples of the VAE's spatial factor, aspect kept; see
+:func:`eval.config.sample_size`) and the sample is resized back to the clip's size, where the metrics compare
+it with the clip and where it is written.
 
 Modes (the rows of the paper's tables): ``v2v_self`` — V2V self-reenactment, each clip driven by its own
 audio (Table 2, left); ``v2v_novel`` — V2V with the audio of the next clip in the list (Table 2, right);
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from eval.config import MODES, TABLES, EvalConfig, register, sample_size, validate
+from eval.config import MODES, TABLES, EvalConfig, check_size, register, sample_size, validate
 from eval.pairing import novel_audio_partners
 from trainer.atomic import atomic_write_text
 from trainer.config.cli import Command, run_command
@@ -135,7 +135,7 @@ def read_clips(
     for url in expand_shards(shards, key=key):
         try:
             for raw in wds.tarfile_samples([{"url": url}]):
-                clip = decode_sample(raw, feature_spec(cfg), decode_latents=False)
+                clip = decode_sample(raw, feature_spec(cfg))
                 try:
                     audio = decode_audio(raw["audio.wav"])
                 except ValueError as err:
@@ -345,8 +345,10 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
     if not clips:
         raise FileNotFoundError(f"shards={cfg.shards}: the shards hold no clip")
     lo, hi = train_cfg.data.min_megapixels, train_cfg.data.max_megapixels
+    spatial = train_cfg.model.vae.spatial_compression
+    check_size(cfg.size, spatial)
     sizes = [
-        tuple(cfg.size) if cfg.size is not None else sample_size(*clip.frames.shape[1:3], lo, hi)
+        tuple(cfg.size) if cfg.size is not None else sample_size(*clip.frames.shape[1:3], lo, hi, spatial)
         for clip, _, _ in clips
     ]
     module = load_module(cfg.checkpoint, cfg.device, loaded)

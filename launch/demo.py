@@ -29,10 +29,13 @@ from launch.corpus import CorpusSpec, prepare_corpus
 from launch.tiny_base import TinyBaseConfig, build_tiny_base, latent_shards
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config, register_schema
+from trainer.config.schema import VAEConfig
+from trainer.data.buckets import Compression
 from trainer.run_dir import metrics_files
 
 # Held-out people: a corpus seed the training corpus never uses, 25 fps so clip frames are source frames.
 HELDOUT_SEED = 1000
+DEMO_BATCH = 8  # clips per training batch: the token budget is 8 whole clips at the demo's size
 REPO = Path(__file__).resolve().parents[1]
 # The real recording the demo dubs, and whose speech drives it (the other recording's).
 REAL_VIDEO, REAL_SPEECH = "demo1_video.mp4", "demo2_audio.wav"
@@ -128,12 +131,13 @@ def _validation_summary(run_dir: Path) -> str:
 
 def _stage_overrides(cfg: DemoConfig, shards: str, base: Path, run_dir: Path, steps: int) -> list[str]:
     """Trainer overrides of a demo stage on the tiny base (``experiment=demo`` holds the rest)."""
+    vae = Compression.of(VAEConfig())  # model=tiny_base keeps the schema's (LTX-Video's) factors
     return [
         "experiment=demo",
         f"data.shards={shards}",
         f"model.transformer.path={base}",
         f"data.max_frames={cfg.clip_frames}",
-        f"data.tokens_per_batch={8 * ((cfg.clip_frames - 1) // 8 + 1) * (cfg.size // 32) ** 2}",
+        f"data.tokens_per_batch={DEMO_BATCH * vae.latent_frames(cfg.clip_frames) * (cfg.size // vae.spatial) ** 2}",
         f"data.min_megapixels={cfg.size * cfg.size / 1e6}",
         f"data.max_megapixels={cfg.size * cfg.size / 1e6}",
         f"loop.max_steps={steps}",

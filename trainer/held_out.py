@@ -19,6 +19,7 @@ from collections import OrderedDict
 import torch
 import webdataset as wds
 
+from trainer.data.buckets import Compression
 from trainer.data.datamodule import feature_spec, stream_settings
 from trainer.data.plan import Plan
 from trainer.data.schema import ShardSampleError
@@ -68,7 +69,9 @@ def loss_plan_groups(cfg, urls: list[str], limit: int) -> list[list[Plan]]:
     Returns:
         Up to ``limit`` groups of plans, each one batch of one bucket.
     """
-    settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    settings = stream_settings(
+        cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, Compression.of(cfg.model.vae)
+    )
     pending: OrderedDict[tuple, list[Plan]] = OrderedDict()
     groups: list[list[Plan]] = []
     if limit == 0:

@@ -28,6 +28,7 @@ from trainer.atomic import atomic_path
 from trainer.checkpoints import read_training_checkpoint
 from trainer.config.errors import ConfigError
 from trainer.config.schema import TrainConfig
+from trainer.data.buckets import Compression
 from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, feature_spec, stream_settings
 from trainer.data.plan import decode_plan
 from trainer.data.schema import UNREADABLE_SHARD_ERRORS, ShardSampleError
@@ -106,7 +107,9 @@ def preflight_shards(cfg: TrainConfig) -> None:
         FileNotFoundError: No shard matches ``data.shards``.
         ShardSampleError: The sample breaks the schema (names shard, key and member), or no shard is readable.
     """
-    settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    settings = stream_settings(
+        cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, Compression.of(cfg.model.vae)
+    )
     urls = expand_shards(cfg.data.shards)
     unreadable: list[ShardSampleError] = []
     for url in urls:
@@ -289,7 +292,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     logger = build_logger(cfg, run_dir, run_id)
     if isinstance(logger, WandbLogger):
         module.logger_run_id = logger.experiment.id
-    data = TalkingHeadDataModule(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, start_position)
+    data = TalkingHeadDataModule(
+        cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, Compression.of(cfg.model.vae), start_position
+    )
     trainer = build_trainer(cfg, run_dir, logger, extra_callbacks)
     # Lightning starts the other local ranks as copies of this command; they must find this run dir.
     os.environ[RUN_DIR_ENV] = str(run_dir)

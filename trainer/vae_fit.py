@@ -42,9 +42,10 @@ from trainer.atomic import atomic_dir, atomic_path
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config, register_schema
 from trainer.config.errors import ConfigError
+from trainer.config.schema import VAEConfig
 from trainer.config.validate import validate_frames
 from trainer.data.decode import decode_video, read_npy
-from trainer.data.schema import ShardSampleError
+from trainer.data.schema import CLIP_FRAME_STEP, ShardSampleError
 
 log = logging.getLogger("talkdit.vae_fit")
 
@@ -151,8 +152,8 @@ def validate(cfg: VAEFitConfig) -> None:
             raise ConfigError(key, getattr(cfg, key), "expected >= 0")
     if cfg.image_steps + cfg.clip_steps < 1:
         raise ConfigError("image_steps", cfg.image_steps, "image_steps + clip_steps must be >= 1")
-    validate_frames("clip_frames", cfg.clip_frames)
-    validate_frames("crop_frames", cfg.crop_frames)
+    validate_frames("clip_frames", cfg.clip_frames, CLIP_FRAME_STEP)  # cut from shard clips
+    validate_frames("crop_frames", cfg.crop_frames, CLIP_FRAME_STEP)
     if cfg.crop < 0 or cfg.crop % 32:
         raise ConfigError("crop", cfg.crop, "expected 0 or a positive multiple of 32")
     if not cfg.lr > 0:
@@ -286,10 +287,14 @@ def build_vae(arch: dict[str, Any], initial_logvar: float, seed: int):
             vae = AutoencoderKLLTXVideo(**arch)
         except TypeError as err:
             raise ValueError(f"arch: not AutoencoderKLLTXVideo arguments: {err}") from err
-    if vae.spatial_compression_ratio != 32 or vae.temporal_compression_ratio != 8:
+    ltx = VAEConfig()  # model.vae's factors, LTX-Video's, which the tiny base's configs keep
+    if (vae.spatial_compression_ratio, vae.temporal_compression_ratio) != (
+        ltx.spatial_compression,
+        ltx.temporal_compression,
+    ):
         raise ValueError(
             f"arch compresses {vae.spatial_compression_ratio}x spatially and {vae.temporal_compression_ratio}x "
-            "temporally; talkdit's DiT expects LTX-Video's 32x and 8x"
+            f"temporally; the tiny base keeps LTX-Video's {ltx.spatial_compression}x and {ltx.temporal_compression}x"
         )
     with torch.no_grad():
         # The encoder's last output channel is the (shared) log-variance of the posterior.
@@ -344,9 +349,10 @@ def fit_step(
 @torch.no_grad()
 def latent_statistics(vae, clips: list[FitClip], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and standard deviation of the posterior means of the clips' first ``frames`` frames."""
+    t = vae.temporal_compression_ratio
     sums, sq, count = 0.0, 0.0, 0
     for clip in clips:
-        n = min(frames, (clip.frames.shape[0] - 1) // 8 * 8 + 1)
+        n = min(frames, (clip.frames.shape[0] - 1) // t * t + 1)
         video = torch.from_numpy(clip.frames[None, :n]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
         mean = vae.encode(video).latent_dist.mean.double()  # [1, C, T, h, w]
         sums = sums + mean.sum(dim=(0, 2, 3, 4))
@@ -360,9 +366,10 @@ def latent_statistics(vae, clips: list[FitClip], frames: int) -> tuple[torch.Ten
 @torch.no_grad()
 def reconstruction_psnr(vae, clips: list[FitClip], frames: int) -> float | None:
     """PSNR (dB, uint8 scale) of the posterior-mean reconstructions of the clips' first ``frames`` frames."""
+    t = vae.temporal_compression_ratio
     errors = []
     for clip in clips:
-        n = min(frames, (clip.frames.shape[0] - 1) // 8 * 8 + 1)
+        n = min(frames, (clip.frames.shape[0] - 1) // t * t + 1)
         video = torch.from_numpy(clip.frames[None, :n]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
         recon = vae.decode(vae.encode(video).latent_dist.mean).sample.clamp(-1.0, 1.0)
         errors.append(((recon - video) * 127.5).square().mean().item())
@@ -460,7 +467,7 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
     mean, std = latent_statistics(vae, train[:64], cfg.clip_frames)
     vae.latents_mean.copy_(mean)
     vae.latents_std.copy_(std)
-    psnr = reconstruction_psnr(vae, holdout, 2 * 8 + 1)
+    psnr = reconstruction_psnr(vae, holdout, 2 * vae.temporal_compression_ratio + 1)  # three latent frames
     report = {
         "config": asdict(cfg),
         "steps": step,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
+from eval.config import check_size
 from eval.sampler.config import SamplerConfig
 from trainer.config.compose import register_schema
 from trainer.config.errors import ConfigError
@@ -15,7 +16,6 @@ MASKS = ("lip", "face", "head")
 LOOPS = ("pingpong", "none")
 LORA_FORMATS = ("auto", "diffusers", "peft", "none")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-TOKEN_PX = 32  # the VAE compresses space 32x: model sizes are multiples of 32
 
 
 @dataclass
@@ -119,8 +119,7 @@ def validate(cfg: DubConfig) -> None:
         )
     if cfg.duration is not None and cfg.duration <= 0:
         raise ConfigError("duration", cfg.duration, "expected seconds > 0, or null for the whole speech")
-    if cfg.size is not None and (len(cfg.size) != 2 or any(int(s) < TOKEN_PX or int(s) % TOKEN_PX for s in cfg.size)):
-        raise ConfigError("size", list(cfg.size), f"expected [height, width], both positive multiples of {TOKEN_PX}")
+    check_size(cfg.size)  # multiples of the VAE's factor: checked once the base is read (eval.dub.pipeline)
     if cfg.crop_scale <= 1.0:
         raise ConfigError("crop_scale", cfg.crop_scale, "expected > 1 (the crop must hold the whole face box)")
     if cfg.smooth_s < 0:

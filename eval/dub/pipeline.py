@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from data_prep.audio import AUDIO_RATE, AudioDecodeError, decode_audio
+from eval.config import check_size
 from eval.dub.background import Behind, Prefetch
 from eval.dub.config import DubConfig, validate
 from eval.dub.geometry import Window, cut_crop, paste_crop
@@ -176,11 +177,21 @@ def load_models(cfg: DubConfig, exported: ExportedWeights | None = None) -> Mode
     return Models(model, whisper, exported)
 
 
-def model_size(cfg: DubConfig, settings: dict) -> tuple[int, int]:
-    """``(height, width)`` of the crop: ``cfg.size``, else the square of the training run's smallest area."""
+def model_size(cfg: DubConfig, settings: dict, spatial: int) -> tuple[int, int]:
+    """``(height, width)`` of the crop: ``cfg.size``, else the square of the training run's smallest area.
+
+    Args:
+        cfg: The dub's options.
+        settings: The training run's settings (:func:`training_settings`).
+        spatial: The VAE's pixels per token side; both sides are multiples of it.
+
+    Raises:
+        ConfigError: ``size`` is not a multiple of ``spatial``.
+    """
+    check_size(cfg.size, spatial)
     if cfg.size is not None:
         return int(cfg.size[0]), int(cfg.size[1])
-    side = max(32, int(round(np.sqrt(float(settings["min_megapixels"]) * 1e6) / 32)) * 32)
+    side = max(spatial, int(round(np.sqrt(float(settings["min_megapixels"]) * 1e6) / spatial)) * spatial)
     return side, side
 
 
@@ -333,7 +344,7 @@ def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False
     lap("faces")
     models = models or load_models(cfg, exported)
     model, settings = models.model, training_settings(models.exported)
-    size = model_size(cfg, settings)
+    size = model_size(cfg, settings, model.spatial_compression)
     lap("model")
     timeline = plan_timeline(track.index.times, fps, audio_s, cfg.loop, model.temporal_compression)
     detected = track.detected

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from tests.train.conftest import tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.config.compose import load_train_config
-from trainer.data.buckets import Bucket
+from trainer.data.buckets import Bucket, Compression
 from trainer.data.datamodule import expand_shards, feature_spec, stream_settings
 from trainer.data.stream import TalkingHeadStream, shard_share
 from trainer.lightning_module import TalkingHeadModule
@@ -19,7 +19,9 @@ def config(shards, tmp_path, *extra):
 
 
 def make_stream(cfg, rank=0, world=1, start=None):
-    settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    settings = stream_settings(
+        cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, Compression.of(cfg.model.vae)
+    )
     return TalkingHeadStream(expand_shards(cfg.data.shards), settings, rank, world, start)
 
 
@@ -133,5 +135,5 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
 
 
 def test_bucket_arithmetic():
-    b = Bucket(512, 768, 16, 4)
+    b = Bucket(512, 768, 16, 4, Compression(32, 8))
     assert b.video_frames == 121 and b.tokens == 24576 and b.name == "512x768x16@4"

@@ -7,6 +7,7 @@ import webdataset as wds
 from data_prep.latents import LatentsConfig, add_latents, main
 from tests.train.shards import write_simple_shards
 from trainer.config.schema import VAEConfig
+from trainer.data.buckets import Compression
 from trainer.data.decode import decode_sample
 from trainer.data.schema import LATENT_MEMBERS, FeatureSpec
 from trainer.model.vae import encode_posterior, load_vae
@@ -38,7 +39,7 @@ def test_latents_are_added_to_a_copy_of_every_sample(tmp_path):
     for old, new in zip(before, after):
         assert all(new[k] == v for k, v in old.items() if not k.startswith("__"))  # nothing else changes
         assert set(LATENT_MEMBERS) <= set(new)
-        clip = decode_sample(new, FeatureSpec(layers=5, dim=32))
+        clip = decode_sample(new, FeatureSpec(layers=5, dim=32), latents=Compression.of(TINY_VAE))
         mean, _ = encode_posterior(vae, torch.from_numpy(clip.frames)[None])
         assert np.allclose(clip.latents["latent_mean"], mean[0].numpy(), atol=2e-3)  # float16 storage
         assert clip.latents["ref_latent_mean"].shape[1] == clip.ref_frames.shape[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainer.data.buckets import Compression
 from trainer.data.datamodule import expand_shards, stream_settings
 from trainer.data.stream import TalkingHeadStream
 
@@ -29,7 +30,9 @@ def stream_batches(cfg, count: int, start_groups=None, rank: int = 0, world: int
     """The first ``count`` batches the training stream of ``cfg`` yields (in this process)."""
     from trainer.data.datamodule import feature_spec
 
-    settings = stream_settings(cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames)
+    settings = stream_settings(
+        cfg.data, feature_spec(cfg), cfg.objective.num_reference_frames, Compression.of(cfg.model.vae)
+    )
     stream = TalkingHeadStream(expand_shards(cfg.data.shards), settings, rank, world, start_groups)
     it = iter(stream)
     return [next(it) for _ in range(count)]

@@ -132,6 +132,7 @@ def test_a_corrupt_shard_among_good_ones_is_skipped_and_counted(good_samples, tm
 
 
 def test_a_truncated_shard_keeps_the_samples_before_the_damage(good_samples, tmp_path):
+    from trainer.data.buckets import Compression
     from trainer.data.datamodule import feature_spec, stream_settings
     from trainer.data.stream import TalkingHeadStream
     from trainer.train import load_train_config
@@ -142,7 +143,9 @@ def test_a_truncated_shard_keeps_the_samples_before_the_damage(good_samples, tmp
     data = tar.read_bytes()
     tar.write_bytes(data[: int(len(data) * 0.8)])  # the last sample is cut off
     cfg = load_train_config(tiny_overrides(f"{shards}/*.tar", tmp_path / "run"))
-    stream = TalkingHeadStream([str(tar)], stream_settings(cfg.data, feature_spec(cfg), 2))
+    stream = TalkingHeadStream(
+        [str(tar)], stream_settings(cfg.data, feature_spec(cfg), 2, Compression.of(cfg.model.vae))
+    )
     counters = {"seen": 0, "skipped": 0, "first_skipped": None}
     first_epoch = []
     for epoch, raw in stream.raw_samples(0, 1, counters):
@@ -154,6 +157,7 @@ def test_a_truncated_shard_keeps_the_samples_before_the_damage(good_samples, tmp
 
 
 def test_a_reader_whose_shards_are_all_unreadable_stops_with_one_error(tmp_path):
+    from trainer.data.buckets import Compression
     from trainer.data.datamodule import feature_spec, stream_settings
     from trainer.data.stream import TalkingHeadStream
     from trainer.train import load_train_config
@@ -161,6 +165,8 @@ def test_a_reader_whose_shards_are_all_unreadable_stops_with_one_error(tmp_path)
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"\x00garbage" * 300)
     cfg = load_train_config(tiny_overrides(str(bad), tmp_path / "run"))
-    stream = TalkingHeadStream([str(bad)], stream_settings(cfg.data, feature_spec(cfg), 2))
+    stream = TalkingHeadStream(
+        [str(bad)], stream_settings(cfg.data, feature_spec(cfg), 2, Compression.of(cfg.model.vae))
+    )
     with pytest.raises(DataError, match=r"no readable sample in the 1 shard\(s\) of reader 0 .*bad.tar"):
         next(iter(stream))

@@ -46,21 +46,24 @@ def _component_source(prefix: str, source: str, path: str | None) -> None:
     _require(Path(path).exists(), f"{prefix}.path", path, "does not exist")
 
 
-def validate_frames(key: str, num_frames: int) -> None:
-    """Check a frame count against the VAE's temporal compression.
+def validate_frames(key: str, num_frames: int, temporal: int) -> None:
+    """Check a frame count against a VAE's temporal compression ``temporal`` (``t``).
 
     Args:
         key: Config key used in the error message.
         num_frames: Video frames in a clip.
+        temporal: Video frames per latent frame after frame 0 (``model.vae.temporal_compression``; the shard
+            format's clips use :data:`trainer.data.schema.CLIP_FRAME_STEP`).
 
     Raises:
-        ConfigError: Unless ``num_frames = 8k + 1`` with ``k >= 1``.
+        ConfigError: Unless ``num_frames = t·k + 1`` with ``k >= 1``.
     """
     _require(
-        num_frames >= 9 and num_frames % 8 == 1,
+        num_frames >= temporal + 1 and num_frames % temporal == 1 % temporal,
         key,
         num_frames,
-        "must be 8k+1 with k >= 1 (latent frame 0 is video frame 0 alone, then 8 frames per latent frame)",
+        f"must be {temporal}k+1 with k >= 1 (latent frame 0 is video frame 0 alone, then {temporal} frames per "
+        "latent frame)",
     )
 
 
@@ -186,7 +189,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
     cfg.optim.validate()
 
     d = cfg.data
-    validate_frames("data.max_frames", d.max_frames)
+    validate_frames("data.max_frames", d.max_frames, cfg.model.vae.temporal_compression)
     _require(d.tokens_per_batch >= 1, "data.tokens_per_batch", d.tokens_per_batch, "must be >= 1")
     _require(
         0 < d.min_megapixels <= d.max_megapixels,
@@ -200,13 +203,15 @@ def validate_train_config(cfg: TrainConfig) -> None:
     _require(0 <= d.mask_alpha <= 1, "data.mask_alpha", d.mask_alpha, "must be in [0, 1]")
     _require(d.mask_padding >= 0, "data.mask_padding", d.mask_padding, "must be >= 0")
     _require(0 <= d.max_skipped_fraction <= 1, "data.max_skipped_fraction", d.max_skipped_fraction, "in [0, 1]")
-    from trainer.data.buckets import make_buckets
+    from trainer.data.buckets import Compression, make_buckets
 
-    if not make_buckets(d.tokens_per_batch, d.min_megapixels, d.max_megapixels, (d.max_frames - 1) // 8 + 1):
+    compression = Compression.of(cfg.model.vae)
+    if not make_buckets(d.tokens_per_batch, d.min_megapixels, d.max_megapixels, d.max_frames, compression):
         raise ConfigError(
             "data.tokens_per_batch",
             d.tokens_per_batch,
-            f"no frame size in [{d.min_megapixels}, {d.max_megapixels}] MP with sides multiple of 32 divides this "
+            f"no frame size in [{d.min_megapixels}, {d.max_megapixels}] MP with sides multiple of "
+            f"{compression.spatial} (model.vae.spatial_compression) divides this "
             "budget into whole latent frames and samples; choose a budget with more divisors (e.g. 24576)",
         )
 

@@ -1,9 +1,10 @@
 """Resolution buckets with an equal number of video tokens per batch (EditYourself §4.1, multi-resolution).
 
-A bucket is a frame size ``(height, width)`` (multiples of 32), a latent length ``T`` and a batch size
-``b`` with ``b · T · (height/32) · (width/32) == tokens_per_batch`` exactly, so that no rank waits on
-another with a heavier batch. Each clip is resized at random to an area in ``[min_mp, max_mp]``
-megapixels with its aspect ratio kept, then placed in the bucket of nearest aspect and area.
+A bucket is a frame size ``(height, width)`` (multiples of the VAE's spatial factor ``s``, 32 for LTX), a
+latent length ``T`` and a batch size ``b`` with ``b · T · (height/s) · (width/s) == tokens_per_batch``
+exactly, so that no rank waits on another with a heavier batch. Each clip is resized at random to an area
+in ``[min_mp, max_mp]`` megapixels with its aspect ratio kept, then placed in the bucket of nearest aspect
+and area.
 """
 
 from __future__ import annotations
@@ -13,7 +14,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TOKEN_PX = 32  # pixels per latent token side (LTX VAE)
+
+@dataclass(frozen=True)
+class Compression:
+    """How the VAE maps video to latents, from ``model.vae`` (LTX-Video: 32 and 8).
+
+    Attributes:
+        spatial: Pixels per latent token side (``model.vae.spatial_compression``).
+        temporal: Video frames per latent frame after frame 0, which is alone in latent frame 0
+            (``model.vae.temporal_compression``).
+    """
+
+    spatial: int
+    temporal: int
+
+    @classmethod
+    def of(cls, vae) -> Compression:
+        """The factors of a ``model.vae`` config."""
+        return cls(int(vae.spatial_compression), int(vae.temporal_compression))
+
+    def latent_frames(self, video_frames: int) -> int:
+        """Latent frames of a clip of ``video_frames`` frames (the whole latent frames it fills)."""
+        return (video_frames - 1) // self.temporal + 1
+
+    def video_frames(self, latent_frames: int) -> int:
+        """Video frames of ``latent_frames`` latent frames."""
+        return self.temporal * (latent_frames - 1) + 1
 
 
 @dataclass(frozen=True)
@@ -23,24 +49,27 @@ class Bucket:
     Attributes:
         height: Frame height in pixels.
         width: Frame width in pixels.
-        latent_frames: ``T``; the clip has ``8(T − 1) + 1`` video frames.
+        latent_frames: ``T``; the clip has ``temporal · (T − 1) + 1`` video frames.
         batch_size: Samples per batch.
+        compression: The VAE's factors the shape was made for.
     """
 
     height: int
     width: int
     latent_frames: int
     batch_size: int
+    compression: Compression
 
     @property
     def video_frames(self) -> int:
         """Video frames per sample."""
-        return 8 * (self.latent_frames - 1) + 1
+        return self.compression.video_frames(self.latent_frames)
 
     @property
     def tokens_per_frame(self) -> int:
         """Latent tokens per latent frame."""
-        return (self.height // TOKEN_PX) * (self.width // TOKEN_PX)
+        s = self.compression.spatial
+        return (self.height // s) * (self.width // s)
 
     @property
     def tokens(self) -> int:
@@ -53,27 +82,32 @@ class Bucket:
         return f"{self.height}x{self.width}x{self.latent_frames}@{self.batch_size}"
 
 
-def make_buckets(tokens_per_batch: int, min_mp: float, max_mp: float, max_latent_frames: int) -> list[Bucket]:
+def make_buckets(
+    tokens_per_batch: int, min_mp: float, max_mp: float, max_frames: int, compression: Compression
+) -> list[Bucket]:
     """Every frame size within the area range that fits the token budget exactly.
 
-    For each size the longest clip (largest ``T`` up to ``max_latent_frames``) with an integer batch size
-    is kept.
+    For each size the longest clip (largest ``T`` up to the latent frames of ``max_frames``) with an integer
+    batch size is kept.
 
     Args:
         tokens_per_batch: Video tokens every batch holds.
         min_mp: Smallest area in megapixels.
         max_mp: Largest area in megapixels.
-        max_latent_frames: Longest clip in latent frames.
+        max_frames: Longest clip in video frames (``data.max_frames``).
+        compression: The VAE's factors (:meth:`Compression.of` of ``model.vae``).
 
     Returns:
         Buckets sorted by area then aspect; empty when the budget fits no size in the range.
     """
     out = []
-    lo = max(1, math.floor(math.sqrt(min_mp * 1e6 / 4) / TOKEN_PX))
-    hi = math.ceil(math.sqrt(max_mp * 1e6 * 4) / TOKEN_PX)
+    px = compression.spatial
+    max_latent_frames = compression.latent_frames(max_frames)
+    lo = max(1, math.floor(math.sqrt(min_mp * 1e6 / 4) / px))
+    hi = math.ceil(math.sqrt(max_mp * 1e6 * 4) / px)
     for hp in range(lo, hi + 1):
         for wp in range(lo, hi + 1):
-            area = hp * wp * TOKEN_PX * TOKEN_PX / 1e6
+            area = hp * wp * px * px / 1e6
             if not (min_mp <= area <= max_mp) or not (0.25 <= hp / wp <= 4.0):
                 continue
             per_frame = hp * wp
@@ -82,7 +116,7 @@ def make_buckets(tokens_per_batch: int, min_mp: float, max_mp: float, max_latent
             frames_times_batch = tokens_per_batch // per_frame
             for t in range(min(max_latent_frames, frames_times_batch), 0, -1):
                 if frames_times_batch % t == 0:
-                    out.append(Bucket(hp * TOKEN_PX, wp * TOKEN_PX, t, frames_times_batch // t))
+                    out.append(Bucket(hp * px, wp * px, t, frames_times_batch // t, compression))
                     break
     return sorted(out, key=lambda b: (b.height * b.width, b.height / b.width))
 

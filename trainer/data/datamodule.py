@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainer.config.schema import AudioConfig, DataConfig
-from trainer.data.buckets import make_buckets
+from trainer.data.buckets import Compression, make_buckets
 from trainer.data.schema import FeatureSpec
 from trainer.data.shard_paths import expand_shards
 from trainer.data.stream import StreamSettings, TalkingHeadStream, readers_for, worker_init
@@ -19,14 +19,15 @@ def feature_spec(cfg) -> FeatureSpec:
     return FeatureSpec(layers=audio.feature_layers, dim=audio.feature_dim, rate=audio.feature_rate)
 
 
-def stream_settings(cfg: DataConfig, features: FeatureSpec, num_reference_frames: int) -> StreamSettings:
-    """Stream settings for a data config (buckets included)."""
+def stream_settings(
+    cfg: DataConfig, features: FeatureSpec, num_reference_frames: int, compression: Compression
+) -> StreamSettings:
+    """Stream settings for a data config (buckets included) and the VAE's factors (``Compression.of(model.vae)``)."""
     return StreamSettings(
         seed=cfg.seed,
         shuffle_buffer=cfg.shuffle_buffer,
-        buckets=make_buckets(
-            cfg.tokens_per_batch, cfg.min_megapixels, cfg.max_megapixels, (cfg.max_frames - 1) // 8 + 1
-        ),
+        buckets=make_buckets(cfg.tokens_per_batch, cfg.min_megapixels, cfg.max_megapixels, cfg.max_frames, compression),
+        compression=compression,
         features=features,
         num_refs=num_reference_frames,
         min_mp=cfg.min_megapixels,
@@ -43,6 +44,7 @@ class TalkingHeadDataModule(L.LightningDataModule):
         cfg: Data settings.
         features: Expected feature layout (from the audio config).
         num_reference_frames: Reference frames per sample (from the objective config).
+        compression: The VAE's factors (``Compression.of(model.vae)``).
         start_position: Where each rank's readers stopped (``{rank: {worker: groups}}``) when resuming.
     """
 
@@ -51,11 +53,12 @@ class TalkingHeadDataModule(L.LightningDataModule):
         cfg: DataConfig,
         features: FeatureSpec,
         num_reference_frames: int,
+        compression: Compression,
         start_position: dict | None = None,
     ):
         super().__init__()
         self.cfg = cfg
-        self.settings = stream_settings(cfg, features, num_reference_frames)
+        self.settings = stream_settings(cfg, features, num_reference_frames, compression)
         self.start_position = start_position or {}
 
     def train_dataloader(self) -> DataLoader:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import decord
 import numpy as np
 
+from trainer.data.buckets import Compression
 from trainer.data.schema import (
     LATENT_MEMBERS,
     FeatureSpec,
@@ -151,18 +152,20 @@ def has_latents(meta: SampleMetadata) -> bool:
     return all(m in meta.members for m in LATENT_MEMBERS)
 
 
-def read_latents(meta: SampleMetadata) -> dict[str, np.ndarray]:
-    """The cached VAE posterior, checked against the record (``[C, T, H/32, W/32]``, refs ``[C, R, …]``).
+def read_latents(meta: SampleMetadata, compression: Compression) -> dict[str, np.ndarray]:
+    """The cached VAE posterior, checked against the record and the VAE's factors ``s``, ``t``.
+
+    Shapes: ``[C, (F − 1)/t + 1, H/s, W/s]`` for the clip's ``F`` frames, ``[C, R, H/s, W/s]`` for its refs.
 
     Raises:
         ShardSampleError: A latent member is malformed or of the wrong shape.
     """
     rec = meta.record
     num_frames, refs = int(rec["num_frames"]), int(rec["num_reference_frames"])
-    h, w = int(rec["height"]) // 32, int(rec["width"]) // 32
+    h, w = int(rec["height"]) // compression.spatial, int(rec["width"]) // compression.spatial
     latents = {m.removesuffix(".npy"): read_npy(meta.members[m], meta.shard, meta.key, m) for m in LATENT_MEMBERS}
     chans = latents["latent_mean"].shape[0] if latents["latent_mean"].ndim == 4 else None
-    t_lat = (num_frames - 1) // 8 + 1
+    t_lat = compression.latent_frames(num_frames)
     for name, frames in (
         ("latent_mean", t_lat),
         ("latent_logvar", t_lat),
@@ -173,13 +176,14 @@ def read_latents(meta: SampleMetadata) -> dict[str, np.ndarray]:
     return latents
 
 
-def decode_sample(raw: dict, features: FeatureSpec, decode_latents: bool = True) -> ClipSample:
+def decode_sample(raw: dict, features: FeatureSpec, latents: Compression | None = None) -> ClipSample:
     """Decode and validate a whole webdataset sample (every frame; for inspection and tests).
 
     Args:
         raw: ``{"__key__", "__url__", "<member>": bytes, …}`` as ``webdataset`` yields it.
         features: Expected feature layout.
-        decode_latents: Read the optional latent members when all four are present.
+        latents: Read the optional latent members, when all four are present, checked against these VAE
+            factors (``None``: leave them).
 
     Returns:
         The decoded clip.
@@ -197,7 +201,7 @@ def decode_sample(raw: dict, features: FeatureSpec, decode_latents: bool = True)
     num_refs = int(record["num_reference_frames"])
     check_array(refs, (num_refs, height, width, 3), "ref.mp4", shard, key)
 
-    latents = read_latents(meta) if decode_latents and has_latents(meta) else None
+    cached = read_latents(meta, latents) if latents is not None and has_latents(meta) else None
     return ClipSample(
         key=key,
         shard=shard,
@@ -210,5 +214,5 @@ def decode_sample(raw: dict, features: FeatureSpec, decode_latents: bool = True)
         ref_lower_face_boxes=meta.ref_lower_face_boxes,
         caption=record.get("caption"),
         record=record,
-        latents=latents,
+        latents=cached,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import decord
 import numpy as np
 
-from trainer.data.buckets import Bucket, choose_bucket, random_area
+from trainer.data.buckets import Bucket, Compression, choose_bucket, random_area
 from trainer.data.decode import SampleMetadata, has_latents, read_latents, read_metadata
 from trainer.data.schema import FeatureSpec, ShardSampleError
 from trainer.data.transforms import TrainingClip
@@ -57,6 +57,7 @@ def plan_sample(
     min_mp: float,
     max_mp: float,
     use_cached_latents: bool,
+    compression: Compression,
 ) -> Plan:
     """Validate a raw sample's schema and decide its bucket and crop.
 
@@ -70,9 +71,9 @@ def plan_sample(
     if refs < num_refs:
         raise ShardSampleError(shard, key, f"{refs} reference frames, training uses {num_refs}")
     rng = np.random.default_rng([seed, epoch, zlib.crc32(key.encode())])
-    max_t = (frames - 1) // 8 + 1
+    max_t = compression.latent_frames(frames)
     if use_cached_latents and has_latents(meta):
-        read_latents(meta)  # a malformed latent is skipped here, before it reaches a batch
+        read_latents(meta, compression)  # a malformed latent is skipped here, before it reaches a batch
         # Cached latents fix the resolution; a causal VAE lets the clip be cut after any latent frame.
         bucket = next((b for b in buckets if (b.height, b.width) == (h, w) and b.latent_frames <= max_t), None)
         if bucket is not None:
@@ -133,7 +134,7 @@ def decode_plan(plan: Plan, num_refs: int, default_caption: str) -> TrainingClip
     latents = None
     if plan.cached:
         t = b.latent_frames
-        latents = read_latents(plan.meta)
+        latents = read_latents(plan.meta, b.compression)
         latents["latent_mean"] = latents["latent_mean"][:, :t]
         latents["latent_logvar"] = latents["latent_logvar"][:, :t]
         latents["ref_latent_mean"] = latents["ref_latent_mean"][:, :num_refs]

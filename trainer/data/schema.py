@@ -28,6 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 SCHEMA_VERSION = 1
+# Clips in shards have CLIP_FRAME_STEP·k + 1 frames: whole latent frames for LTX-Video's VAE (8 frames per latent
+# frame after frame 0), and for any VAE whose temporal factor divides it.
+CLIP_FRAME_STEP = 8
 
 REQUIRED_MEMBERS = (
     "video.mp4",
@@ -110,8 +113,8 @@ def check_record(record: dict, shard: str, key: str) -> None:
         raise ShardSampleError(
             shard, key, f"json schema_version {record['schema_version']!r}, this code reads {SCHEMA_VERSION}"
         )
-    if int(record["num_frames"]) % 8 != 1:
-        raise ShardSampleError(shard, key, f"json num_frames={record['num_frames']} is not 8k+1")
+    if int(record["num_frames"]) % CLIP_FRAME_STEP != 1:
+        raise ShardSampleError(shard, key, f"json num_frames={record['num_frames']} is not {CLIP_FRAME_STEP}k+1")
 
 
 def check_array(arr: np.ndarray, shape: tuple, member: str, shard: str, key: str) -> None:

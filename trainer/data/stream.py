@@ -25,7 +25,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
-from trainer.data.buckets import Bucket
+from trainer.data.buckets import Bucket, Compression
 from trainer.data.plan import Plan, decode_plan, plan_sample
 from trainer.data.schema import UNREADABLE_SHARD_ERRORS, DataError, FeatureSpec, ShardSampleError
 from trainer.data.transforms import collate_clips
@@ -41,6 +41,7 @@ class StreamSettings:
         seed: Seed of shard order, shuffle and plans.
         shuffle_buffer: Samples in the shuffle buffer.
         buckets: Allowed batch shapes.
+        compression: The VAE's factors (clip lengths in latent frames, cached latent shapes).
         features: Expected audio feature layout.
         num_refs: Reference frames per sample.
         min_mp: Smallest training area (megapixels).
@@ -52,6 +53,7 @@ class StreamSettings:
     seed: int
     shuffle_buffer: int
     buckets: list[Bucket]
+    compression: Compression
     features: FeatureSpec
     num_refs: int
     min_mp: float
@@ -75,6 +77,7 @@ class StreamSettings:
             self.min_mp,
             self.max_mp,
             self.use_cached_latents,
+            self.compression,
         )
 
 
