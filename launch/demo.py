@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launch.corpus import CorpusSpec, prepare_corpus
+from launch.corpus import CorpusSpec, PreparedCorpus, prepare_corpus
 from launch.tiny_base import TinyBaseConfig, build_tiny_base, latent_shards
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config, register_schema
@@ -55,7 +55,10 @@ class DemoConfig:
         zoom: Face-centred framing (1 = head and shoulders); lip-sync models are trained on close crops, and the
             tiny VAE resolves a mouth only when it spans enough pixels.
         clip_frames: Frames per training clip (8k+1).
-        seed: Seed of the corpus and of every run.
+        seed: Seed of the tiny base's corpus and of every run.
+        fresh_people: Stages 1 and 2 train on a second corpus (seed ``seed + 1``) of people the tiny base never
+            saw, as a pretrained base has never seen the fine-tuning set; a base fitted on the adapter's own clips
+            has learned their mouths and leaves the adapter little to learn (false: train on the base's corpus).
         vae_image_steps: Tiny-base VAE fit steps on single frames.
         vae_clip_steps: Tiny-base VAE fit steps on clips and mouth crops.
         base_steps: Base-stage steps of the tiny DiT.
@@ -84,6 +87,7 @@ class DemoConfig:
     zoom: float = 2.0
     clip_frames: int = 25
     seed: int = 0
+    fresh_people: bool = True
     vae_image_steps: int = 800
     vae_clip_steps: int = 2400
     base_steps: int = 1500
@@ -280,6 +284,21 @@ def _dub_files(cfg: DemoConfig, held, base: Path, export: Path, out: Path) -> di
     return done
 
 
+def _latents_of(corpus: PreparedCorpus, base: Path, data: Path) -> str:
+    """The corpus's shards with the VAE latents of the tiny base ``base`` added (once; finished shards are reused).
+
+    Returns:
+        The glob of the shards with latents, under ``data/latents/<corpus>_<base>``.
+    """
+    from data_prep.latents import LatentsConfig, add_latents
+    from trainer.config.schema import VAEConfig
+
+    out = data / "latents" / f"{corpus.prep.parent.name}_{base.parent.name}"
+    vae = VAEConfig(source="diffusers", path=str(base), subfolder="vae")
+    add_latents(LatentsConfig(shards=corpus.shards, output_dir=str(out), vae=vae))
+    return f"{out}/*.tar"
+
+
 def write_strip(path: Path, videos: list, frames: int = 8) -> None:
     """A PNG with one row per video (source | dub | ground truth | base) of ``frames`` evenly spaced frames."""
     import numpy as np
@@ -321,6 +340,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     held_spec = CorpusSpec(
         **{**spec.__dict__, "num_videos": cfg.heldout_videos, "seed": HELDOUT_SEED + cfg.seed, "fps": [25.0]}
     )
+    # The people stages 1 and 2 learn from; the tiny base is fitted on `spec`'s.
+    adapter_spec = CorpusSpec(**{**spec.__dict__, "seed": cfg.seed + 1}) if cfg.fresh_people else spec
 
     # Fail on a bad override before any work (the base folder does not exist yet: any folder stands in).
     stage1_overrides = _stage_overrides(cfg, "<shards>", data, runs / "stage1", cfg.stage1_steps)
@@ -328,19 +349,21 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     scaled = runs / "stage2_zero2_ulysses" if cfg.scale_steps > 0 else None
 
     t0 = time.perf_counter()
-    train_set = prepare_corpus(spec, data / "corpora")
+    base_set = prepare_corpus(spec, data / "corpora")
+    train_set = prepare_corpus(adapter_spec, data / "corpora") if cfg.fresh_people else base_set
     held = prepare_corpus(held_spec, data / "corpora")
     clips = [r for r in read_ledger(train_set.prep / "ledger.parquet").to_pylist() if r["kind"] == "clip"]
     kept = sum(r["status"] == "kept" for r in clips)
+    base_people = f"; the tiny base's {cfg.num_videos} other people in {base_set.shards}" if cfg.fresh_people else ""
     print(
         f"[1/10] corpus + data_prep: {cfg.num_videos} synthetic people -> {kept} of {len(clips)} clip candidates "
         f"kept, shards {train_set.prep / 'shards'}, ledger {train_set.prep / 'ledger.parquet'}, report "
-        f"{train_set.prep / 'report.md'}; {cfg.heldout_videos} held-out people in {held.prep / 'shards'} "
-        f"({time.perf_counter() - t0:.0f}s)"
+        f"{train_set.prep / 'report.md'}{base_people}; {cfg.heldout_videos} held-out people in "
+        f"{held.prep / 'shards'} ({time.perf_counter() - t0:.0f}s)"
     )
 
     base_cfg = TinyBaseConfig(
-        shards=train_set.shards,
+        shards=base_set.shards,
         out_dir=str(
             data / "tiny_base" / f"{spec.name()}_vae{cfg.vae_image_steps}-{cfg.vae_clip_steps}_dit{cfg.base_steps}"
         ),
@@ -352,7 +375,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     )
     base = build_tiny_base(base_cfg)
     # The training shards with the base VAE's latents: stages 1 and 2 never run the VAE on training clips.
-    shards = latent_shards(base_cfg)
+    shards = latent_shards(base_cfg) if not cfg.fresh_people else _latents_of(train_set, base, data)
     print(
         f"[2/10] pretrained tiny base (VAE + T5 + base-stage DiT, diffusers folder): {base} "
         f"({time.perf_counter() - t0:.0f}s)"
@@ -410,6 +433,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         "report": train_set.prep / "report.md",
         "shards": train_set.prep / "shards",
         "heldout_shards": held.prep / "shards",
+        "base_shards": base_set.prep / "shards",
         "base_model": base,
         "stage1_run": stage1.run_dir,
         "stage1_checkpoint": stage1.last_checkpoint,

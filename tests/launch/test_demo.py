@@ -104,6 +104,20 @@ def test_demo_dubs_raw_files_through_eval_dub(demo_outputs):
 
 
 @pytest.mark.slow
+def test_the_tiny_base_never_saw_the_people_the_adapter_learns_from(demo_outputs):
+    def people(shards: Path) -> set[int]:
+        """The generator seeds of a corpus's people (its manifest)."""
+        manifest = json.loads((shards.parents[1] / "corpus" / "manifest.json").read_text())
+        return {v["seed"] for v in manifest["videos"]}
+
+    adapter, base = people(demo_outputs["shards"]), people(demo_outputs["base_shards"])
+    assert len(adapter) == len(base) == 2 and not adapter & base
+    stage1 = read_training_checkpoint(demo_outputs["stage1_checkpoint"])["talkdit"]["config"]["data"]["shards"]
+    # Stages train on the adapter people's shards with the base VAE's latents added, not on the base's.
+    assert demo_outputs["shards"].parents[1].name in stage1 and demo_outputs["base_model"].parent.name in stage1
+
+
+@pytest.mark.slow
 def test_demo_shards_come_from_the_data_prep_pipeline(demo_outputs):
     rows = pq.read_table(demo_outputs["ledger"]).to_pylist()
     kept = {r["clip_id"]: r for r in rows if r["kind"] == "clip" and r["status"] == "kept"}
