@@ -56,7 +56,8 @@ bench:  ## benchmarks print JSON ratios against a baseline measured in the same 
 	$(BIN)/python benchmarks/dub_overhead.py
 
 # The demo at the budget whose VAE passes the benchmark's check (192 people, a 17,600-step VAE fit; about an hour
-# on 2 CPU cores, reused from demo_lipsync/ afterwards), then the lip-sync benchmark and its two ablations.
+# on 2 CPU cores, reused from demo_lipsync/ afterwards), then the lip-sync benchmark, its two ablations and audio
+# guidance 4.
 LIPSYNC_DEMO = out_dir=demo_lipsync num_videos=192 vae_clip_steps=16800
 
 bench-lipsync:  ## the lip-sync benchmark on a tiny base fitted long enough to show mouths (about an hour on 2 cores)
@@ -65,6 +66,8 @@ bench-lipsync:  ## the lip-sync benchmark on a tiny base fitted long enough to s
 		$(BIN)/python benchmarks/lipsync_learning.py --out demo_lipsync --ablation $$a > demo_lipsync/.lipsync_$$a.json \
 			&& mv demo_lipsync/.lipsync_$$a.json demo_lipsync/lipsync_$$a.json || exit 1; \
 	done
+	$(BIN)/python benchmarks/lipsync_learning.py --out demo_lipsync --audio-guidance 4 > demo_lipsync/.lipsync_none_g4.json \
+		&& mv demo_lipsync/.lipsync_none_g4.json demo_lipsync/lipsync_none_g4.json
 	cat demo_lipsync/lipsync_none.json
 
 clean:
