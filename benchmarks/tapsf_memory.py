@@ -47,6 +47,8 @@ from eval.sampler.long_video import (
     slice_block,
 )
 from trainer.config.compose import compose_config
+from trainer.config.schema import VAEConfig
+from trainer.data.buckets import Compression
 from trainer.model.backbone import load_transformer
 from trainer.model.dit import TalkingHeadDiT
 from trainer.model.sequence import patchify, unpatchify, video_coords
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": args.device,
         "threads": args.threads,
         "latent_shape": [args.latent_frames, args.height, args.width],
-        "video_frames": 8 * (args.latent_frames - 1) + 1,
+        "video_frames": Compression.of(VAEConfig()).video_frames(args.latent_frames),  # the tiny model's LTX VAE
         "block_size": args.block_size,
         "memory_measure": (
             "peak RSS (VmHWM) - RSS before, one fresh process per variant"

@@ -11,7 +11,8 @@ the checkpoint's training range, sides multiples of the VAE's spatial factor, as
 it with the clip and where it is written.
 
 Modes (the rows of the paper's tables): ``v2v_self`` — V2V self-reenactment, each clip driven by its own
-audio (Table 2, left); ``v2v_novel`` — V2V with the audio of the next clip in the list (Table 2, right);
+audio (Table 2, left); ``v2v_novel`` — V2V with another clip's speech, preferably another person's
+(:func:`eval.pairing.novel_audio_partners`; Table 2, right);
 ``i2v`` — generated from the first frame and the clip's audio (Table 3). Each sample is written as an mp4
 muxed with its driving audio; ``table2.md``/``.csv`` and ``table3.md``/``.csv`` hold the mean of each
 metric over the clips (FID and FVD too: per-clip values averaged, which is not the set-level FID of a

@@ -148,8 +148,6 @@ class ValidationCallback(Callback):
         self.run_dir = Path(trainer.default_root_dir)
         if self.weights is None:
             self.weights = MetricWeights.from_env()
-        # One suite for the whole run: each metric network is read once, not at every validation.
-        self.metrics = MetricSuite(self.weights, pl_module.device)
         if cfg.num_clips:
             self.clips = [
                 _Clip(c, a, sr)
@@ -293,6 +291,10 @@ class ValidationCallback(Callback):
                 if k >= real:
                     continue  # a padding clip: its forwards keep the ranks in step, it is not scored
                 frames_out[(mode, i)] = frames
+                if self.metrics is None:
+                    # One suite for the whole run (each metric network read once), made at the first scoring:
+                    # the module is on its training device by then, which it is not yet in setup().
+                    self.metrics = MetricSuite(self.weights, pl_module.device)
                 values = self.metrics(
                     frames, clip.sample.frames, drive, clip.sample.fps, clip.sample_rate, clip.sample.ref_frames[0]
                 )

@@ -47,7 +47,8 @@ class DemoConfig:
 
     Attributes:
         out_dir: Corpora, shards and the tiny base are kept here and reused; each run gets ``runs/<timestamp>``.
-        num_videos: Synthetic training people (one video each).
+        num_videos: Synthetic people (one video each) of the tiny base's corpus, and of the adapter's with
+            ``fresh_people``.
         heldout_videos: People never trained on: the dub and its benchmark numbers.
         duration_s: Length of each video, seconds.
         fps: Frame rates the corpus mixes (clips are resampled to 25 fps by data_prep).

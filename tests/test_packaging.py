@@ -79,6 +79,16 @@ def test_validation_without_the_data_extra_validates_the_loss_and_refuses_videos
     assert "validation.num_clips" in refusal and "talkdit[data]" in refusal and "num_clips=0" in refusal
 
 
+def test_a_run_validating_the_loss_only_needs_nothing_of_the_data_extra(simple_shards, tmp_path):
+    # The validation callback's setup and its validations run; no metric network or OpenCV is touched.
+    run_dir = tmp_path / "run"
+    validation = ["validation.every_n_steps=1", f"validation.shards={simple_shards}", "validation.num_clips=0"]
+    code = BLOCK_DATA_EXTRA + "from trainer.train import main\nsys.exit(main(sys.argv[1:]))\n"
+    done = _python(code, *tiny_overrides(simple_shards, run_dir, 2, *validation), cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(run_dir.rglob("last.ckpt")), sorted(p.name for p in run_dir.rglob("*"))
+
+
 @pytest.mark.slow
 def test_a_plain_install_composes_every_experiment_and_trains_from_another_folder(simple_shards, tmp_path):
     src, target, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"

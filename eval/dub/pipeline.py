@@ -27,6 +27,7 @@ audio windows (kilobytes per frame for the tiny model).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -175,6 +176,19 @@ def load_models(cfg: DubConfig, exported: ExportedWeights | None = None) -> Mode
             "(audio_adapter.json feature_layers x feature_dim): use the encoder the weights were trained with"
         )
     return Models(model, whisper, exported)
+
+
+def base_spatial_compression(base: str) -> int | None:
+    """Pixels per token side of the base folder's VAE (``vae/config.json``'s ``spatial_compression_ratio``).
+
+    Returns:
+        The factor, or ``None`` when the file or key is absent (loading the base then names what is missing).
+    """
+    try:
+        value = json.loads((Path(base) / "vae" / "config.json").read_text()).get("spatial_compression_ratio")
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, int) else None
 
 
 def model_size(cfg: DubConfig, settings: dict, spatial: int) -> tuple[int, int]:
@@ -333,6 +347,7 @@ def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False
     # The export's files are read (cheap) before the video is analysed, the model built (minutes for 13B) after:
     # a missing file or a video without a face is refused first.
     exported = models.exported if models is not None else read_exported_weights(cfg.weights, cfg.lora)
+    check_size(cfg.size, base_spatial_compression(cfg.base))  # from the base's VAE config, before any work
     lap("inputs")
 
     fps = float(info.fps)

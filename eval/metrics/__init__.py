@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from eval.config import SYNC_PROTOCOLS
 from eval.metrics.video import as_video
 from eval.metrics.weights import WEIGHT_SOURCES, MetricWeights, require_file
 
@@ -97,13 +98,13 @@ class MetricSuite:
     """
 
     def __init__(self, weights: MetricWeights, device: str | torch.device = "cpu", sync_protocol: str = "direct"):
-        from eval.metrics.sync_official import protocol_label
-
-        protocol_label(sync_protocol)  # an unknown protocol is an error, not a skipped metric
+        if sync_protocol not in SYNC_PROTOCOLS:  # an unknown protocol is an error, not a skipped metric
+            raise ValueError(f"sync_protocol={sync_protocol!r}: expected one of {', '.join(SYNC_PROTOCOLS)}")
         self.weights = weights
         self.device = device
         self.sync_protocol = sync_protocol
         self._networks: dict[str, object] = {}
+        self._failed: dict[str, Exception] = {}  # a missing or bad file is read once, not per clip
 
     def network(self, key: str):
         """The network of weight ``key`` (a key of :data:`WEIGHT_SOURCES`), loaded on the first call.
@@ -112,10 +113,16 @@ class MetricSuite:
             FileNotFoundError: The weight file is not configured or absent (the message says where it comes from).
             ValueError: The file is not in the official layout.
         """
+        if key in self._failed:
+            raise self._failed[key]
         if key not in self._networks:
             module, loader = _LOADERS[key]
-            path = require_file(getattr(self.weights, key), key)
-            self._networks[key] = getattr(importlib.import_module(module), loader)(path, self.device)
+            try:
+                path = require_file(getattr(self.weights, key), key)
+                self._networks[key] = getattr(importlib.import_module(module), loader)(path, self.device)
+            except (FileNotFoundError, ValueError) as exc:
+                self._failed[key] = exc
+                raise
         return self._networks[key]
 
     def __call__(

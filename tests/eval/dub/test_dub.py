@@ -140,6 +140,8 @@ def test_bad_inputs_give_one_line_naming_the_file_and_no_output(
     _bad(args(video=empty), capsys, f"video={empty}", "no face found in 100% of the frames (seconds 0.0-1.0)")
     # A mask mode that does not exist.
     _bad(args(extra=["mask=teeth"]), capsys, "mask", "teeth", "lip, face, head")
+    # A model size off the base VAE's token grid, refused from the base's vae/config.json before any work.
+    _bad(args(extra=["size=[100,100]"]), capsys, "size", "[100, 100]", "multiples of 32")
     # Weights of another DiT than the base (names the fields that differ).
     other = tmp_path / "other_base"
     other.mkdir()
