@@ -7,6 +7,7 @@ then create the run directory and train.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
+import torch
 import webdataset as wds
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -298,16 +300,30 @@ def train(cfg: TrainConfig) -> TrainResult:
     trainer = build_trainer(cfg, run_dir, logger, extra_callbacks)
     # Lightning starts the other local ranks as copies of this command; they must find this run dir.
     os.environ[RUN_DIR_ENV] = str(run_dir)
+    had_process_group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    final_loss = None
     try:
         trainer.fit(module, datamodule=data, ckpt_path=cfg.resume)
+        loss = trainer.callback_metrics.get("train/loss")
+        final_loss = float(loss) if loss is not None else None
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
         if isinstance(logger, WandbLogger):
             # A later run in the same process (the demo's stage 2, tests) must start its own wandb run.
             logger.experiment.finish()
-    loss = trainer.callback_metrics.get("train/loss")
-    return TrainResult(
-        run_dir=run_dir,
-        last_checkpoint=run_dir / CHECKPOINT_DIR / "last.ckpt",
-        final_loss=float(loss) if loss is not None else None,
-    )
+        del trainer, module, data
+        if not had_process_group:
+            _end_process_group()
+    return TrainResult(run_dir=run_dir, last_checkpoint=run_dir / CHECKPOINT_DIR / "last.ckpt", final_loss=final_loss)
+
+
+def _end_process_group() -> None:
+    """Destroy the process group the run's strategy made, after freeing what holds its pending work.
+
+    Left to interpreter exit, gloo's outstanding work objects abort the process ("terminate called without an
+    active exception", exit -6): seen on a 2-rank CPU run ending at a requeue signal, which SLURM would then
+    count as a failed job.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()
+        torch.distributed.destroy_process_group()
