@@ -27,7 +27,6 @@ audio windows (kilobytes per frame for the tiny model).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -57,7 +56,7 @@ from trainer.model.audio_windows import sample_audio_windows
 from trainer.model.dit_inputs import identity_references
 from trainer.model.exported import ExportedWeights, WeightsMismatchError, read_exported_weights
 from trainer.model.masks import latent_frame_groups
-from trainer.model.talking_head import TalkingHeadModel
+from trainer.model.talking_head import TalkingHeadModel, base_model_config
 from trainer.model.vae import denormalize_latents, normalize_latents
 from trainer.model.whisper_features import WhisperArch, WhisperFeatureExtractor, WhisperFeaturesConfig
 
@@ -176,19 +175,6 @@ def load_models(cfg: DubConfig, exported: ExportedWeights | None = None) -> Mode
             "(audio_adapter.json feature_layers x feature_dim): use the encoder the weights were trained with"
         )
     return Models(model, whisper, exported)
-
-
-def base_spatial_compression(base: str) -> int | None:
-    """Pixels per token side of the base folder's VAE (``vae/config.json``'s ``spatial_compression_ratio``).
-
-    Returns:
-        The factor, or ``None`` when the file or key is absent (loading the base then names what is missing).
-    """
-    try:
-        value = json.loads((Path(base) / "vae" / "config.json").read_text()).get("spatial_compression_ratio")
-    except (OSError, ValueError):
-        return None
-    return int(value) if isinstance(value, int) else None
 
 
 def model_size(cfg: DubConfig, settings: dict, spatial: int) -> tuple[int, int]:
@@ -347,7 +333,7 @@ def dub(cfg: DubConfig, models: Models | None = None, keep_latents: bool = False
     # The export's files are read (cheap) before the video is analysed, the model built (minutes for 13B) after:
     # a missing file or a video without a face is refused first.
     exported = models.exported if models is not None else read_exported_weights(cfg.weights, cfg.lora)
-    check_size(cfg.size, base_spatial_compression(cfg.base))  # from the base's VAE config, before any work
+    check_size(cfg.size, base_model_config(cfg.base).vae.spatial_compression)  # before any work
     lap("inputs")
 
     fps = float(info.fps)

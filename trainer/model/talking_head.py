@@ -72,10 +72,16 @@ def base_model_config(base: str | Path, text_max_length: int | None = None) -> M
         tok = base / "tokenizer" / "tokenizer_config.json"
         recorded = json.loads(tok.read_text()).get("model_max_length") if tok.is_file() else None
         text_max_length = int(recorded) if recorded and recorded < _NO_LENGTH else DEFAULT_TEXT_LENGTH
+    vae = VAEConfig(source="diffusers", path=str(base), subfolder="vae")
+    vae_config = base / "vae" / "config.json"
+    if vae_config.is_file():  # the compression its save_pretrained recorded (absent: LTX-Video's, the defaults)
+        recorded_vae = json.loads(vae_config.read_text())
+        vae.spatial_compression = int(recorded_vae.get("spatial_compression_ratio") or vae.spatial_compression)
+        vae.temporal_compression = int(recorded_vae.get("temporal_compression_ratio") or vae.temporal_compression)
     return ModelConfig(
         name=f"base:{base.name}",
         transformer=TransformerConfig(source="diffusers", path=str(base), subfolder="transformer", arch=arch),
-        vae=VAEConfig(source="diffusers", path=str(base), subfolder="vae"),
+        vae=vae,
         text_encoder=TextEncoderConfig(source="diffusers", path=str(base), max_length=int(text_max_length)),
     )
 
