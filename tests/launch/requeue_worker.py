@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader, IterableDataset
 
+from trainer.atomic import atomic_write_text
 from trainer.requeue import RequeueOnSignal
 
 OUT = Path(sys.argv[1])
@@ -39,7 +40,8 @@ class Toy(L.LightningModule):
     def training_step(self, batch, batch_idx):
         self.position += 1
         if self.position == RUNNING_AT:
-            (OUT / f"pid.{self.global_rank}").write_text(str(os.getpid()))
+            # atomic: the test reads the pid as soon as the file exists
+            atomic_write_text(OUT / f"pid.{self.global_rank}", str(os.getpid()))
         return (self.net(batch) - batch).pow(2).mean()
 
     def on_save_checkpoint(self, checkpoint):
