@@ -62,6 +62,8 @@ class DemoConfig:
             has learned their mouths and leaves the adapter little to learn (false: train on the base's corpus).
         vae_image_steps: Tiny-base VAE fit steps on single frames.
         vae_clip_steps: Tiny-base VAE fit steps on clips and mouth crops.
+        vae_decoder_steps: Steps refining the tiny base VAE's decoder alone (0: none; the latents, and so the
+            base DiT, stay as they are: :mod:`launch.tiny_base`).
         base_steps: Base-stage steps of the tiny DiT.
         stage1_steps: Optimizer steps of stage 1 (the audio adapter).
         validate_every: Stage-1 validation every this many steps on the held-out people (0: off).
@@ -91,6 +93,7 @@ class DemoConfig:
     fresh_people: bool = True
     vae_image_steps: int = 800
     vae_clip_steps: int = 2400
+    vae_decoder_steps: int = 0
     base_steps: int = 1500
     stage1_steps: int = 2000
     validate_every: int = 1000
@@ -370,6 +373,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         ),
         vae_image_steps=cfg.vae_image_steps,
         vae_clip_steps=cfg.vae_clip_steps,
+        vae_decoder_steps=cfg.vae_decoder_steps,
         base_steps=cfg.base_steps,
         base_overrides=list(cfg.base_overrides),
         seed=cfg.seed,

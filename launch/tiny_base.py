@@ -11,15 +11,19 @@ Steps, each reused when a previous run finished it (so the demo fits the base on
    initialised and frozen: the corpus has one caption, so its embedding is a learned constant to the DiT);
 4. ``<out_dir>/base_run``: the base stage (every DiT weight, no audio adapter; ``experiment=tiny_base``)
    on the latent shards, with that VAE and text encoder, resumable;
-5. ``<out_dir>/base_model``: the base checkpoint exported as a diffusers folder in the LTX-Video layout
-   (``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``), which ``model=tiny_base`` loads exactly
-   like ``model=ltxv_13b`` loads LTX-Video.
+5. ``<out_dir>/parts/vae_decoder<N>`` (only with ``vae_decoder_steps=N``): the VAE with its decoder refined
+   alone for ``N`` steps on the frozen encoder's latents (:mod:`trainer.vae_fit`'s phase 3), which leaves the
+   latents, and so the base DiT, exactly as they were;
+6. ``<out_dir>/base_model`` (``base_model_decoder<N>`` with a refined decoder): the base checkpoint exported
+   as a diffusers folder in the LTX-Video layout (``transformer/``, ``vae/``, ``text_encoder/``,
+   ``tokenizer/``), which ``model=tiny_base`` loads exactly like ``model=ltxv_13b`` loads LTX-Video.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
+from trainer.atomic import atomic_dir
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config, register_schema
 
@@ -35,6 +40,8 @@ log = logging.getLogger("talkdit.tiny_base")
 BASE_MODEL = "base_model"
 PARTS = "parts"
 LATENT_SHARDS = "latent_shards"
+# The decoder refinement's only job is the region a dub changes: it weighs the lower face twice the fit's 5.
+DECODER_MOUTH_WEIGHT = 10.0
 
 
 @dataclass
@@ -46,6 +53,7 @@ class TinyBaseConfig:
         out_dir: Where the parts, the base run and ``base_model/`` go.
         vae_image_steps: VAE fit steps on single frames.
         vae_clip_steps: VAE fit steps on clips.
+        vae_decoder_steps: Steps refining the VAE's decoder alone once the base is trained (0: none).
         base_steps: Base-stage steps of the DiT.
         base_overrides: Extra trainer overrides of the base stage.
         seed: Seed of the VAE fit and of the base stage.
@@ -55,9 +63,19 @@ class TinyBaseConfig:
     out_dir: str = MISSING
     vae_image_steps: int = 800
     vae_clip_steps: int = 2400
+    vae_decoder_steps: int = 0
     base_steps: int = 1500
     base_overrides: list[str] = field(default_factory=list)
     seed: int = 0
+
+
+def base_model_dir(cfg: TinyBaseConfig) -> Path:
+    """Where the base folder goes: ``base_model``, or ``base_model_decoder<N>`` with a refined decoder.
+
+    Both share the fitted parts and the base run, which the decoder refinement does not change.
+    """
+    suffix = f"_decoder{cfg.vae_decoder_steps}" if cfg.vae_decoder_steps else ""
+    return Path(cfg.out_dir) / (BASE_MODEL + suffix)
 
 
 def latent_shards(cfg: TinyBaseConfig) -> str:
@@ -81,7 +99,6 @@ def base_stage_overrides(cfg: TinyBaseConfig, parts: Path, run_dir: Path) -> lis
 
 def write_text_encoder(parts: Path) -> None:
     """Write ``model=tiny_base``'s T5 encoder and byte-level tokenizer into ``parts`` (once)."""
-    from trainer.atomic import atomic_dir
     from trainer.config.compose import load_train_config
     from trainer.model.text_encoder import TextEncoder
 
@@ -106,7 +123,7 @@ def build_tiny_base(cfg: TinyBaseConfig, progress: bool = True) -> Path:
     from trainer.vae_fit import VAEFitConfig, fit_vae
 
     out = Path(cfg.out_dir)
-    base = out / BASE_MODEL
+    base = base_model_dir(cfg)
     if (base / "model_index.json").is_file():
         log.info("tiny base already built: %s", base)
         return base
@@ -129,7 +146,26 @@ def build_tiny_base(cfg: TinyBaseConfig, progress: bool = True) -> Path:
     write_text_encoder(parts)
     result = run(base_stage_overrides(cfg, parts, out / "base_run"))
     log.info("tiny base: base stage done in %s (%.0f s)", result.run_dir, time.perf_counter() - t0)
-    export_checkpoint(result.last_checkpoint, base, overwrite=True)
+    if cfg.vae_decoder_steps:
+        refined = fit_vae(
+            VAEFitConfig(
+                shards=cfg.shards,
+                output_dir=str(parts / f"vae_decoder{cfg.vae_decoder_steps}"),
+                init_from=str(parts / "vae"),
+                image_steps=0,
+                clip_steps=0,
+                decoder_steps=cfg.vae_decoder_steps,
+                mouth_weight=DECODER_MOUTH_WEIGHT,
+                seed=cfg.seed,
+            ),
+            progress=progress,
+        )
+        log.info("tiny base: decoder refined in %s (%.0f s)", refined, time.perf_counter() - t0)
+    with atomic_dir(base, overwrite=True) as tmp:
+        export_checkpoint(result.last_checkpoint, tmp, overwrite=True)
+        if cfg.vae_decoder_steps:
+            shutil.rmtree(tmp / "vae")
+            shutil.copytree(refined, tmp / "vae")
     log.info("tiny base written to %s (%.0f s)", base, time.perf_counter() - t0)
     return base
 

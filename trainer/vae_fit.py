@@ -14,6 +14,11 @@ then teach the 8-frame temporal code, mostly on crops around the lower face (whe
 within a latent frame) and every ``crop_every``-th step on whole frames. The encoder's log-variance starts
 small so that the decoder first learns from the signal rather than from posterior noise.
 
+A third phase, ``decoder_steps``, trains the decoder alone on whole clips, decoding the frozen encoder's
+posterior means (what a DiT's latents are decoded like). The latent space does not move, so a DiT trained
+on the VAE's latents stays valid: with ``init_from`` (a fitted VAE folder) and only ``decoder_steps``, it
+refines the decoder of a VAE whose latents a model already uses, as Stable Diffusion's ft-MSE decoder did.
+
 When the fit ends, the per-channel mean and standard deviation of the posterior means of the corpus are
 stored as the VAE's ``latents_mean``/``latents_std`` (diffusers' LTX latent normalisation), so the DiT
 reads unit-scale latents, and the folder is written with ``save_pretrained`` (atomically) with
@@ -83,7 +88,9 @@ class VAEFitConfig:
     Attributes:
         shards: Shards of clips to fit on (data_prep's schema: ``video.mp4``, ``lower_face_boxes.npy``).
         output_dir: The VAE folder to write (``config.json``, ``diffusion_pytorch_model.safetensors``).
-        arch: ``AutoencoderKLLTXVideo`` arguments.
+        arch: ``AutoencoderKLLTXVideo`` arguments (ignored with ``init_from``).
+        init_from: A fitted VAE folder to start from (its architecture, weights and, when phases 1-2 are
+            skipped, its latent statistics) instead of a fresh VAE.
         image_steps: Optimiser steps on single frames (phase 1).
         clip_steps: Optimiser steps on clips (phase 2): every ``crop_every``-th step whole frames
             (``clip_batch`` clips of ``clip_frames``), the others ``crop``² crops around the lower face
@@ -95,6 +102,9 @@ class VAEFitConfig:
         crop_batch: Crops per phase-2 crop step.
         crop_frames: Frames per crop, 8k+1.
         crop_every: One whole-frame step in this many phase-2 steps (1: never crops).
+        decoder_steps: Optimiser steps of the decoder alone (phase 3, encoder frozen, posterior means).
+        decoder_batch: Whole-frame clips per phase-3 step.
+        decoder_frames: Frames per phase-3 clip, 8k+1.
         lr: AdamW learning rate after a linear warm-up; it then follows a cosine down to ``lr · lr_final``.
         lr_final: Learning rate at the last step, as a fraction of ``lr``.
         warmup_steps: Linear warm-up steps.
@@ -113,6 +123,7 @@ class VAEFitConfig:
     shards: str = MISSING
     output_dir: str = MISSING
     arch: dict[str, Any] = field(default_factory=tiny_base_vae_arch)
+    init_from: str | None = None
     image_steps: int = 400
     clip_steps: int = 400
     image_batch: int = 8
@@ -122,6 +133,9 @@ class VAEFitConfig:
     crop_batch: int = 4
     crop_frames: int = 17
     crop_every: int = 3
+    decoder_steps: int = 0
+    decoder_batch: int = 4
+    decoder_frames: int = 25
     # LTX's VAE normalises every feature vector (RMSNorm without affine): the weights before a norm are scale
     # free, so Adam's per-weight steps turn into large rotations; small steps learn far faster here.
     lr: float = 1e-4
@@ -144,16 +158,27 @@ def validate(cfg: VAEFitConfig) -> None:
     Raises:
         ConfigError: A value out of range.
     """
-    for key in ("image_batch", "clip_batch", "crop_batch", "crop_every", "max_clips", "checkpoint_every"):
+    for key in (
+        "image_batch",
+        "clip_batch",
+        "crop_batch",
+        "crop_every",
+        "decoder_batch",
+        "max_clips",
+        "checkpoint_every",
+    ):
         if getattr(cfg, key) < 1:
             raise ConfigError(key, getattr(cfg, key), "expected >= 1")
-    for key in ("image_steps", "clip_steps", "holdout_videos", "warmup_steps"):
+    for key in ("image_steps", "clip_steps", "decoder_steps", "holdout_videos", "warmup_steps"):
         if getattr(cfg, key) < 0:
             raise ConfigError(key, getattr(cfg, key), "expected >= 0")
-    if cfg.image_steps + cfg.clip_steps < 1:
-        raise ConfigError("image_steps", cfg.image_steps, "image_steps + clip_steps must be >= 1")
+    if cfg.image_steps + cfg.clip_steps + cfg.decoder_steps < 1:
+        raise ConfigError("image_steps", cfg.image_steps, "image_steps + clip_steps + decoder_steps must be >= 1")
     validate_frames("clip_frames", cfg.clip_frames, CLIP_FRAME_STEP)  # cut from shard clips
     validate_frames("crop_frames", cfg.crop_frames, CLIP_FRAME_STEP)
+    validate_frames("decoder_frames", cfg.decoder_frames, CLIP_FRAME_STEP)
+    if cfg.init_from is not None and not (Path(cfg.init_from) / "config.json").is_file():
+        raise ConfigError("init_from", cfg.init_from, "expected a fitted VAE folder (with config.json)")
     if cfg.crop < 0 or cfg.crop % 32:
         raise ConfigError("crop", cfg.crop, "expected 0 or a positive multiple of 32")
     if not cfg.lr > 0:
@@ -273,6 +298,21 @@ class WindowSampler:
         return weight
 
 
+def require_ltx_compression(vae, source: str) -> None:
+    """Refuse a VAE that does not compress like LTX-Video's (32×32 spatial, 8× temporal).
+
+    Raises:
+        ValueError: Naming ``source`` (the setting the VAE came from) and its factors.
+    """
+    ltx = VAEConfig()  # model.vae's factors, LTX-Video's, which the tiny base's configs keep
+    got = (vae.spatial_compression_ratio, vae.temporal_compression_ratio)
+    if got != (ltx.spatial_compression, ltx.temporal_compression):
+        raise ValueError(
+            f"{source} compresses {got[0]}x spatially and {got[1]}x temporally; the tiny base keeps "
+            f"LTX-Video's {ltx.spatial_compression}x and {ltx.temporal_compression}x"
+        )
+
+
 def build_vae(arch: dict[str, Any], initial_logvar: float, seed: int):
     """A freshly initialised ``AutoencoderKLLTXVideo`` whose posterior starts narrow.
 
@@ -287,19 +327,27 @@ def build_vae(arch: dict[str, Any], initial_logvar: float, seed: int):
             vae = AutoencoderKLLTXVideo(**arch)
         except TypeError as err:
             raise ValueError(f"arch: not AutoencoderKLLTXVideo arguments: {err}") from err
-    ltx = VAEConfig()  # model.vae's factors, LTX-Video's, which the tiny base's configs keep
-    if (vae.spatial_compression_ratio, vae.temporal_compression_ratio) != (
-        ltx.spatial_compression,
-        ltx.temporal_compression,
-    ):
-        raise ValueError(
-            f"arch compresses {vae.spatial_compression_ratio}x spatially and {vae.temporal_compression_ratio}x "
-            f"temporally; the tiny base keeps LTX-Video's {ltx.spatial_compression}x and {ltx.temporal_compression}x"
-        )
+    require_ltx_compression(vae, "arch")
     with torch.no_grad():
         # The encoder's last output channel is the (shared) log-variance of the posterior.
         vae.encoder.conv_out.conv.bias[-1].fill_(initial_logvar)
     return vae
+
+
+def load_fitted_vae(folder: str):
+    """A fitted VAE folder's ``AutoencoderKLLTXVideo`` (the start of a refinement), in training mode.
+
+    Raises:
+        ValueError: The folder does not hold an LTX VAE that compresses 32×32×8.
+    """
+    from diffusers import AutoencoderKLLTXVideo
+
+    try:
+        vae = AutoencoderKLLTXVideo.from_pretrained(folder)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"init_from={folder}: not a diffusers AutoencoderKLLTXVideo folder: {err}") from err
+    require_ltx_compression(vae, f"init_from={folder}")
+    return vae.train()
 
 
 def learning_rate(cfg: VAEFitConfig, step: int, total: int) -> float:
@@ -321,21 +369,33 @@ def _within_group(video: torch.Tensor, temporal: int) -> torch.Tensor:
 
 
 def fit_step(
-    vae, video: torch.Tensor, weight: torch.Tensor, kl_weight: float, motion_weight: float, gen: torch.Generator
+    vae,
+    video: torch.Tensor,
+    weight: torch.Tensor,
+    kl_weight: float,
+    motion_weight: float,
+    gen: torch.Generator,
+    decoder_only: bool = False,
 ) -> dict:
     """Loss of one batch: weighted squared error of a posterior sample's reconstruction, KL, and motion.
 
     The motion term is the weighted squared error of what changes inside each latent frame (each frame minus
     its 8-frame group's mean): the part of a talking head an 8x temporal code must keep (a mouth's per-frame
-    opening) and the part a young VAE blurs first.
+    opening) and the part a young VAE blurs first. With ``decoder_only`` the encoder runs without gradient
+    and the decoder reads its posterior means (no KL term).
     """
-    dist = vae.encode(video).latent_dist
-    noise = torch.randn(dist.mean.shape, generator=gen, dtype=dist.mean.dtype)
-    latents = dist.mean + dist.std * noise
+    if decoder_only:
+        with torch.no_grad():
+            latents = vae.encode(video).latent_dist.mean
+        kl = torch.zeros(())
+    else:
+        dist = vae.encode(video).latent_dist
+        noise = torch.randn(dist.mean.shape, generator=gen, dtype=dist.mean.dtype)
+        latents = dist.mean + dist.std * noise
+        kl = kl_per_element(dist.mean, dist.logvar)
     recon = vae.decode(latents).sample
     norm = weight.mean()
     rec = ((recon - video).square() * weight).mean() / norm
-    kl = kl_per_element(dist.mean, dist.logvar)
     loss = rec + kl_weight * kl
     motion = torch.zeros(())
     temporal = vae.temporal_compression_ratio
@@ -413,14 +473,18 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
     if len(sizes) > 1 or height % 32 or width % 32:
         raise ValueError(f"shards={cfg.shards}: clips of sizes {sorted(sizes)}; need one size, sides multiples of 32")
     short = min(c.frames.shape[0] for c in clips)
-    for key in ("clip_frames", "crop_frames"):
-        if cfg.clip_steps and short < getattr(cfg, key):
+    for key, steps in (
+        ("clip_frames", cfg.clip_steps),
+        ("crop_frames", cfg.clip_steps),
+        ("decoder_frames", cfg.decoder_steps),
+    ):
+        if steps and short < getattr(cfg, key):
             raise ValueError(f"{key}={getattr(cfg, key)} but the shortest clip has {short} frames")
     if cfg.crop > min(height, width):
         raise ValueError(f"crop={cfg.crop} is larger than the clips ({height}x{width})")
 
     torch.manual_seed(cfg.seed)
-    vae = build_vae(cfg.arch, cfg.initial_logvar, cfg.seed)
+    vae = load_fitted_vae(cfg.init_from) if cfg.init_from else build_vae(cfg.arch, cfg.initial_logvar, cfg.seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -437,13 +501,16 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
         step, history = state["step"], state["history"]
         log.info("resuming the VAE fit at step %d from %s", step, state_file)
 
-    total = cfg.image_steps + cfg.clip_steps
+    total = cfg.image_steps + cfg.clip_steps + cfg.decoder_steps
     sampler = WindowSampler(train, cfg.mouth_weight, rng)
     bar = _Progress(total, step, progress)
     vae.train()
     start = time.perf_counter()
     while step < total:
-        if step < cfg.image_steps:
+        decoder_only = step >= cfg.image_steps + cfg.clip_steps
+        if decoder_only:
+            phase, (video, weight) = "decoder", sampler.batch(cfg.decoder_batch, cfg.decoder_frames)
+        elif step < cfg.image_steps:
             phase, (video, weight) = "frames", sampler.batch(cfg.image_batch, 1)
         elif cfg.crop and (step - cfg.image_steps) % cfg.crop_every:
             phase, (video, weight) = "crops", sampler.batch(cfg.crop_batch, cfg.crop_frames, cfg.crop)
@@ -451,7 +518,8 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
             phase, (video, weight) = "clips", sampler.batch(cfg.clip_batch, cfg.clip_frames)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step, total)
-        out = fit_step(vae, video, weight, cfg.kl_weight, cfg.motion_weight, gen)
+        vae.encoder.requires_grad_(not decoder_only)
+        out = fit_step(vae, video, weight, cfg.kl_weight, cfg.motion_weight, gen, decoder_only)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -464,9 +532,12 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
     bar.close()
 
     vae.eval()
-    mean, std = latent_statistics(vae, train[:64], cfg.clip_frames)
-    vae.latents_mean.copy_(mean)
-    vae.latents_std.copy_(std)
+    vae.encoder.requires_grad_(True)
+    if cfg.init_from is None or cfg.image_steps + cfg.clip_steps > 0:
+        # Without phases 1-2 the encoder did not move: the initial VAE's statistics stay exactly as they were.
+        mean, std = latent_statistics(vae, train[:64], cfg.clip_frames)
+        vae.latents_mean.copy_(mean)
+        vae.latents_std.copy_(std)
     psnr = reconstruction_psnr(vae, holdout, 2 * vae.temporal_compression_ratio + 1)  # three latent frames
     report = {
         "config": asdict(cfg),

@@ -29,6 +29,7 @@ def demo_outputs(tmp_path_factory):
         fps=[25.0],  # clips at their source's rate have a frame-exact true mouth opening (the audio probe)
         vae_image_steps=2,
         vae_clip_steps=2,
+        vae_decoder_steps=2,
         base_steps=3,
         stage1_steps=4,
         stage2_steps=3,
@@ -101,6 +102,19 @@ def test_demo_dubs_raw_files_through_eval_dub(demo_outputs):
         with av.open(str(demo_outputs["dub_real"])) as container:
             stream = container.streams.video[0]
             assert (stream.codec_context.width, stream.codec_context.height) == (1080, 1920)
+
+
+@pytest.mark.slow
+def test_a_refined_decoder_keeps_the_encoder_the_base_dit_learned_from(demo_outputs):
+    from safetensors.torch import load_file
+
+    base = demo_outputs["base_model"]
+    assert base.name == "base_model_decoder2"
+    fitted = load_file(base.parent / "parts" / "vae" / "diffusion_pytorch_model.safetensors")
+    refined = load_file(base / "vae" / "diffusion_pytorch_model.safetensors")
+    keep = [k for k in fitted if not k.startswith("decoder.")]  # encoder and latent statistics
+    assert keep and all(np.array_equal(fitted[k].numpy(), refined[k].numpy()) for k in keep)
+    assert any(not np.array_equal(fitted[k].numpy(), refined[k].numpy()) for k in fitted if k.startswith("decoder."))
 
 
 @pytest.mark.slow

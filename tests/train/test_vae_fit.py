@@ -83,3 +83,31 @@ def test_bad_input_gets_one_line(simple_shards, tmp_path, capsys):
     assert main([f"shards={simple_shards}", f"output_dir={tmp_path / 'v'}", "image_stepz=4"]) == 2
     assert "image_stepz" in capsys.readouterr().err
     assert not (tmp_path / "v").exists()
+
+
+def test_refining_the_decoder_keeps_the_latents_a_dit_was_trained_on(simple_shards, tmp_path, capsys):
+    fitted = fit_vae(config(simple_shards, tmp_path / "vae"), progress=False)
+    refine = config(
+        simple_shards,
+        tmp_path / "refined",
+        init_from=str(fitted),
+        image_steps=0,
+        clip_steps=0,
+        decoder_steps=3,
+        decoder_batch=1,
+        decoder_frames=9,
+    )
+    before = AutoencoderKLLTXVideo.from_pretrained(fitted)
+    after = AutoencoderKLLTXVideo.from_pretrained(fit_vae(refine, progress=False))
+    # The encoder and the latent normalisation are bit for bit the fitted VAE's: a DiT's latents stay valid.
+    for name, tensor in before.encoder.state_dict().items():
+        assert torch.equal(tensor, after.encoder.state_dict()[name]), name
+    assert torch.equal(before.latents_mean, after.latents_mean) and torch.equal(before.latents_std, after.latents_std)
+    moved = [n for n, t in before.decoder.state_dict().items() if not torch.equal(t, after.decoder.state_dict()[n])]
+    assert moved  # the decoder trained
+    report = json.loads((tmp_path / "refined" / FIT_REPORT).read_text())
+    assert report["steps"] == 3 and report["config"]["init_from"] == str(fitted)
+
+    assert main([f"shards={simple_shards}", f"output_dir={tmp_path / 'r2'}", f"init_from={tmp_path / 'none'}"]) == 2
+    assert "init_from" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
