@@ -189,7 +189,7 @@ def stream_vs_step(shards: Path, steps: int, tmp: Path) -> dict:
     gen = torch.Generator().manual_seed(0)
     t, samples = time.perf_counter(), 0
     for b in batches[1:]:
-        loss, _ = module.compute_loss(module.prepare_step(b, gen))
+        loss = module.compute_loss(module.prepare_step(b, gen)).loss
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -40,7 +40,7 @@ def main() -> None:
     module = TalkingHeadModule(cfg).eval()
     batch = synthetic_batch(cfg)
     with torch.no_grad():
-        latents, refs = module.encode_latents(batch, torch.Generator().manual_seed(0))
+        latents, refs = module.model.encode_latents(batch, torch.Generator().manual_seed(0))
         inputs = sample_inputs_from_batch(module, batch, latents, refs)
     sampler = EulerSampler(module.dit, SamplerConfig(num_steps=args.steps, guidance=GuidanceConfig(1.0, 1.0)))
     noise = torch.randn(latents.shape[0], latents[0, 0].numel(), latents.shape[1])

@@ -101,7 +101,7 @@ def manual_round(cfg, batch: dict, steps: int) -> list[float]:
     for step in range(steps):
         seed = np.random.SeedSequence([cfg.seed, step, 0]).generate_state(1)[0]
         inputs = module.prepare_step(batch, torch.Generator().manual_seed(int(seed)))
-        loss, _ = module.compute_loss(inputs)
+        loss = module.compute_loss(inputs).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         module.configure_gradient_clipping(opt)

@@ -223,7 +223,7 @@ def sample_clip(
     with torch.no_grad():
         dev = module.device
         batch = module.transfer_batch_to_device(batch, dev, 0)
-        latents, refs = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+        latents, refs = module.model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
         inputs = sample_inputs_from_batch(module, batch, latents, refs, mode, v2v_mask, identity_refs)
         out = sampler.sample(inputs)
         frames = decode_latents(module.vae, out)[0]
@@ -256,7 +256,7 @@ def sample_edited_clip(
     with torch.no_grad():
         dev = module.device
         batch = module.transfer_batch_to_device(batch, dev, 0)
-        latents, refs = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+        latents, refs = module.model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
         inputs, _, frames_map = edited_sample_inputs(module, batch, latents, refs, edits)
         frames = decode_latents(module.vae, sampler.sample(inputs))[0]
     return frames, edited_track(audio, frames_map, sample_rate, float(batch["fps"][0]))

@@ -15,12 +15,19 @@ from pathlib import Path
 
 import torch
 
+from trainer.config.compose import to_container
 from trainer.model.audio_adapter import ADAPTER_KEY_PATTERN, AudioAdapterConfig
 from trainer.model.weights import load_safetensors_checked
 
-# Parameters of the LightningModule live under ``dit.transformer.`` in its state dict.
-MODULE_PREFIX = "dit.transformer."
+# Parameters of the LightningModule live under ``model.dit.transformer.`` in its state dict (its plain model
+# is ``model``); checkpoints written before that held them under ``dit.transformer.`` (:func:`upgrade_state_keys`).
+MODULE_PREFIX = "model.dit.transformer."
+_LEGACY_PREFIX = "dit."
 ADAPTER_WEIGHTS = "audio_adapter.safetensors"
+# Config sections that must not change between a checkpoint and the run resuming from it.
+RESUME_KEYS = ("model", "audio", "stage")
+# Within them, where files live or how much is cached does not change what the weights mean.
+RESUME_IGNORED_SUFFIXES = (".path", ".adapter_init", ".cache_size", ".device", ".batch_chunks")
 ADAPTER_CONFIG = "audio_adapter.json"
 
 
@@ -42,7 +49,13 @@ def read_training_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"{path} is not a readable training checkpoint: {err}") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "talkdit" not in ckpt:
         raise ValueError(f"{path} is not a talkdit training checkpoint (no 'state_dict'/'talkdit' entries)")
+    ckpt["state_dict"] = upgrade_state_keys(ckpt["state_dict"])
     return ckpt
+
+
+def upgrade_state_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint state dict with the keys of today's module (``dit.…`` of older checkpoints → ``model.dit.…``)."""
+    return {("model." + k if k.startswith(_LEGACY_PREFIX) else k): v for k, v in state.items()}
 
 
 def read_deepspeed_checkpoint(path: Path) -> dict:
@@ -75,7 +88,8 @@ def read_deepspeed_checkpoint(path: Path) -> dict:
     ckpt = {k: client[k] for k in keep if k in client}
     # DeepSpeed adds the module's buffers; a talkdit checkpoint keeps the trainable tensors only.
     trainable = set(client["talkdit"].get("trainable", tensors))
-    ckpt["state_dict"] = {k: v.float().contiguous() for k, v in tensors.items() if k in trainable}
+    state = {k: v.float().contiguous() for k, v in tensors.items() if k in trainable}
+    ckpt["state_dict"] = upgrade_state_keys(state)
     return ckpt
 
 
@@ -135,3 +149,49 @@ def check_adapter_config(found: dict | None, expected: AudioAdapterConfig, sourc
     diffs = [f"{k}: file {found.get(k)!r} vs model {v!r}" for k, v in want.items() if found.get(k) != v]
     if diffs:
         raise ValueError(f"audio adapter in {source} was built for another model: " + "; ".join(diffs))
+
+
+def check_resume_compatible(module, checkpoint: dict, source: str) -> None:
+    """Refuse a checkpoint whose model/audio/stage config or tensor shapes differ from a training module's.
+
+    Args:
+        module: The :class:`~trainer.lightning_module.TalkingHeadModule` about to resume.
+        checkpoint: The checkpoint (:func:`read_training_checkpoint`, or Lightning's dict).
+        source: What to call the checkpoint in errors.
+
+    Raises:
+        ValueError: Naming the differing config keys, or the first missing/mis-shaped tensor.
+    """
+    meta = checkpoint.get("talkdit")
+    if meta is None:
+        raise ValueError(f"{source} was not written by talkdit (no 'talkdit' metadata)")
+    saved = meta.get("config", {})
+    now = to_container(module.cfg)
+    diffs = [
+        d
+        for d in _diff_keys({k: saved.get(k) for k in RESUME_KEYS}, {k: now[k] for k in RESUME_KEYS})
+        if not d.endswith(RESUME_IGNORED_SUFFIXES)
+    ]
+    if diffs:
+        raise ValueError(f"{source} was trained with another configuration; differing keys: {', '.join(diffs[:12])}")
+    own = dict(module.named_parameters())
+    for k, v in checkpoint["state_dict"].items():
+        if k not in own:
+            raise ValueError(f"{source} holds tensor {k!r} that this model does not have")
+        if own[k].shape != v.shape:
+            raise ValueError(
+                f"{source}: tensor {k!r} has shape {tuple(v.shape)}, this model {tuple(own[k].shape)} "
+                "(a checkpoint of another model size)"
+            )
+    missing = [n for n in module.trainable_state_names() if n not in checkpoint["state_dict"]]
+    if missing:
+        raise ValueError(f"{source} lacks {len(missing)} trainable tensors (first: {missing[0]})")
+
+
+def _diff_keys(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]

@@ -25,6 +25,8 @@ from trainer.data.plan import Plan
 from trainer.data.schema import ShardSampleError
 from trainer.objectives.conditions import ConditionFlags
 from trainer.objectives.flow_matching import masked_sq_error
+from trainer.objectives.step import step_inputs
+from trainer.objectives.step_loss import forward_velocity
 
 log = logging.getLogger("talkdit.held_out")
 
@@ -99,7 +101,7 @@ def held_out_errors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked flow-matching error of one batch at fixed flow times (the trainer's step, conditions fixed).
 
-    The trainer's own step inputs (:meth:`~trainer.lightning_module.TalkingHeadModule.step_inputs`) with
+    The trainer's own step inputs (:func:`trainer.objectives.step.step_inputs`) with
     its random draws fixed: conditions are V2V inference's (V2V on, first frame off, audio on, identity
     references per ``identity_refs``), the latents are encoded once and the noise is drawn from the same
     seeded generator for every ``q``, and every sample is at ``t = q``.
@@ -116,7 +118,7 @@ def held_out_errors(
         normalisation, summed over the batch).
     """
     dev = module.device
-    x0, ref_lat = module.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+    x0, ref_lat = module.model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
     bsz = x0.shape[0]
     yes = torch.ones(bsz, dtype=torch.bool, device=dev)
     flags = ConditionFlags(audio=yes, first_frame=~yes, v2v=yes, identity=identity_refs)
@@ -124,8 +126,9 @@ def held_out_errors(
     for q in quantiles:
         # The same generator state for every q: the same noise at every flow time.
         gen = torch.Generator(device=dev).manual_seed(seed + 1)
-        step = module.step_inputs(batch, x0, ref_lat, gen, flags, torch.full((bsz,), float(q), device=dev))
-        pred, tgt, mask = module.forward_velocity(step)
+        t = torch.full((bsz,), float(q), device=dev)
+        step = step_inputs(module.model, module.cfg, batch, x0, ref_lat, gen, flags, t)
+        pred, tgt, mask = forward_velocity(module.dit, step, module.sp)
         err, count = masked_sq_error(pred, tgt, mask)
         sums.append(err.sum())
         counts.append(count.sum())

@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from trainer.atomic import atomic_path
-from trainer.checkpoints import read_training_checkpoint
+from trainer.checkpoints import check_resume_compatible, read_training_checkpoint
 from trainer.config.errors import ConfigError
 from trainer.config.schema import TrainConfig
 from trainer.data.buckets import Compression
@@ -35,7 +35,7 @@ from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, featur
 from trainer.data.plan import decode_plan
 from trainer.data.schema import UNREADABLE_SHARD_ERRORS, ShardSampleError
 from trainer.data.stream import readers_for
-from trainer.lightning_module import TalkingHeadModule, check_resume_compatible
+from trainer.lightning_module import TalkingHeadModule
 from trainer.progress import LineProgress
 from trainer.requeue import RequeueOnSignal
 from trainer.run_dir import (
@@ -45,6 +45,7 @@ from trainer.run_dir import (
     prepare_run_dir,
     save_last_checkpoint,
 )
+from trainer.state_callbacks import training_state_callbacks
 from trainer.strategies import build_strategy, write_deepspeed_config
 
 log = logging.getLogger("talkdit.train")
@@ -221,6 +222,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, logger: Logger, extra: list[C
         # gradient all-reduce and hang the job; RequeueOnSignal checkpoints at a step boundary instead.
         plugins.append(SLURMEnvironment(auto_requeue=False))
         callbacks.append(RequeueOnSignal(run_dir))
+    callbacks += training_state_callbacks(cfg.data)
     callbacks += extra or []
     return L.Trainer(
         accelerator=st.accelerator,

@@ -48,7 +48,7 @@ def sample_inputs_from_batch(
     Args:
         module: A :class:`trainer.lightning_module.TalkingHeadModule` (its config, text encoder, device).
         batch: A loader batch (``lower_face_boxes``, ``face_boxes``, ``whisper``…, ``captions``, ``fps``).
-        latents: Normalised clip latents ``[B, C, T, H, W]`` (``module.encode_latents``).
+        latents: Normalised clip latents ``[B, C, T, H, W]`` (``TalkingHeadModel.encode_latents``).
         ref_latents: Normalised identity reference latents ``[B, C, R, H, W]`` or ``None``.
         mode: ``t2v``, ``i2v`` or ``v2v``.
         v2v_mask: ``lip``, ``face`` or ``head``.

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import trainer.lightning_module as lm
+import trainer.objectives.step as step_module
 from eval.sampler.batch import sample_inputs_from_batch
 from eval.sampler.config import GuidanceConfig, SamplerConfig
 from eval.sampler.modes import mode_mask
@@ -34,13 +34,13 @@ def test_first_model_input_equals_the_trainers(eval_shards, tmp_path, monkeypatc
         "stage.p_audio=1.0",
         f"data.mask={mask}",
     )
-    latents, refs = module.encode_latents(batch, torch.Generator().manual_seed(0))
-    monkeypatch.setattr(module, "encode_latents", lambda b, g: (latents, refs))
+    latents, refs = module.model.encode_latents(batch, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(module.model, "encode_latents", lambda b, g: (latents, refs))
     # The sampler starts at t = 1; make the trainer draw exactly that time.
-    monkeypatch.setattr(lm, "sample_timesteps", lambda b, *a, **k: torch.ones(b))
+    monkeypatch.setattr(step_module, "sample_timesteps", lambda b, *a, **k: torch.ones(b))
     drawn = []
-    knn_noise = lm.knn_noise
-    monkeypatch.setattr(lm, "knn_noise", lambda *a: drawn.append(knn_noise(*a)) or drawn[-1])
+    knn_noise = step_module.knn_noise
+    monkeypatch.setattr(step_module, "knn_noise", lambda *a: drawn.append(knn_noise(*a)) or drawn[-1])
     step = module.prepare_step(batch, torch.Generator().manual_seed(1))
     noise = drawn[0][0]  # the noise the trainer drew
 
@@ -63,7 +63,7 @@ def test_first_model_input_equals_the_trainers(eval_shards, tmp_path, monkeypatc
 
 def test_sampling_keeps_conditions_and_repeats_with_its_seed(eval_shards, tmp_path):
     module, batch = module_and_batch(eval_shards, tmp_path)
-    latents, refs = module.encode_latents(batch, torch.Generator().manual_seed(0))
+    latents, refs = module.model.encode_latents(batch, torch.Generator().manual_seed(0))
     cfg = SamplerConfig(num_steps=3, guidance=GuidanceConfig(audio=2.0, text=1.5), seed=7)
     sampler = EulerSampler(module.dit, cfg)
     for mode, v2v_mask in (("v2v", "lip"), ("v2v", "face"), ("v2v", "head"), ("i2v", "lip"), ("t2v", "lip")):

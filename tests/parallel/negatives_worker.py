@@ -40,7 +40,8 @@ def module_step(rank: int, world: int, port: int, shards: str, run_dir: str) -> 
         batch = stream_batches(cfg, 1, rank=rank, world=world)[0]
         assert len(batch["keys"]) == 1, batch["keys"]
         inputs = module.prepare_step(batch, module.step_generator())
-        loss, metrics = module.compute_loss(inputs)
+        out = module.compute_loss(inputs)
+        loss, metrics = out.loss, out.metrics
 
         every: list = [None] * world
         dist.all_gather_object(every, inputs.target)

@@ -21,7 +21,8 @@ def fit(module, batch, steps):
     for _ in range(steps):
         # The same noise, timestep and conditions every step: a fixed regression problem.
         inputs = module.prepare_step(batch, torch.Generator().manual_seed(gen_seed))
-        loss, metrics = module.compute_loss(inputs)
+        out = module.compute_loss(inputs)
+        loss, metrics = out.loss, out.metrics
         opt.zero_grad(set_to_none=True)
         loss.backward()
         module.configure_gradient_clipping(opt)

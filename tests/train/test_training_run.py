@@ -5,9 +5,10 @@ import csv
 import pytest
 import torch
 
+from eval.run import load_module
 from tests.train.conftest import stream_batches, tiny_overrides
 from tests.train.shards import write_simple_shards
-from trainer.checkpoints import read_training_checkpoint
+from trainer.checkpoints import MODULE_PREFIX, read_training_checkpoint
 from trainer.config.compose import load_train_config
 from trainer.lightning_module import TalkingHeadModule
 from trainer.model.vae import load_vae, normalize_latents, sample_posterior
@@ -41,7 +42,7 @@ def test_checkpoint_keeps_only_trainable_tensors_and_metadata(stage1, stage2):
     for result, has_lora in ((stage1[0], False), (stage2[0], True)):
         ckpt = read_training_checkpoint(result.last_checkpoint)
         names = list(ckpt["state_dict"])
-        assert all(n.startswith("dit.transformer.") for n in names)
+        assert all(n.startswith(MODULE_PREFIX) for n in names)
         assert any("audio_attn" in n for n in names) and any("audio_projection" in n for n in names)
         assert any(".lora_" in n for n in names) == has_lora
         assert not any(n.startswith(("vae.", "text_encoder.")) for n in names)
@@ -69,11 +70,11 @@ def test_resume_continues_from_the_saved_step_with_the_saved_weights(simple_shar
 def test_per_flow_time_losses_average_each_bins_samples_since_the_last_row(simple_shards, tmp_path):
     cfg = load_train_config(tiny_overrides(simple_shards, tmp_path, 1, "loop.loss_t_bins=[0.0,0.5,0.8,1.0]"))
     module = TalkingHeadModule(cfg)
-    assert module.pop_time_bin_losses() == {}
-    module.accumulate_time_bins(torch.tensor([1.0, 2.0]), torch.tensor([0.9, 0.1]))
-    module.accumulate_time_bins(torch.tensor([4.0, 8.0]), torch.tensor([0.95, 1.0]))
-    assert module.pop_time_bin_losses() == {"loss_t0-0.5": 2.0, "loss_t0.8-1": pytest.approx(13 / 3)}
-    assert module.pop_time_bin_losses() == {}  # the window starts again after a row
+    assert module.time_bins.pop() == {}
+    module.time_bins.add(torch.tensor([1.0, 2.0]), torch.tensor([0.9, 0.1]))
+    module.time_bins.add(torch.tensor([4.0, 8.0]), torch.tensor([0.95, 1.0]))
+    assert module.time_bins.pop() == {"loss_t0-0.5": 2.0, "loss_t0.8-1": pytest.approx(13 / 3)}
+    assert module.time_bins.pop() == {}  # the window starts again after a row
 
 
 def test_loading_a_checkpoint_restores_the_trained_tensors(stage1):
@@ -90,6 +91,19 @@ def test_loading_a_checkpoint_restores_the_trained_tensors(stage1):
         assert torch.equal(own[k], v)
 
 
+def test_a_checkpoint_from_before_the_plain_model_still_loads(stage1, tmp_path):
+    result, _, _ = stage1
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    # Older checkpoints held the DiT under ``dit.`` (the module had no ``model``).
+    ckpt["state_dict"] = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    assert all(k.startswith("dit.transformer.") for k in ckpt["state_dict"])
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    module = load_module(tmp_path / "old.ckpt")
+    own = dict(module.named_parameters())
+    for k, v in read_training_checkpoint(result.last_checkpoint)["state_dict"].items():
+        assert torch.equal(own[k], v), k
+
+
 @pytest.mark.slow
 def test_cached_latents_skip_the_vae(tmp_path):
     cfg = load_train_config(tiny_overrides(f"{tmp_path}/shards/*.tar", tmp_path / "run", 2))
@@ -103,15 +117,15 @@ def test_cached_latents_skip_the_vae(tmp_path):
     module.vae.encode = refuse
     batch = stream_batches(cfg, 1)[0]
     assert set(batch["latents"]) == {"latent_mean", "latent_logvar", "ref_latent_mean", "ref_latent_logvar"}
-    x0, refs = module.encode_latents(batch, torch.Generator().manual_seed(5))
+    x0, refs = module.model.encode_latents(batch, torch.Generator().manual_seed(5))
     gen = torch.Generator().manual_seed(5)
     lat = batch["latents"]
     want_x0 = normalize_latents(sample_posterior(lat["latent_mean"], lat["latent_logvar"], gen), vae)
     want_refs = normalize_latents(sample_posterior(lat["ref_latent_mean"], lat["ref_latent_logvar"], gen), vae)
     assert torch.equal(x0, want_x0) and torch.equal(refs, want_refs)
     assert x0.shape == (2, 8, 3, 2, 2) and refs.shape == (2, 8, 2, 2, 2)
-    loss, _ = module.compute_loss(module.prepare_step(batch, torch.Generator().manual_seed(0)))
-    assert torch.isfinite(loss)
+    out = module.compute_loss(module.prepare_step(batch, torch.Generator().manual_seed(0)))
+    assert torch.isfinite(out.loss)
 
 
 @pytest.mark.slow

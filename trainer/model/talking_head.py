@@ -36,7 +36,7 @@ from trainer.model.exported import (
     read_exported_weights,
 )
 from trainer.model.text_encoder import TextEncoder
-from trainer.model.vae import load_vae
+from trainer.model.vae import encode_posterior, load_vae, normalize_latents, sample_posterior
 from trainer.model.weights import require_file
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,28 @@ class TalkingHeadModel(nn.Module):
     def device(self) -> torch.device:
         """Where the DiT's weights are."""
         return next(self.dit.parameters()).device
+
+    @torch.no_grad()
+    def encode_latents(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised clip latents ``[B, C, T, h, w]`` and reference latents ``[B, C, R, h, w]`` of a batch.
+
+        Uses the shard's cached posterior when the batch carries it (``batch["latents"]``); otherwise encodes
+        ``frames`` ``[B, F, H, W, 3]`` and ``ref_frames`` ``[B, R, H, W, 3]`` with the frozen VAE (each reference
+        frame on its own, one latent frame each). Posterior samples are drawn from ``gen``.
+        """
+        if "latents" in batch:
+            lat = batch["latents"]
+            x0 = sample_posterior(lat["latent_mean"], lat["latent_logvar"], gen)
+            refs = sample_posterior(lat["ref_latent_mean"], lat["ref_latent_logvar"], gen)
+        else:
+            mean, logvar = encode_posterior(self.vae, batch["frames"])
+            x0 = sample_posterior(mean, logvar, gen)
+            ref_frames = batch["ref_frames"]
+            bsz, refs_n = ref_frames.shape[:2]
+            r_mean, r_logvar = encode_posterior(self.vae, ref_frames.reshape(bsz * refs_n, 1, *ref_frames.shape[2:]))
+            refs = sample_posterior(r_mean, r_logvar, gen)
+            refs = refs.reshape(bsz, refs_n, *refs.shape[1:]).squeeze(3).permute(0, 2, 1, 3, 4)
+        return normalize_latents(x0, self.vae), normalize_latents(refs, self.vae)
 
     @classmethod
     def from_config(cls, model: ModelConfig, audio: AudioConfig, with_adapter: bool = True) -> TalkingHeadModel:

@@ -79,3 +79,36 @@ def time_bins(t: torch.Tensor, edges: list[float]) -> torch.Tensor:
 def time_bin_label(lo: float, hi: float) -> str:
     """Metric suffix of a flow-time bin, e.g. ``t0.25-0.5`` (numbers as ``val/loss_t<q>`` writes them)."""
     return f"t{lo:g}-{hi:g}"
+
+
+class TimeBinLosses:
+    """Per flow-time bin, the mean flow-matching loss of every sample since the last logged row.
+
+    One sample per rank and step puts a single ``t`` in a step; averaging every step since the last row
+    (this rank's samples) gives each logged value more than one sample.
+
+    Args:
+        edges: Increasing bin edges (``loop.loss_t_bins``).
+    """
+
+    def __init__(self, edges: list[float]):
+        self.edges = list(edges)
+        self._window: torch.Tensor | None = None  # [K, 2]: (sum of losses, samples) per bin
+
+    def add(self, per_sample: torch.Tensor, flow_time: torch.Tensor) -> None:
+        """Add a step's per-sample losses ``[B]`` at their flow times ``[B]`` (on the device, without a sync)."""
+        if self._window is None:
+            self._window = torch.zeros(len(self.edges) - 1, 2, device=per_sample.device)
+        idx = time_bins(flow_time.to(per_sample.device), self.edges)
+        keep = idx >= 0
+        self._window[:, 0].index_add_(0, idx[keep], per_sample[keep].float())
+        self._window[:, 1].index_add_(0, idx[keep], torch.ones_like(per_sample[keep], dtype=torch.float32))
+
+    def pop(self) -> dict[str, float]:
+        """``{"loss_t<lo>-<hi>": mean}`` for every bin that received a sample since the last call, then reset."""
+        if self._window is None:
+            return {}
+        window = self._window.tolist()
+        self._window.zero_()
+        e = self.edges
+        return {f"loss_{time_bin_label(e[i], e[i + 1])}": total / n for i, (total, n) in enumerate(window) if n > 0}
