@@ -5,7 +5,8 @@
 The VAE is diffusers' ``AutoencoderKLLTXVideo`` (32×32 spatial, 8× temporal compression; widths and latent
 channels from ``arch``), fitted by reconstruction (squared error, weighted ``mouth_weight``× inside the
 lower-face boxes, where a lip-sync model's output is judged), a KL term on its diagonal posterior, and a
-motion term on what changes inside each 8-frame latent group (:func:`fit_step`). It is how
+motion term on what changes inside each 8-frame latent group (:func:`trainer.vae_fit_loss.fit_step`; the clips
+and the windows it trains on: :mod:`trainer.vae_fit_data`). It is how
 talkdit makes the VAE of its tiny pretrained base (:mod:`launch.tiny_base`).
 
 Two phases, because a tiny LTX VAE learns space much faster than time: ``image_steps`` on single frames
@@ -40,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import webdataset as wds
 from omegaconf import MISSING
 
 from trainer.atomic import atomic_dir, atomic_path
@@ -49,8 +49,9 @@ from trainer.config.compose import load_config, register_schema
 from trainer.config.errors import ConfigError
 from trainer.config.schema import VAEConfig
 from trainer.config.validate import validate_frames
-from trainer.data.decode import decode_video, read_npy
 from trainer.data.schema import CLIP_FRAME_STEP, ShardSampleError
+from trainer.vae_fit_data import WindowSampler, read_fit_clips
+from trainer.vae_fit_loss import fit_step, latent_statistics, reconstruction_psnr
 
 log = logging.getLogger("talkdit.vae_fit")
 
@@ -190,114 +191,6 @@ def validate(cfg: VAEFitConfig) -> None:
             raise ConfigError(key, getattr(cfg, key), f"expected >= {low}")
 
 
-@dataclass
-class FitClip:
-    """A clip the VAE is fitted on.
-
-    Attributes:
-        frames: ``[F, H, W, 3]`` uint8.
-        lower_face_boxes: ``[F, 4]`` float32 pixels (NaN rows: no face).
-        source: The source video the clip was cut from (its record's ``source``).
-    """
-
-    frames: np.ndarray
-    lower_face_boxes: np.ndarray
-    source: str = ""
-
-
-def read_fit_clips(shards: str, limit: int) -> list[FitClip]:
-    """The first ``limit`` clips of the shards, decoded (shard order).
-
-    Raises:
-        FileNotFoundError: No shard matches.
-        ShardSampleError: A sample lacks a member or does not decode (names shard, key and member).
-    """
-    from trainer.data.datamodule import expand_shards
-
-    clips = []
-    for url in expand_shards(shards, key="shards"):
-        for raw in wds.tarfile_samples([{"url": url}]):
-            key = raw.get("__key__", "?")
-            for member in ("mp4", "lower_face_boxes.npy"):
-                name = "video.mp4" if member == "mp4" else member
-                if name not in raw and member not in raw:
-                    raise ShardSampleError(url, key, f"member '{name}' is missing")
-            frames, _ = decode_video(raw.get("video.mp4", raw.get("mp4")), url, key, "video.mp4")
-            boxes = read_npy(raw["lower_face_boxes.npy"], url, key, "lower_face_boxes.npy").astype(np.float32)
-            if boxes.shape != (frames.shape[0], 4):
-                raise ShardSampleError(url, key, f"lower_face_boxes.npy has shape {boxes.shape}, video {frames.shape}")
-            source = json.loads(raw["json"]).get("source", url) if "json" in raw else url
-            clips.append(FitClip(frames, boxes, str(source)))
-            if len(clips) == limit:
-                return clips
-    return clips
-
-
-class WindowSampler:
-    """Random windows of the fit clips as VAE batches with their reconstruction weights.
-
-    Args:
-        clips: The clips (every frame the same size, sides multiples of 32).
-        mouth_weight: Weight inside the lower-face boxes.
-        rng: Source of the draws (its state is part of the resumable state).
-    """
-
-    def __init__(self, clips: list[FitClip], mouth_weight: float, rng: np.random.Generator):
-        self.clips = clips
-        self.mouth_weight = mouth_weight
-        self.rng = rng
-
-    def batch(self, size: int, frames: int, crop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``size`` windows of ``frames`` frames, whole or cropped to ``crop``² pixels around the lower face.
-
-        Crops are aligned to the 32-pixel latent grid, so the VAE sees the mouth at the token positions it
-        has in a whole frame.
-
-        Returns:
-            ``(video [B, 3, F, H, W] in [-1, 1], weight [B, 1, F, H, W])``.
-        """
-        videos, weights = [], []
-        for _ in range(size):
-            clip = self.clips[int(self.rng.integers(len(self.clips)))]
-            start = int(self.rng.integers(0, clip.frames.shape[0] - frames + 1))
-            boxes = clip.lower_face_boxes[start : start + frames]
-            video = clip.frames[start : start + frames]
-            weight = self.box_weight(boxes, clip.frames.shape[1:3])
-            if crop is not None:
-                y0, x0 = self.crop_origin(boxes, clip.frames.shape[1:3], crop)
-                video = video[:, y0 : y0 + crop, x0 : x0 + crop]
-                weight = weight[:, y0 : y0 + crop, x0 : x0 + crop]
-            videos.append(torch.from_numpy(np.ascontiguousarray(video)))
-            weights.append(torch.from_numpy(np.ascontiguousarray(weight)))
-        video = torch.stack(videos).permute(0, 4, 1, 2, 3).to(torch.float32).div(127.5).sub(1.0)
-        return video, torch.stack(weights)[:, None]
-
-    @staticmethod
-    def crop_origin(boxes: np.ndarray, size: tuple[int, int], crop: int) -> tuple[int, int]:
-        """Top-left corner (multiples of 32) of the ``crop``² window nearest the centre of the windows' boxes."""
-        height, width = size
-        ok = np.isfinite(boxes).all(axis=1)
-        if not ok.any():
-            return (height - crop) // 64 * 32, (width - crop) // 64 * 32
-        b = boxes[ok]
-        cy, cx = 0.5 * (b[:, 1].min() + b[:, 3].max()), 0.5 * (b[:, 0].min() + b[:, 2].max())
-        y0 = int(np.clip(round((cy - crop / 2) / 32) * 32, 0, height - crop))
-        x0 = int(np.clip(round((cx - crop / 2) / 32) * 32, 0, width - crop))
-        return y0, x0
-
-    def box_weight(self, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """``[F, H, W]`` float32: ``mouth_weight`` inside each frame's lower-face box, 1 elsewhere."""
-        height, width = size
-        weight = np.ones((boxes.shape[0], height, width), np.float32)
-        for i, box in enumerate(boxes):
-            if not np.isfinite(box).all():
-                continue
-            x0, y0 = max(int(math.floor(box[0])), 0), max(int(math.floor(box[1])), 0)
-            x1, y1 = min(int(math.ceil(box[2])), width), min(int(math.ceil(box[3])), height)
-            weight[i, y0:y1, x0:x1] = self.mouth_weight
-        return weight
-
-
 def require_ltx_compression(vae, source: str) -> None:
     """Refuse a VAE that does not compress like LTX-Video's (32×32 spatial, 8× temporal).
 
@@ -355,87 +248,6 @@ def learning_rate(cfg: VAEFitConfig, step: int, total: int) -> float:
     warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
     progress = min(1.0, max(0.0, (step - cfg.warmup_steps) / max(total - cfg.warmup_steps - 1, 1)))
     return cfg.lr * warm * (cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def kl_per_element(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL divergence of ``N(mean, exp(logvar))`` from ``N(0, 1)``, averaged over every latent element."""
-    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
-
-
-def _within_group(video: torch.Tensor, temporal: int) -> torch.Tensor:
-    """What changes inside each latent frame: frames ``1..`` minus their group's mean ``[B, C, F−1, H, W]``."""
-    groups = video[:, :, 1:].unflatten(2, (-1, temporal))
-    return (groups - groups.mean(dim=3, keepdim=True)).flatten(2, 3)
-
-
-def fit_step(
-    vae,
-    video: torch.Tensor,
-    weight: torch.Tensor,
-    kl_weight: float,
-    motion_weight: float,
-    gen: torch.Generator,
-    decoder_only: bool = False,
-) -> dict:
-    """Loss of one batch: weighted squared error of a posterior sample's reconstruction, KL, and motion.
-
-    The motion term is the weighted squared error of what changes inside each latent frame (each frame minus
-    its 8-frame group's mean): the part of a talking head an 8x temporal code must keep (a mouth's per-frame
-    opening) and the part a young VAE blurs first. With ``decoder_only`` the encoder runs without gradient
-    and the decoder reads its posterior means (no KL term).
-    """
-    if decoder_only:
-        with torch.no_grad():
-            latents = vae.encode(video).latent_dist.mean
-        kl = torch.zeros(())
-    else:
-        dist = vae.encode(video).latent_dist
-        noise = torch.randn(dist.mean.shape, generator=gen, dtype=dist.mean.dtype)
-        latents = dist.mean + dist.std * noise
-        kl = kl_per_element(dist.mean, dist.logvar)
-    recon = vae.decode(latents).sample
-    norm = weight.mean()
-    rec = ((recon - video).square() * weight).mean() / norm
-    loss = rec + kl_weight * kl
-    motion = torch.zeros(())
-    temporal = vae.temporal_compression_ratio
-    if motion_weight > 0 and video.shape[2] > 1:
-        diff = _within_group(recon, temporal) - _within_group(video, temporal)
-        motion = (diff.square() * weight[:, :, 1:]).mean() / norm
-        loss = loss + motion_weight * motion
-    return {"loss": loss, "rec": rec.detach(), "kl": kl.detach(), "motion": motion.detach()}
-
-
-@torch.no_grad()
-def latent_statistics(vae, clips: list[FitClip], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation of the posterior means of the clips' first ``frames`` frames."""
-    t = vae.temporal_compression_ratio
-    sums, sq, count = 0.0, 0.0, 0
-    for clip in clips:
-        n = min(frames, (clip.frames.shape[0] - 1) // t * t + 1)
-        video = torch.from_numpy(clip.frames[None, :n]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
-        mean = vae.encode(video).latent_dist.mean.double()  # [1, C, T, h, w]
-        sums = sums + mean.sum(dim=(0, 2, 3, 4))
-        sq = sq + mean.square().sum(dim=(0, 2, 3, 4))
-        count += mean[0, 0].numel()
-    mu = sums / count
-    std = (sq / count - mu.square()).clamp(min=1e-12).sqrt()
-    return mu.float(), std.float()
-
-
-@torch.no_grad()
-def reconstruction_psnr(vae, clips: list[FitClip], frames: int) -> float | None:
-    """PSNR (dB, uint8 scale) of the posterior-mean reconstructions of the clips' first ``frames`` frames."""
-    t = vae.temporal_compression_ratio
-    errors = []
-    for clip in clips:
-        n = min(frames, (clip.frames.shape[0] - 1) // t * t + 1)
-        video = torch.from_numpy(clip.frames[None, :n]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
-        recon = vae.decode(vae.encode(video).latent_dist.mean).sample.clamp(-1.0, 1.0)
-        errors.append(((recon - video) * 127.5).square().mean().item())
-    if not errors:
-        return None
-    return float(10.0 * np.log10(255.0**2 / max(float(np.mean(errors)), 1e-12)))
 
 
 def _state_dir(output_dir: Path) -> Path:
