@@ -37,7 +37,8 @@ from trainer.objectives.timesteps import TimeBinLosses
 from trainer.optim import build_optimizer
 from trainer.optim.clipping import clip_adamw_grad_norm
 from trainer.parallel.mesh import build_mesh, single_process_mesh
-from trainer.parallel.sequence import SequenceParallel, parallelize
+from trainer.parallel.parallelize import parallelize
+from trainer.parallel.sequence import SequenceParallel
 from trainer.step_row import StepRow
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class TalkingHeadModule(L.LightningModule):
         self.step_row = StepRow()
         self.time_bins = TimeBinLosses(cfg.loop.loss_t_bins)
         self.grad_norm: torch.Tensor | None = None  # of the AdamW groups at the last clipping
-        self._sharded = False
+        self._parallelized = False
         self._warned_missing_negatives = False
 
     @property
@@ -121,8 +122,7 @@ class TalkingHeadModule(L.LightningModule):
         }
 
     def setup(self, stage: str) -> None:
-        """Build the data x sequence mesh once the process group exists, and parallelize the DiT."""
-        par = self.cfg.parallel
+        """Build the data x sequence mesh once the process group exists."""
         st = self.cfg.strategy
         if st.kind == "deepspeed" and st.zero_stage == 3:
             # ZeRO-3 partitions the frozen text encoder too, so each of its forwards gathers weights from
@@ -130,24 +130,22 @@ class TalkingHeadModule(L.LightningModule):
             # ranks whose captions are cached and leave the others waiting in the gather.
             self.text_encoder.cache_size = 0
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            self.mesh = build_mesh(par.size)
-        if par.size > 1 and self.sp is None:
-            self.sp = parallelize(self.dit, self.mesh, par.mode, par.ulysses_degree)
-            if self.global_rank == 0:
-                log.info(
-                    "sequence parallel: %d data-parallel group(s) of %d ranks (%s)",
-                    self.mesh.dp_size,
-                    self.mesh.sp_size,
-                    par.mode,
-                )
+            self.mesh = build_mesh(self.cfg.parallel.size)
 
     def configure_model(self) -> None:
-        """Under FSDP, shard the DiT over the data-parallel mesh (the frozen VAE and text encoder stay whole)."""
-        if self.cfg.strategy.kind == "fsdp" and not self._sharded:
-            from trainer.strategies import shard_dit
-
-            shard_dit(self.dit, self.device_mesh["data_parallel"], self.cfg.strategy.reshard_after_forward)
-            self._sharded = True
+        """Apply the run's parallelism to the model once (:func:`trainer.parallel.parallelize.parallelize`)."""
+        if self._parallelized:
+            return
+        fsdp_mesh = self.device_mesh["data_parallel"] if self.cfg.strategy.kind == "fsdp" else None
+        self.sp = parallelize(self.model, self.mesh, self.cfg, fsdp_mesh)
+        self._parallelized = True
+        if self.sp is not None and self.global_rank == 0:
+            log.info(
+                "sequence parallel: %d data-parallel group(s) of %d ranks (%s)",
+                self.mesh.dp_size,
+                self.mesh.sp_size,
+                self.cfg.parallel.mode,
+            )
 
     def on_fit_start(self) -> None:
         """On GPUs the frozen VAE and text encoder run in bf16 (they are never trained)."""

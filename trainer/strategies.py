@@ -151,23 +151,6 @@ class TalkditDeepSpeedStrategy(DeepSpeedStrategy):
             shutil.rmtree(filepath, ignore_errors=True)
 
 
-def shard_dit(dit: torch.nn.Module, mesh, reshard_after_forward: bool) -> None:
-    """Apply FSDP2 to the audio-conditioned DiT: each block, the audio projection, then the rest at the root.
-
-    The root unit is the wrapper (``TalkingHeadDiT``), whose forward runs the audio projection before the
-    transformer; FSDP2 needs the root's forward to come first.
-    """
-    from torch.distributed.fsdp import fully_shard
-
-    transformer = dit.transformer
-    units = list(transformer.transformer_blocks)
-    if hasattr(transformer, "audio_projection"):
-        units.append(transformer.audio_projection)
-    for unit in units:
-        fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward)
-    fully_shard(dit, mesh=mesh, reshard_after_forward=reshard_after_forward)
-
-
 def _full(value):
     """A ``DTensor`` gathered to a plain CPU tensor; containers walked; anything else unchanged."""
     from torch.distributed.tensor import DTensor

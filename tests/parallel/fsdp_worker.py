@@ -14,7 +14,7 @@ from torch.distributed.tensor import DTensor
 from tests.parallel.zero_worker import OPTIM, batch_loss, trainable_dit
 from trainer.optim import build_optimizer
 from trainer.optim.clipping import clip_adamw_grad_norm
-from trainer.strategies import shard_dit
+from trainer.parallel.fsdp import shard_dit
 
 
 def run(rank: int, world: int, port: int, out_dir: str) -> None:

@@ -20,7 +20,7 @@ from trainer.model.audio_windows import sample_audio_windows
 from trainer.model.dit import AudioInputs, TalkingHeadDiT
 from trainer.model.sequence import video_coords, video_token_grid
 from trainer.parallel.mesh import build_mesh
-from trainer.parallel.sequence import parallelize
+from trainer.parallel.sequence import sequence_parallel
 
 T, H, W = 3, 2, 3  # latent frames, rows, columns
 # Reference tokens in front of the video tokens: 3 gives 21 tokens, so 2 and 4 Ulysses shards need padding;
@@ -105,7 +105,7 @@ def run(rank: int, world: int, port: int, sp_size: int, heads: int, mode: str, b
         dit.zero_grad(set_to_none=True)
 
         mesh = build_mesh(sp_size)
-        sp = parallelize(dit, mesh, mode, ulysses_degree=2 if mode == "hybrid" else 1)
+        sp = sequence_parallel(dit, mesh, mode, ulysses_degree=2 if mode == "hybrid" else 1)
         sp.state.valid_tokens = x.shape[1]
         out = dit(sp.shard(x), sp.shard(t), text, text_mask, sp.shard(coords, dim=2), sp.shard_audio(audio))
         (out.float() * sp.shard(weight)).sum().backward()

@@ -4,7 +4,7 @@ Only the blocks' self-attention (``attn1``) mixes tokens across the sequence; ev
 with per-token timesteps, RoPE, text cross-attention, the audio cross-attention (each token reads the
 audio of its own latent frame, replicated on every rank), FFN, output head — is per token. So the
 tokens, their timesteps, RoPE coordinates and masks are split along the sequence into equal shards (the
-sequence is padded to a multiple of the group size), and :func:`parallelize` swaps every ``attn1``
+sequence is padded to a multiple of the group size), and :func:`sequence_parallel` swaps every ``attn1``
 processor for one that gathers the sequence for its share of the heads with yunchang's
 ``SeqAllToAll4D`` (Ulysses) or runs yunchang's ``LongContextAttention`` (ring, hybrid), and scatters back.
 Padded tokens are masked out as keys (Ulysses), so results do not depend on the padding.
@@ -139,7 +139,7 @@ class SequenceParallel:
         return x
 
 
-def parallelize(dit: TalkingHeadDiT, mesh: ParallelMesh, mode: str, ulysses_degree: int = 1) -> SequenceParallel:
+def sequence_parallel(dit: TalkingHeadDiT, mesh: ParallelMesh, mode: str, ulysses_degree: int = 1) -> SequenceParallel:
     """Swap every block's self-attention processor for a sequence-parallel one.
 
     Args:
