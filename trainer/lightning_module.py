@@ -9,13 +9,11 @@ and throughput are callbacks (:mod:`trainer.state_callbacks`).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
-from trainer.atomic import atomic_write_text
 from trainer.checkpoints import (
     MODULE_PREFIX,
     RESUME_KEYS,
@@ -65,6 +63,7 @@ class TalkingHeadModule(L.LightningModule):
         self.sp: SequenceParallel | None = None
         self.step_row = StepRow()
         self.time_bins = TimeBinLosses(cfg.loop.loss_t_bins)
+        self.optimizer_bundle = None  # set by configure_optimizers
         self.grad_norm: torch.Tensor | None = None  # of the AdamW groups at the last clipping
         self._parallelized = False
         self._warned_missing_negatives = False
@@ -180,12 +179,7 @@ class TalkingHeadModule(L.LightningModule):
             bundle = build_zero_optimizer(self.dit.transformer, self.cfg.optim)
         else:
             bundle = build_optimizer(self.dit.transformer, self.cfg.optim)
-        if self._trainer is not None and self.trainer.is_global_zero:
-            table = bundle.table()
-            # Groups to the console; every parameter's row (thousands with LoRA at 13B) to the run dir.
-            path = Path(self.trainer.default_root_dir) / "parameters.txt"
-            atomic_write_text(path, table + "\n")
-            log.info("parameter groups (every parameter in %s):\n%s", path, table.split("\n\n")[0])
+        self.optimizer_bundle = bundle  # its parameter table goes to the run dir (state_callbacks.ParameterTable)
         return bundle.lightning_config()
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:

@@ -55,7 +55,7 @@ class LineProgress(Callback):
         # Ranks of a sequence-parallel group share their samples: count each data-parallel replica once.
         replicas = mesh.dp_size if mesh is not None else trainer.world_size
         self._samples += len(batch["keys"]) * replicas if isinstance(batch, dict) and "keys" in batch else 0
-        if not trainer.is_global_zero or trainer.fit_loop.epoch_loop._should_accumulate():
+        if not trainer.is_global_zero or (batch_idx + 1) % trainer.accumulate_grad_batches:  # mid-accumulation
             return
         step, now = trainer.global_step, time.perf_counter()
         last = trainer.max_steps > 0 and step >= trainer.max_steps

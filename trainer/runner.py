@@ -68,11 +68,15 @@ class FinalCheckpoint(Callback):
 
     def __init__(self, path: Path):
         self.path = path
+        self._saved_step = -1  # the step of the newest checkpoint this run wrote (with it, last.ckpt)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        """Note the step a checkpoint was written at (ModelCheckpoint and the requeue write ``last.ckpt`` then)."""
+        self._saved_step = trainer.global_step
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write the final state unless ``last.ckpt`` already holds this step."""
-        saved = getattr(trainer.checkpoint_callback, "_last_global_step_saved", -1)
-        if saved != trainer.global_step or not self.path.exists():
+        if self._saved_step != trainer.global_step or not self.path.exists():
             save_last_checkpoint(trainer, self.path)
 
 

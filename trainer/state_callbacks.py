@@ -1,20 +1,23 @@
 """Callbacks for what a training run carries besides weights: data position, RNG state, throughput.
 
-Each keeps its own state, writes it into the checkpoint's ``talkdit`` metadata and restores it on resume;
-every rank's value is gathered, because only rank 0 writes the checkpoint. The runner adds all three to
-every run (:func:`training_state_callbacks`); the training module knows none of them.
+The first two keep their own state, write it into the checkpoint's ``talkdit`` metadata and restore it on
+resume; every rank's value is gathered, because only rank 0 writes the checkpoint. With the parameter
+table they are added to every run by the runner (:func:`training_state_callbacks`); the training module
+knows none of them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from trainer.atomic import atomic_write_text
 from trainer.config.schema import DataConfig
 from trainer.data.schema import DataError
 from trainer.rng_state import capture_rng_state, restore_rng_state
@@ -166,6 +169,24 @@ class Throughput(Callback):
         self._start, self._steps, self._samples = now, 0, 0
 
 
+class ParameterTable(Callback):
+    """Which optimiser and learning rate each trainable parameter got, written once training starts (rank 0).
+
+    The groups go to the log, every parameter's row (thousands with LoRA at 13B) to
+    ``<run dir>/parameters.txt``.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the table of the module's optimiser bundle."""
+        bundle = getattr(pl_module, "optimizer_bundle", None)
+        if bundle is None or not trainer.is_global_zero:
+            return
+        table = bundle.table()
+        path = Path(trainer.default_root_dir) / "parameters.txt"
+        atomic_write_text(path, table + "\n")
+        log.info("parameter groups (every parameter in %s):\n%s", path, table.split("\n\n")[0])
+
+
 def training_state_callbacks(data: DataConfig) -> list[Callback]:
-    """The callbacks every training run has: data position, RNG state, throughput."""
-    return [DataPosition(data), RNGState(), Throughput()]
+    """The callbacks every training run has: data position, RNG state, throughput, the parameter table."""
+    return [DataPosition(data), RNGState(), Throughput(), ParameterTable()]

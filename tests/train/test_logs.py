@@ -62,15 +62,10 @@ def test_progress_in_a_log_file_is_one_line_per_interval(simple_shards, tmp_path
 
 
 def test_line_progress_counts_every_replica_and_prints_at_the_interval(capsys):
-    class Loop:
-        def _should_accumulate(self):
-            return False
-
     class Trainer:
-        is_global_zero, world_size, max_steps = True, 2, 100
+        is_global_zero, world_size, max_steps, accumulate_grad_batches = True, 2, 100, 1
         global_step = 0
         callback_metrics = {"train/loss": 0.5}
-        fit_loop = type("F", (), {"epoch_loop": Loop()})()
 
     trainer, progress = Trainer(), LineProgress(every_n_steps=10, every_s=1e9)
     progress.on_train_start(trainer, None)
