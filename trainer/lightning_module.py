@@ -2,8 +2,8 @@
 
 What it holds is :class:`~trainer.model.talking_head.TalkingHeadModel` (``self.model``); the step's inputs
 and loss are pure functions (:mod:`trainer.objectives.step`, :mod:`trainer.objectives.step_loss`);
-sequence parallelism is one :func:`~trainer.parallel.sequence.parallelize` step; data position, RNG state
-and throughput are callbacks (:mod:`trainer.state_callbacks`).
+sequence parallelism and FSDP are one :func:`~trainer.parallel.parallelize.parallelize` step; data position,
+RNG state, throughput and the parameter table are callbacks (:mod:`trainer.state_callbacks`).
 """
 
 from __future__ import annotations
