@@ -3,8 +3,9 @@
 Both loops run in this process on the same tiny model, the same batch and the same per-step random
 draws, and do the same work: the condition/noise/mask preparation, forward, backward, AdamW-only
 clipping, the Muon+AdamW step and the scheduler step. The Lightning side is a full ``trainer.fit`` with
-the module's logging into a CSV logger at the experiment's ``loop.log_every_n_steps`` (progress bar and
-checkpointing off, as they are not per-step work). Per-step wall times are taken between consecutive
+the module's logging into a CSV logger at the experiment's ``loop.log_every_n_steps`` and the callbacks every
+run has (:func:`trainer.state_callbacks.training_state_callbacks`; progress bar and checkpointing off, as they
+are not per-step work). Per-step wall times are taken between consecutive
 step ends after a warm-up, in rounds that alternate the two loops so that machine noise hits both
 alike. Prints one JSON object.
 
@@ -29,6 +30,7 @@ from lightning.pytorch.loggers import CSVLogger
 from trainer.config.compose import load_train_config
 from trainer.data.buckets import Compression, make_buckets
 from trainer.lightning_module import TalkingHeadModule
+from trainer.state_callbacks import training_state_callbacks
 
 
 def synthetic_batch(cfg, seed: int = 0) -> dict:
@@ -83,7 +85,8 @@ def lightning_round(cfg, batch: dict, steps: int, logdir: Path) -> list[float]:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],
+        # The callbacks every run has (data position, RNG state, throughput rows, parameter table), then the timer.
+        callbacks=[*training_state_callbacks(cfg.data), timer],
         num_sanity_val_steps=0,
     )
     trainer.fit(module, train_dataloaders=loader)
