@@ -50,6 +50,7 @@ from trainer.config.errors import ConfigError
 from trainer.config.schema import VAEConfig
 from trainer.config.validate import validate_frames
 from trainer.data.schema import CLIP_FRAME_STEP, ShardSampleError
+from trainer.model.vae import load_vae
 from trainer.vae_fit_data import WindowSampler, read_fit_clips
 from trainer.vae_fit_loss import fit_step, latent_statistics, reconstruction_psnr
 
@@ -228,19 +229,16 @@ def build_vae(arch: dict[str, Any], initial_logvar: float, seed: int):
 
 
 def load_fitted_vae(folder: str):
-    """A fitted VAE folder's ``AutoencoderKLLTXVideo`` (the start of a refinement), in training mode.
+    """A fitted VAE folder's ``AutoencoderKLLTXVideo`` (the start of a refinement), trainable, in training mode.
 
     Raises:
-        ValueError: The folder does not hold an LTX VAE that compresses 32×32×8.
+        ValueError: The folder lacks its weights or holds a VAE that does not compress 32×32×8 (named).
     """
-    from diffusers import AutoencoderKLLTXVideo
-
     try:
-        vae = AutoencoderKLLTXVideo.from_pretrained(folder)
-    except (OSError, ValueError, TypeError) as err:
-        raise ValueError(f"init_from={folder}: not a diffusers AutoencoderKLLTXVideo folder: {err}") from err
-    require_ltx_compression(vae, f"init_from={folder}")
-    return vae.train()
+        vae = load_vae(VAEConfig(source="diffusers", path=folder, subfolder=""))
+    except FileNotFoundError as err:
+        raise ValueError(f"init_from={folder}: {err}") from err
+    return vae.requires_grad_(True).train()
 
 
 def learning_rate(cfg: VAEFitConfig, step: int, total: int) -> float:
