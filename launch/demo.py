@@ -29,6 +29,7 @@ from launch.corpus import CorpusSpec, PreparedCorpus, prepare_corpus
 from launch.tiny_base import TinyBaseConfig, build_tiny_base, latent_shards
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config, register_schema
+from trainer.config.errors import ConfigError
 from trainer.config.schema import VAEConfig
 from trainer.data.buckets import Compression
 from trainer.run_dir import metrics_files
@@ -319,6 +320,8 @@ def write_strip(path: Path, videos: list, frames: int = 8) -> None:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     """Run every step of the demo and return where each output is."""
+    if cfg.vae_decoder_steps < 0:  # before minutes of corpus preparation, not when the base is built
+        raise ConfigError("vae_decoder_steps", cfg.vae_decoder_steps, "expected >= 0 (0: no decoder refinement)")
     from data_prep.ledger import read_ledger
     from eval.run import load_module
     from trainer.config.compose import load_train_config

@@ -34,6 +34,7 @@ from omegaconf import MISSING
 from trainer.atomic import atomic_dir
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config, register_schema
+from trainer.config.errors import ConfigError
 
 log = logging.getLogger("talkdit.tiny_base")
 
@@ -122,6 +123,8 @@ def build_tiny_base(cfg: TinyBaseConfig, progress: bool = True) -> Path:
     from trainer.train import run
     from trainer.vae_fit import VAEFitConfig, fit_vae
 
+    if cfg.vae_decoder_steps < 0:
+        raise ConfigError("vae_decoder_steps", cfg.vae_decoder_steps, "expected >= 0 (0: no decoder refinement)")
     out = Path(cfg.out_dir)
     base = base_model_dir(cfg)
     if (base / "model_index.json").is_file():

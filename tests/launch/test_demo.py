@@ -205,3 +205,5 @@ def test_audio_probe_reads_the_demo_corpora(demo_outputs):
 def test_demo_rejects_unknown_options(capsys):
     assert main(["num_vidoes=3"]) == 2
     assert "num_vidoes" in capsys.readouterr().err
+    assert main(["vae_decoder_steps=-1"]) == 2
+    assert "vae_decoder_steps" in capsys.readouterr().err
