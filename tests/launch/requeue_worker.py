@@ -71,4 +71,5 @@ if __name__ == "__main__":
     module = Toy()
     trainer.fit(module, DataLoader(Forever(), batch_size=8))
     result = {"global_step": trainer.global_step, "saved_step": callback.saved_step, "position": module.position}
-    (OUT / f"stopped.{trainer.global_rank}.json").write_text(json.dumps(result))
+    # atomic: the test reads it as soon as it exists
+    atomic_write_text(OUT / f"stopped.{trainer.global_rank}.json", json.dumps(result))

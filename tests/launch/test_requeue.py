@@ -49,6 +49,11 @@ def test_signal_ends_in_one_consistent_checkpoint(tmp_path, signalled):
                 time.sleep(0.013)  # the second rank hears it one partial step later
             os.kill(int((tmp_path / f"pid.{rank}").read_text()), signal.SIGUSR1)
         assert proc.wait(timeout=60) == 0, proc.stdout.read().decode()[-3000:]
+        # proc is rank 0; Lightning started rank 1 as its child and does not wait for it on exit, so rank 1
+        # may still be writing its result when rank 0 is gone
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "stopped.1.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         if proc.poll() is None:
             proc.kill()
