@@ -40,11 +40,12 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from eval.lipsync import audio_loss_gain, base_module_of, dub_cases, run_cases, summarize  # noqa: E402
-from eval.run import load_module, read_clips  # noqa: E402
+from eval.lipsync import audio_loss_gain, base_model_of, dub_cases, run_cases, summarize  # noqa: E402
+from eval.run import read_clips  # noqa: E402
 from eval.sampler.config import GuidanceConfig, SamplerConfig  # noqa: E402
 from launch.corpus import CorpusSpec, prepare_corpus  # noqa: E402
 from launch.demo import HELDOUT_SEED, DemoConfig  # noqa: E402
+from trainer.stage_model import load_trained_model  # noqa: E402
 
 
 def heldout_spec(
@@ -101,8 +102,7 @@ def main() -> int:
         )
         return 2
     start = time.perf_counter()
-    module = load_module(checkpoint)
-    cfg = module.cfg
+    model, cfg = load_trained_model(checkpoint)
     size = int(np.sqrt(cfg.data.max_megapixels * 1e6) + 0.5)
     spec = heldout_spec(
         args.videos,
@@ -114,7 +114,7 @@ def main() -> int:
         args.duration,
     )
     held = prepare_corpus(spec, args.out / "data" / "heldout")
-    clips = read_clips(held.shards, module.cfg, args.clips)
+    clips = read_clips(held.shards, cfg, args.clips)
     cases = dub_cases(clips, held.corpus)
     if not cases:
         print(f"error: the first {len(clips)} held-out clips show one person: raise --clips", file=sys.stderr)
@@ -122,16 +122,16 @@ def main() -> int:
     if args.ablation == "shuffled_audio":
         cases = [dataclasses.replace(c, driving=shuffled(c.driving, args.seed + i)) for i, c in enumerate(cases)]
     if args.ablation == "no_adapter":
-        for block in module.dit.transformer.transformer_blocks:
+        for block in model.dit.transformer.transformer_blocks:
             block.audio_attn.to_out.weight.data.zero_()
             block.audio_attn.to_out.bias.data.zero_()
     sampler = SamplerConfig(
         num_steps=args.steps, seed=args.seed, guidance=GuidanceConfig(audio=args.audio_guidance, text=1.0)
     )
-    results = run_cases(module, base_module_of(module), sampler, cases, args.seed)
+    results = run_cases(model, base_model_of(cfg, model.device), cfg, sampler, cases, args.seed)
     summary = summarize([scores for _, scores in results])
-    if module.dit.adapter_config is not None:
-        summary["audio_loss_gain"] = audio_loss_gain(module, held.shards, seed=args.seed)
+    if model.adapter_config is not None:
+        summary["audio_loss_gain"] = audio_loss_gain(model, cfg, held.shards, seed=args.seed)
     summary.update(
         {
             "checkpoint": str(checkpoint),

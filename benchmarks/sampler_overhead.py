@@ -25,7 +25,7 @@ from eval.sampler.batch import sample_inputs_from_batch
 from eval.sampler.config import GuidanceConfig, SamplerConfig
 from eval.sampler.sampler import EulerSampler
 from trainer.config.compose import load_train_config
-from trainer.lightning_module import TalkingHeadModule
+from trainer.stage_model import build_stage_model
 
 
 def main() -> None:
@@ -37,12 +37,13 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_train_config(["experiment=smoke", f"data.shards={tmp}"])
-    module = TalkingHeadModule(cfg).eval()
+    model, _ = build_stage_model(cfg)
+    model.eval()
     batch = synthetic_batch(cfg)
     with torch.no_grad():
-        latents, refs = module.model.encode_latents(batch, torch.Generator().manual_seed(0))
-        inputs = sample_inputs_from_batch(module, batch, latents, refs)
-    sampler = EulerSampler(module.dit, SamplerConfig(num_steps=args.steps, guidance=GuidanceConfig(1.0, 1.0)))
+        latents, refs = model.encode_latents(batch, torch.Generator().manual_seed(0))
+        inputs = sample_inputs_from_batch(model, cfg, batch, latents, refs)
+    sampler = EulerSampler(model.dit, SamplerConfig(num_steps=args.steps, guidance=GuidanceConfig(1.0, 1.0)))
     noise = torch.randn(latents.shape[0], latents[0, 0].numel(), latents.shape[1])
     x, _ = sampler.initial_state(inputs, noise)
     fixed = sampler.model_inputs(inputs, x, 0.5)
@@ -51,7 +52,7 @@ def main() -> None:
     def bare() -> float:
         start = time.perf_counter()
         for _ in range(args.steps):
-            module.dit(fixed.tokens, fixed.timestep, inputs.text, inputs.text_mask, fixed.coords, fixed.audio)
+            model.dit(fixed.tokens, fixed.timestep, inputs.text, inputs.text_mask, fixed.coords, fixed.audio)
         return (time.perf_counter() - start) / args.steps
 
     def sampled() -> float:

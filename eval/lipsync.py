@@ -36,13 +36,27 @@ from eval.metrics.dub import (
 )
 from eval.metrics.pixel import psnr
 from eval.pairing import novel_audio_partners
+from eval.run import clip_batch, sample_clip
+from eval.sampler.config import SamplerConfig
+from eval.sampler.paste import paste, pixel_mask
+from eval.sampler.sampler import EulerSampler
+from eval.sampler.video_out import decode_latents
+from trainer.config.schema import TrainConfig
 from trainer.data.decode import ClipSample
+from trainer.data.plan import decode_plan
+from trainer.data.shard_paths import expand_shards
+from trainer.data.transforms import batch_to_device, collate_clips
+from trainer.held_out import held_out_errors, loss_plan_groups
+from trainer.model.talking_head import TalkingHeadModel
+from trainer.model.vae import encode_posterior, normalize_latents
+from trainer.stage_model import base_stage_config, build_stage_model
 
 __all__ = [
     "ARMS",
     "DubCase",
     "DubScores",
     "audio_loss_gain",
+    "base_model_of",
     "dub_cases",
     "neighbour_correlation",
     "summarize",
@@ -245,86 +259,88 @@ def scores_json(scores: DubScores) -> str:
 
 
 @torch.no_grad()
-def vae_reconstruction(module, frames: np.ndarray) -> np.ndarray:
+def vae_reconstruction(model: TalkingHeadModel, frames: np.ndarray) -> np.ndarray:
     """Posterior-mean VAE reconstruction of uint8 frames ``[F, H, W, 3]`` (the ceiling arm)."""
-    from eval.sampler.video_out import decode_latents
-    from trainer.model.vae import encode_posterior, normalize_latents
-
-    mean, _ = encode_posterior(module.vae, torch.from_numpy(frames)[None].to(module.device))
-    return decode_latents(module.vae, normalize_latents(mean, module.vae))[0]
+    mean, _ = encode_posterior(model.vae, torch.from_numpy(frames)[None].to(model.device))
+    return decode_latents(model.vae, normalize_latents(mean, model.vae))[0]
 
 
-def base_module_of(module):
-    """The base model a trained module was built on: its DiT as loaded from ``model``, without adapter or LoRA."""
-    from trainer.lightning_module import TalkingHeadModule
-
-    cfg = module.cfg
-    stage = dataclasses.replace(
-        cfg.stage,
-        name="base",
-        audio_adapter=False,
-        train_transformer=False,
-        train_adapter=False,
-        adapter_init=None,
-        p_audio=0.0,
-        lora=dataclasses.replace(cfg.stage.lora, enabled=False),
-    )
-    return TalkingHeadModule(dataclasses.replace(cfg, stage=stage)).to(module.device).eval()
+def base_model_of(cfg: TrainConfig, device: torch.device | str) -> TalkingHeadModel:
+    """The base model a trained model was built on: its DiT as ``cfg.model`` loads it, without adapter or LoRA."""
+    model, _ = build_stage_model(base_stage_config(cfg))
+    return model.to(device).eval()
 
 
 @torch.no_grad()
-def dub_video(module, sampler, case: DubCase, seed: int, identity_refs: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def dub_video(
+    model: TalkingHeadModel,
+    cfg: TrainConfig,
+    sampler: EulerSampler,
+    case: DubCase,
+    seed: int,
+    identity_refs: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """V2V lip-mode dub of the case's source clip driven by the driving clip's speech, pasted into the source.
 
     Outside the generated tokens the VAE only re-renders the clean source, losing detail; a dub keeps the source
     pixels there and takes the generated ones inside the (grown, feathered) mask, as lip-sync tools do.
 
+    Args:
+        model: The model that dubs.
+        cfg: The training config of the trained model (its data layout and sampling settings).
+        sampler: A sampler over ``model.dit``.
+        case: The case.
+        seed: Seed of the posterior sample.
+        identity_refs: Prepend the identity reference tokens.
+
     Returns:
         ``(frames, mask)``: the pasted dub, uint8 ``[F, H, W, 3]``, and the paste mask, float32 ``[F, H, W]``.
     """
-    from eval.run import clip_batch, sample_clip
-    from eval.sampler.paste import paste, pixel_mask
-
-    num_refs = module.cfg.objective.num_reference_frames
+    num_refs = cfg.objective.num_reference_frames
     batch = clip_batch(case.source, num_refs, whisper=case.driving.whisper)
-    frames, tokens = sample_clip(module, sampler, batch, "v2v", "lip", identity_refs, seed, return_mask=True)
-    vae = module.vae.config
+    frames, tokens = sample_clip(model, cfg, sampler, batch, "v2v", "lip", identity_refs, seed, return_mask=True)
+    vae = model.vae.config
     mask = pixel_mask(
         tokens, frames.shape[0], vae.spatial_compression_ratio, vae.temporal_compression_ratio, PASTE_FEATHER_PX
     )
     return paste(frames, case.source.frames, mask), mask
 
 
-def run_cases(module, base, sampler_cfg, cases: list[DubCase], seed: int) -> list[tuple[dict, DubScores]]:
+def run_cases(
+    model: TalkingHeadModel,
+    base: TalkingHeadModel,
+    cfg: TrainConfig,
+    sampler_cfg: SamplerConfig,
+    cases: list[DubCase],
+    seed: int,
+) -> list[tuple[dict, DubScores]]:
     """Every arm's video and scores for each case.
 
     Args:
-        module: The trained module (stage 1 or 2).
-        base: :func:`base_module_of` the module.
-        sampler_cfg: :class:`eval.sampler.sampler.SamplerConfig`.
+        model: The trained model (stage 1 or 2).
+        base: :func:`base_model_of` its config.
+        cfg: The trained model's training config.
+        sampler_cfg: The sampler's settings.
         cases: The cases.
         seed: Seed of the posterior samples (the sampler's noise comes from ``sampler_cfg.seed``).
 
     Returns:
         ``(videos by arm, scores)`` per case.
     """
-    from eval.sampler.paste import paste
-    from eval.sampler.sampler import EulerSampler
-
-    loc = module.cfg.objective.timestep_loc
-    trained_sampler = EulerSampler(module.dit, sampler_cfg, loc)
+    loc = cfg.objective.timestep_loc
+    trained_sampler = EulerSampler(model.dit, sampler_cfg, loc)
     base_sampler = EulerSampler(base.dit, sampler_cfg, loc)
     out = []
     for i, case in enumerate(cases):
-        trained, mask = dub_video(module, trained_sampler, case, seed + i)
+        trained, mask = dub_video(model, cfg, trained_sampler, case, seed + i)
         videos = {
             "trained": trained,
-            "base": dub_video(base, base_sampler, case, seed + i)[0],
+            "base": dub_video(base, cfg, base_sampler, case, seed + i)[0],
             "source": case.source.frames,
             # The best dub on this VAE: the ground truth's reconstruction, pasted the way a dub is.
-            "vae_ceiling": paste(vae_reconstruction(module, case.ground_truth), case.ground_truth, mask),
+            "vae_ceiling": paste(vae_reconstruction(model, case.ground_truth), case.ground_truth, mask),
         }
-        closed = paste(vae_reconstruction(module, case.closed), case.closed, mask)
+        closed = paste(vae_reconstruction(model, case.closed), case.closed, mask)
         out.append((videos, score_case(case, videos, {"trained": closed, "base": closed, "vae_ceiling": closed})))
     return out
 
@@ -334,7 +350,9 @@ GAIN_FLOW_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 @torch.no_grad()
-def audio_loss_gain(module, shards: str, batches: int = 4, seed: int = 0) -> dict | None:
+def audio_loss_gain(
+    model: TalkingHeadModel, cfg: TrainConfig, shards: str, batches: int = 4, seed: int = 0
+) -> dict | None:
     """Does the model use what the audio says? Held-out masked loss with each clip's own speech and another's.
 
     The trainer's own held-out loss (:func:`trainer.held_out.held_out_errors`: V2V, audio on, fixed flow times
@@ -344,7 +362,8 @@ def audio_loss_gain(module, shards: str, batches: int = 4, seed: int = 0) -> dic
     learning even where the VAE hides the mouth from pixel metrics.
 
     Args:
-        module: A trained :class:`~trainer.lightning_module.TalkingHeadModule` with an adapter (eval mode).
+        model: A trained model with an audio adapter (eval mode).
+        cfg: Its training config.
         shards: Held-out shards.
         batches: Batches of the training layout to use (batches of one clip are skipped).
         seed: Seed of the posterior samples and the noise.
@@ -353,12 +372,6 @@ def audio_loss_gain(module, shards: str, batches: int = 4, seed: int = 0) -> dic
         ``{"own": loss, "other": loss, "gain": other − own, "relative_gain": gain / own, "flow_times": […],
         "clips": N}``, or ``None`` without a batch of two or more clips.
     """
-    from trainer.data.plan import decode_plan
-    from trainer.data.shard_paths import expand_shards
-    from trainer.data.transforms import collate_clips
-    from trainer.held_out import held_out_errors, loss_plan_groups
-
-    cfg = module.cfg
     sums = {"own": 0.0, "other": 0.0}
     count, clips = 0.0, 0
     for j, group in enumerate(loss_plan_groups(cfg, expand_shards(shards, key="shards"), batches)):
@@ -366,10 +379,10 @@ def audio_loss_gain(module, shards: str, batches: int = 4, seed: int = 0) -> dic
             continue
         refs, caption = cfg.objective.num_reference_frames, cfg.data.default_caption
         batch = collate_clips([decode_plan(p, refs, caption) for p in group])
-        batch = module.transfer_batch_to_device(batch, module.device, 0)
+        batch = batch_to_device(batch, model.device)
         other = dict(batch, whisper=batch["whisper"].roll(1, 0), whisper_len=batch["whisper_len"].roll(1, 0))
         for name, b in (("own", batch), ("other", other)):
-            s, c = held_out_errors(module, b, list(GAIN_FLOW_TIMES), seed + j, identity_refs=False)
+            s, c = held_out_errors(model, cfg, b, list(GAIN_FLOW_TIMES), seed + j, identity_refs=False)
             sums[name] += float(s.sum())
             if name == "own":
                 count += float(c.sum())

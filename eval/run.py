@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from eval.sampler.sampler import EulerSampler
     from trainer.config.schema import TrainConfig
     from trainer.data.decode import ClipSample
+    from trainer.model.talking_head import TalkingHeadModel
 
 log = logging.getLogger("talkdit.eval")
 
@@ -68,43 +69,6 @@ TALKDIT_SYNCNET (syncnet_v2.model), TALKDIT_LPIPS_ALEXNET (alexnet-owt-7be5be79.
 (pt_inception-2015-12-05-6726825d.pth), TALKDIT_I3D (i3d_torchscript.pt), TALKDIT_ARCFACE (backbone.pth).""",
     register=register,
 )
-
-
-def read_checkpoint(checkpoint: str | Path) -> tuple[dict, TrainConfig]:
-    """A training checkpoint and the config stored in it (checked against today's schema).
-
-    Raises:
-        ValueError: Not a talkdit checkpoint, or its config no longer fits (names the key).
-    """
-    from trainer.checkpoints import read_training_checkpoint
-    from trainer.config.compose import config_from_container
-
-    ckpt = read_training_checkpoint(checkpoint)
-    if "talkdit" not in ckpt:
-        raise ValueError(f"checkpoint={checkpoint} was not written by talkdit (no 'talkdit' metadata)")
-    return ckpt, config_from_container(ckpt["talkdit"]["config"], source=str(checkpoint))
-
-
-def load_module(checkpoint: str | Path, device: str = "cpu", loaded: tuple[dict, TrainConfig] | None = None):
-    """The training module of a checkpoint, with its trained tensors, in eval mode.
-
-    The config stored in the checkpoint rebuilds the model (its weight files must be where the run found
-    them); the checkpoint's trainable tensors (adapter, LoRA) are then loaded over it.
-
-    Args:
-        checkpoint: The checkpoint.
-        device: Where the module goes.
-        loaded: :func:`read_checkpoint`'s result when the caller has read it already.
-    """
-    from trainer.lightning_module import TalkingHeadModule
-
-    ckpt, cfg = loaded or read_checkpoint(checkpoint)
-    module = TalkingHeadModule(cfg)
-    missing = set(ckpt["state_dict"]) - set(module.state_dict())
-    if missing:
-        raise ValueError(f"{checkpoint}: tensors the model does not have: {sorted(missing)[:5]}")
-    module.load_state_dict(ckpt["state_dict"], strict=False)
-    return module.to(device).eval()
 
 
 def read_clips(
@@ -200,7 +164,8 @@ def clip_batch(clip: ClipSample, num_refs: int, whisper: np.ndarray | None = Non
 
 
 def sample_clip(
-    module,
+    model: TalkingHeadModel,
+    cfg: TrainConfig,
     sampler: EulerSampler,
     batch: dict,
     mode: str,
@@ -211,6 +176,17 @@ def sample_clip(
 ):
     """Sample one clip of ``batch`` in ``mode`` (``v2v``/``i2v``/``t2v``).
 
+    Args:
+        model: The model (:func:`trainer.stage_model.load_trained_model`).
+        cfg: The training config it was built from.
+        sampler: A sampler over ``model.dit``.
+        batch: A one-clip batch (:func:`clip_batch`).
+        mode: ``v2v``, ``i2v`` or ``t2v``.
+        v2v_mask: ``lip``, ``face`` or ``head``.
+        identity_refs: Prepend the identity reference tokens.
+        seed: Seed of the posterior sample (the sampler's noise comes from its own seed).
+        return_mask: Also return the generated-token mask.
+
     Returns:
         uint8 frames ``[F, H, W, 3]``; with ``return_mask``, also the generated-token mask ``[T, h, w]``
         (1 = generated), for pasting the generated region back into source frames (:mod:`eval.sampler.paste`).
@@ -219,24 +195,33 @@ def sample_clip(
 
     from eval.sampler.batch import sample_inputs_from_batch
     from eval.sampler.video_out import decode_latents
+    from trainer.data.transforms import batch_to_device
 
     with torch.no_grad():
-        dev = module.device
-        batch = module.transfer_batch_to_device(batch, dev, 0)
-        latents, refs = module.model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
-        inputs = sample_inputs_from_batch(module, batch, latents, refs, mode, v2v_mask, identity_refs)
+        dev = model.device
+        batch = batch_to_device(batch, dev)
+        latents, refs = model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+        inputs = sample_inputs_from_batch(model, cfg, batch, latents, refs, mode, v2v_mask, identity_refs)
         out = sampler.sample(inputs)
-        frames = decode_latents(module.vae, out)[0]
+        frames = decode_latents(model.vae, out)[0]
     return (frames, inputs.mask[0].cpu()) if return_mask else frames
 
 
 def sample_edited_clip(
-    module, sampler: EulerSampler, batch: dict, edits: list, audio: np.ndarray, sample_rate: int, seed: int
+    model: TalkingHeadModel,
+    cfg: TrainConfig,
+    sampler: EulerSampler,
+    batch: dict,
+    edits: list,
+    audio: np.ndarray,
+    sample_rate: int,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply a visual-dialog edit list to one clip and sample it.
 
     Args:
-        module: The training module.
+        model: The model (:func:`trainer.stage_model.load_trained_model`).
+        cfg: The training config it was built from.
         sampler: The sampler.
         batch: A one-clip batch (:func:`clip_batch`).
         edits: :class:`eval.sampler.editing.Edit` list on the clip's timeline.
@@ -252,13 +237,14 @@ def sample_edited_clip(
     from eval.sampler.batch import edited_sample_inputs
     from eval.sampler.edit_audio import edited_track
     from eval.sampler.video_out import decode_latents
+    from trainer.data.transforms import batch_to_device
 
     with torch.no_grad():
-        dev = module.device
-        batch = module.transfer_batch_to_device(batch, dev, 0)
-        latents, refs = module.model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
-        inputs, _, frames_map = edited_sample_inputs(module, batch, latents, refs, edits)
-        frames = decode_latents(module.vae, sampler.sample(inputs))[0]
+        dev = model.device
+        batch = batch_to_device(batch, dev)
+        latents, refs = model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+        inputs, _, frames_map = edited_sample_inputs(model, cfg, batch, latents, refs, edits)
+        frames = decode_latents(model.vae, sampler.sample(inputs))[0]
     return frames, edited_track(audio, frames_map, sample_rate, float(batch["fps"][0]))
 
 
@@ -337,6 +323,7 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
     from eval.metrics import MetricSuite, MetricWeights
     from eval.sampler.sampler import EulerSampler
     from eval.sampler.video_out import write_sample
+    from trainer.stage_model import load_trained_model, read_checkpoint
 
     weights = weights or MetricWeights.from_env()
     metrics = MetricSuite(weights, cfg.device, cfg.sync_protocol)  # every network loaded once for all clips
@@ -352,10 +339,10 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
         tuple(cfg.size) if cfg.size is not None else sample_size(*clip.frames.shape[1:3], lo, hi, spatial)
         for clip, _, _ in clips
     ]
-    module = load_module(cfg.checkpoint, cfg.device, loaded)
-    sampler = EulerSampler(module.dit, cfg.sampler, module.cfg.objective.timestep_loc)
+    model, _ = load_trained_model(cfg.checkpoint, cfg.device, loaded)
+    sampler = EulerSampler(model.dit, cfg.sampler, train_cfg.objective.timestep_loc)
     out = Path(cfg.output_dir)
-    num_refs = module.cfg.objective.num_reference_frames
+    num_refs = train_cfg.objective.num_reference_frames
     rows, skipped = [], {}
     partners = novel_audio_partners([clip for clip, _, _ in clips])
     for i, ((clip, audio, sr), size) in enumerate(zip(clips, sizes, strict=True)):
@@ -368,7 +355,7 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
                 whisper, drive = other_clip.whisper, other_audio
             batch = clip_batch(sampled_clip, num_refs, whisper)
             sampled = sample_clip(
-                module, sampler, batch, MODES[mode][0], cfg.v2v_mask, cfg.identity_refs, cfg.sampler.seed + i
+                model, train_cfg, sampler, batch, MODES[mode][0], cfg.v2v_mask, cfg.identity_refs, cfg.sampler.seed + i
             )
             frames = resize_frames(sampled, source)
             sample = out / "samples" / mode / f"{clip.key}.mp4"

@@ -55,7 +55,7 @@ from trainer.config.errors import ConfigError
 from trainer.config.schema import ValidationConfig
 from trainer.data.plan import decode_plan
 from trainer.data.shard_paths import expand_shards
-from trainer.data.transforms import collate_clips
+from trainer.data.transforms import batch_to_device, collate_clips
 from trainer.held_out import held_out_errors, loss_plan_groups, quantile_key, rank_share
 
 log = logging.getLogger("talkdit.validation")
@@ -246,10 +246,12 @@ class ValidationCallback(Callback):
         num_refs = pl_module.cfg.objective.num_reference_frames
         for k, j in enumerate(indices):
             batch = collate_clips([decode_plan(p, num_refs, data.default_caption) for p in groups[j]])
-            batch = pl_module.transfer_batch_to_device(batch, dev, 0)
+            batch = batch_to_device(batch, dev)
             # The training step's precision (autocast under *-mixed), as in training_step.
             with trainer.precision_plugin.forward_context():
-                s, c = held_out_errors(pl_module, batch, qs, cfg.seed + j, cfg.identity_refs)
+                s, c = held_out_errors(
+                    pl_module.model, pl_module.cfg, batch, qs, cfg.seed + j, cfg.identity_refs, pl_module.sp
+                )
             if k < real:  # padding batches only keep the forwards in step
                 sums += s
                 counts += c
@@ -286,7 +288,14 @@ class ValidationCallback(Callback):
                 batch = clip_batch(clip.sample, num_refs, whisper)
                 with trainer.precision_plugin.forward_context():  # the metrics below run outside autocast
                     frames = sample_clip(
-                        pl_module, sampler, batch, MODES[mode][0], cfg.v2v_mask, cfg.identity_refs, cfg.seed + i
+                        pl_module.model,
+                        pl_module.cfg,
+                        sampler,
+                        batch,
+                        MODES[mode][0],
+                        cfg.v2v_mask,
+                        cfg.identity_refs,
+                        cfg.seed + i,
                     )
                 if k >= real:
                     continue  # a padding clip: its forwards keep the ranks in step, it is not scored

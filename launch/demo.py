@@ -181,7 +181,7 @@ def _train_in_processes(overrides: list[str], log_file: Path) -> None:
         raise RuntimeError(f"training run failed (exit {done.returncode}), log {log_file}:\n{tail}")
 
 
-def _sample_from(module, shards: str, out: Path, steps: int, seed: int) -> dict:
+def _sample_from(model, cfg, shards: str, out: Path, steps: int, seed: int) -> dict:
     """Sample one V2V clip and one edited clip (a latent frame inserted after the first) and score them."""
     from eval.metrics import MetricSuite, MetricWeights
     from eval.run import clip_batch, read_clips, sample_clip, sample_edited_clip
@@ -189,16 +189,16 @@ def _sample_from(module, shards: str, out: Path, steps: int, seed: int) -> dict:
     from eval.sampler.sampler import EulerSampler, SamplerConfig
     from eval.sampler.video_out import write_sample
 
-    sampler = EulerSampler(module.dit, SamplerConfig(num_steps=steps, seed=seed), module.cfg.objective.timestep_loc)
-    clip, audio, sr = read_clips(shards, module.cfg, 1)[0]
-    batch = clip_batch(clip, module.cfg.objective.num_reference_frames)
+    sampler = EulerSampler(model.dit, SamplerConfig(num_steps=steps, seed=seed), cfg.objective.timestep_loc)
+    clip, audio, sr = read_clips(shards, cfg, 1)[0]
+    batch = clip_batch(clip, cfg.objective.num_reference_frames)
     metrics = MetricSuite(MetricWeights.from_env())
-    v2v = sample_clip(module, sampler, batch, "v2v", "lip", True, seed)
+    v2v = sample_clip(model, cfg, sampler, batch, "v2v", "lip", True, seed)
     write_sample(out / "v2v.mp4", v2v, clip.fps, audio, sr)
     scores = metrics(v2v, clip.frames, audio, clip.fps, sr, clip.ref_frames[0])
     # 8 frames of new, silent content after the first frame: the visual-dialog "addition".
     edit = Edit("add", start_s=8 / clip.fps, duration_s=8 / clip.fps)
-    edited, drive = sample_edited_clip(module, sampler, batch, [edit], audio, sr, seed)
+    edited, drive = sample_edited_clip(model, cfg, sampler, batch, [edit], audio, sr, seed)
     write_sample(out / "edited.mp4", edited, clip.fps, drive, sr)
     edited_scores = metrics(edited, clip.frames, drive, clip.fps, sr, clip.ref_frames[0])
 
@@ -216,22 +216,21 @@ def _sample_from(module, shards: str, out: Path, steps: int, seed: int) -> dict:
     return {"v2v": out / "v2v.mp4", "edited": out / "edited.mp4", "report": report}
 
 
-def _dub_heldout(module, held, out: Path, steps: int, seed: int) -> dict:
+def _dub_heldout(model, cfg, held, out: Path, steps: int, seed: int) -> dict:
     """Dub the first held-out clip with another person's speech; write it beside its ground truth and score it.
 
     Returns:
         Paths (``dub``, ``ground_truth``, ``strip``) and the benchmark's numbers for the clip (``scores``).
     """
-    from eval.lipsync import base_module_of, dub_cases, run_cases, summarize
+    from eval.lipsync import base_model_of, dub_cases, run_cases, summarize
     from eval.run import read_clips
     from eval.sampler.sampler import SamplerConfig
     from eval.sampler.video_out import write_sample
 
-    clips = read_clips(held.shards, module.cfg, 8)
+    clips = read_clips(held.shards, cfg, 8)
     case = dub_cases(clips, held.corpus)[0]
-    ((videos, scores),) = run_cases(
-        module, base_module_of(module), SamplerConfig(num_steps=steps, seed=seed), [case], seed
-    )
+    base = base_model_of(cfg, model.device)
+    ((videos, scores),) = run_cases(model, base, cfg, SamplerConfig(num_steps=steps, seed=seed), [case], seed)
     fps, audio, rate = case.source.fps, case.driving_audio, case.sample_rate
     paths = {"dub": out / "dub.mp4", "ground_truth": out / "dub_ground_truth.mp4", "strip": out / "dub_strip.png"}
     write_sample(paths["dub"], videos["trained"], fps, audio, rate)
@@ -323,10 +322,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     if cfg.vae_decoder_steps < 0:  # before minutes of corpus preparation, not when the base is built
         raise ConfigError("vae_decoder_steps", cfg.vae_decoder_steps, "expected >= 0 (0: no decoder refinement)")
     from data_prep.ledger import read_ledger
-    from eval.run import load_module
     from trainer.config.compose import load_train_config
     from trainer.export import export_checkpoint
     from trainer.runner import train
+    from trainer.stage_model import load_trained_model
 
     # Lightning resets its logger to INFO when imported; the demo prints where things are instead.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -454,12 +453,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         outputs["scaled_run"] = scaled
         outputs["scaled_checkpoint"] = scaled / "checkpoints" / "last.ckpt"
     if cfg.sample_steps > 0:
-        module = load_module(stage2.last_checkpoint)
-        samples = _sample_from(module, held.shards, runs / "samples", cfg.sample_steps, cfg.seed)
+        model, stage2_cfg = load_trained_model(stage2.last_checkpoint)
+        samples = _sample_from(model, stage2_cfg, held.shards, runs / "samples", cfg.sample_steps, cfg.seed)
         print(f"[8/10] samples from the stage-2 checkpoint in {runs / 'samples'} ({time.perf_counter() - t0:.0f}s)")
         for line in samples["report"]:
             print(f"      {line}")
-        dub = _dub_heldout(module, held, runs / "samples", cfg.sample_steps, cfg.seed)
+        dub = _dub_heldout(model, stage2_cfg, held, runs / "samples", cfg.sample_steps, cfg.seed)
         n = dub["scores"]
         print(
             f"[9/10] a held-out person dubbed with another person's speech: {dub['dub']} (ground truth "

@@ -19,14 +19,17 @@ from collections import OrderedDict
 import torch
 import webdataset as wds
 
+from trainer.config.schema import TrainConfig
 from trainer.data.buckets import Compression
 from trainer.data.datamodule import feature_spec, stream_settings
 from trainer.data.plan import Plan
 from trainer.data.schema import ShardSampleError
+from trainer.model.talking_head import TalkingHeadModel
 from trainer.objectives.conditions import ConditionFlags
 from trainer.objectives.flow_matching import masked_sq_error
 from trainer.objectives.step import step_inputs
 from trainer.objectives.step_loss import forward_velocity
+from trainer.parallel.sequence import SequenceParallel
 
 log = logging.getLogger("talkdit.held_out")
 
@@ -97,7 +100,13 @@ def loss_plan_groups(cfg, urls: list[str], limit: int) -> list[list[Plan]]:
 
 @torch.no_grad()
 def held_out_errors(
-    module, batch: dict, quantiles: list[float], seed: int, identity_refs: bool
+    model: TalkingHeadModel,
+    cfg: TrainConfig,
+    batch: dict,
+    quantiles: list[float],
+    seed: int,
+    identity_refs: bool,
+    sp: SequenceParallel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked flow-matching error of one batch at fixed flow times (the trainer's step, conditions fixed).
 
@@ -107,18 +116,20 @@ def held_out_errors(
     seeded generator for every ``q``, and every sample is at ``t = q``.
 
     Args:
-        module: The :class:`~trainer.lightning_module.TalkingHeadModule` (on its device, in eval mode).
-        batch: A loader batch on the module's device.
+        model: The model (on its device, in eval mode).
+        cfg: The training config it was built from.
+        batch: A loader batch on the model's device.
         quantiles: Flow times ``Q`` in (0, 1).
         seed: Seed of the posterior sample and the noise.
         identity_refs: Prepend the identity reference tokens.
+        sp: The run's sequence parallelism, when the model is sharded over a sequence group.
 
     Returns:
-        ``(error sums [Q], masked element counts [Q])`` float32 on the module's device (Eq. 8 before
+        ``(error sums [Q], masked element counts [Q])`` float32 on the model's device (Eq. 8 before
         normalisation, summed over the batch).
     """
-    dev = module.device
-    x0, ref_lat = module.model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
+    dev = model.device
+    x0, ref_lat = model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
     bsz = x0.shape[0]
     yes = torch.ones(bsz, dtype=torch.bool, device=dev)
     flags = ConditionFlags(audio=yes, first_frame=~yes, v2v=yes, identity=identity_refs)
@@ -127,8 +138,8 @@ def held_out_errors(
         # The same generator state for every q: the same noise at every flow time.
         gen = torch.Generator(device=dev).manual_seed(seed + 1)
         t = torch.full((bsz,), float(q), device=dev)
-        step = step_inputs(module.model, module.cfg, batch, x0, ref_lat, gen, flags, t)
-        pred, tgt, mask = forward_velocity(module.dit, step, module.sp)
+        step = step_inputs(model, cfg, batch, x0, ref_lat, gen, flags, t)
+        pred, tgt, mask = forward_velocity(model.dit, step, sp)
         err, count = masked_sq_error(pred, tgt, mask)
         sums.append(err.sum())
         counts.append(count.sum())

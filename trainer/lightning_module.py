@@ -1,6 +1,7 @@
 """The LightningModule of every stage: it wires the plain model, the step's objective and the optimiser.
 
-What it holds is :class:`~trainer.model.talking_head.TalkingHeadModel` (``self.model``); the step's inputs
+What it holds is :class:`~trainer.model.talking_head.TalkingHeadModel` (``self.model``, built for the stage by
+:func:`trainer.stage_model.build_stage_model`); the step's inputs
 and loss are pure functions (:mod:`trainer.objectives.step`, :mod:`trainer.objectives.step_loss`);
 sequence parallelism and FSDP are one :func:`~trainer.parallel.parallelize.parallelize` step; data position,
 RNG state, throughput and the parameter table are callbacks (:mod:`trainer.state_callbacks`).
@@ -17,17 +18,13 @@ import torch
 from trainer.checkpoints import (
     MODULE_PREFIX,
     RESUME_KEYS,
-    check_adapter_config,
     check_resume_compatible,
-    read_adapter_source,
     upgrade_state_keys,
 )
 from trainer.config.compose import config_fingerprint, to_container
 from trainer.config.schema import TrainConfig
-from trainer.model.audio_adapter import adapter_parameter_names, load_audio_adapter_state_dict
+from trainer.data.transforms import batch_to_device
 from trainer.model.dit import TalkingHeadDiT
-from trainer.model.lora import LoRAReport, add_lora
-from trainer.model.talking_head import TalkingHeadModel
 from trainer.model.text_encoder import TextEncoder
 from trainer.objectives.step import StepInputs, prepare_step
 from trainer.objectives.step_loss import StepLoss, step_loss
@@ -37,6 +34,7 @@ from trainer.optim.clipping import clip_adamw_grad_norm
 from trainer.parallel.mesh import build_mesh, single_process_mesh
 from trainer.parallel.parallelize import parallelize
 from trainer.parallel.sequence import SequenceParallel
+from trainer.stage_model import build_stage_model
 from trainer.step_row import StepRow
 
 log = logging.getLogger(__name__)
@@ -52,9 +50,7 @@ class TalkingHeadModule(L.LightningModule):
     def __init__(self, cfg: TrainConfig):
         super().__init__()
         self.cfg = cfg
-        self.model = TalkingHeadModel.from_config(cfg.model, cfg.audio, with_adapter=cfg.stage.audio_adapter)
-        self.lora_report: LoRAReport | None = None
-        self._setup_stage()
+        self.model, _ = build_stage_model(cfg)  # logs its LoRA report
         # Checkpoints hold the trainable tensors only; frozen parts come back from their sources.
         self.strict_loading = False
         self.logger_run_id: str | None = None
@@ -82,27 +78,6 @@ class TalkingHeadModule(L.LightningModule):
     def text_encoder(self) -> TextEncoder:
         """The frozen caption encoder."""
         return self.model.text_encoder
-
-    # ------------------------------------------------------------------ set-up
-    def _setup_stage(self) -> None:
-        stage = self.cfg.stage
-        transformer = self.dit.transformer
-        # Full fine-tuning (the base stage) trains every DiT weight; other stages start from a frozen DiT.
-        transformer.requires_grad_(stage.train_transformer)
-        if stage.adapter_init is not None:
-            tensors, saved_cfg, source = read_adapter_source(stage.adapter_init)
-            check_adapter_config(saved_cfg, self.dit.adapter_config, source)
-            load_audio_adapter_state_dict(transformer, tensors, source)
-            log.info("audio adapter initialised from %s", source)
-        if stage.lora.enabled:
-            # peft freezes everything but LoRA when it injects adapters, so this comes first.
-            self.lora_report = add_lora(transformer, stage.lora)
-            log.info("%s", self.lora_report.format())
-        if stage.train_adapter:
-            names = set(adapter_parameter_names(transformer))
-            for n, p in transformer.named_parameters():
-                if n in names:
-                    p.requires_grad_(True)
 
     def trainable_state_names(self) -> list[str]:
         """Names (in this module's state dict) of the tensors a checkpoint keeps."""
@@ -197,20 +172,8 @@ class TalkingHeadModule(L.LightningModule):
 
     # ------------------------------------------------------------------ the step
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
-        """Move the batch's tensors (one level of nesting) to ``device``.
-
-        The batch layout is fixed (:func:`trainer.data.transforms.collate_clips`), so a direct move
-        replaces Lightning's generic collection walk, which costs milliseconds per step.
-        """
-
-        def move(value):
-            if isinstance(value, torch.Tensor):
-                return value.to(device, non_blocking=True)
-            if isinstance(value, dict):
-                return {k: move(v) for k, v in value.items()}
-            return value
-
-        return {k: move(v) for k, v in batch.items()}
+        """Move the batch's tensors to ``device`` (:func:`trainer.data.transforms.batch_to_device`)."""
+        return batch_to_device(batch, device)
 
     def step_generator(self) -> torch.Generator:
         """RNG of this step: a function of (seed, step, data-parallel rank) only, so runs repeat exactly."""

@@ -1,4 +1,4 @@
-"""Sampler inputs from a loader batch, built with the training module's own encoders and settings."""
+"""Sampler inputs from a loader batch, built with the model's own encoders and its training config's settings."""
 
 from __future__ import annotations
 
@@ -9,16 +9,23 @@ from eval.sampler.edit_audio import edited_track, source_video_frames
 from eval.sampler.editing import EditedSequence, apply_edits
 from eval.sampler.modes import mode_mask
 from eval.sampler.sampler import SampleInputs
+from trainer.config.schema import TrainConfig
 from trainer.model.dit_inputs import batch_audio_windows, identity_references
 from trainer.model.masks import lower_face_token_mask
+from trainer.model.talking_head import TalkingHeadModel
 
 
 def _text_and_references(
-    module, batch: dict, ref_latents: torch.Tensor | None, identity_refs: bool, grid: tuple[int, int], fps
+    model: TalkingHeadModel,
+    batch: dict,
+    ref_latents: torch.Tensor | None,
+    identity_refs: bool,
+    grid: tuple[int, int],
+    fps,
 ) -> dict:
     """Caption and empty-caption embeddings and the identity reference tokens of a batch."""
-    text, text_mask = module.text_encoder(batch["captions"])
-    null_text, null_mask = module.text_encoder([""] * len(batch["captions"]))
+    text, text_mask = model.text_encoder(batch["captions"])
+    null_text, null_mask = model.text_encoder([""] * len(batch["captions"]))
     references = []
     if identity_refs and ref_latents is not None:
         boxes = batch["ref_lower_face_boxes"].to(ref_latents.device)
@@ -34,7 +41,8 @@ def _text_and_references(
 
 @torch.no_grad()
 def sample_inputs_from_batch(
-    module,
+    model: TalkingHeadModel,
+    cfg: TrainConfig,
     batch: dict,
     latents: torch.Tensor,
     ref_latents: torch.Tensor | None,
@@ -46,7 +54,8 @@ def sample_inputs_from_batch(
     """Conditions of one sampling run over a batch of the training stream's layout.
 
     Args:
-        module: A :class:`trainer.lightning_module.TalkingHeadModule` (its config, text encoder, device).
+        model: The model (its text encoder, and whether its DiT has an audio adapter).
+        cfg: The training config it was built from (masks, audio windows, VAE factors).
         batch: A loader batch (``lower_face_boxes``, ``face_boxes``, ``whisper``…, ``captions``, ``fps``).
         latents: Normalised clip latents ``[B, C, T, H, W]`` (``TalkingHeadModel.encode_latents``).
         ref_latents: Normalised identity reference latents ``[B, C, R, H, W]`` or ``None``.
@@ -58,7 +67,6 @@ def sample_inputs_from_batch(
     Returns:
         The inputs of :meth:`eval.sampler.sampler.EulerSampler.sample`.
     """
-    cfg = module.cfg
     dev = latents.device
     bsz, _, frames, grid_h, grid_w = latents.shape
     fps = batch["fps"].to(dev)
@@ -78,15 +86,16 @@ def sample_inputs_from_batch(
         device=dev,
     )
     windows = valid = None
-    if module.dit.adapter_config is not None:  # a base DiT (no audio adapter) samples without audio
+    if model.adapter_config is not None:  # a base DiT (no audio adapter) samples without audio
         windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
-    common = _text_and_references(module, batch, ref_latents, identity_refs, (grid_h, grid_w), fps)
+    common = _text_and_references(model, batch, ref_latents, identity_refs, (grid_h, grid_w), fps)
     return SampleInputs(latents=latents, mask=mask, fps=fps, windows=windows, window_valid=valid, **common)
 
 
 @torch.no_grad()
 def edited_sample_inputs(
-    module,
+    model: TalkingHeadModel,
+    cfg: TrainConfig,
     batch: dict,
     latents: torch.Tensor,
     ref_latents: torch.Tensor | None,
@@ -100,7 +109,8 @@ def edited_sample_inputs(
     inserted, :mod:`eval.sampler.edit_audio`).
 
     Args:
-        module: The training module (config, text encoder).
+        model: The model (its text encoder).
+        cfg: The training config it was built from (mask, audio windows, VAE factors).
         batch: A one-clip batch (boxes, captions, fps, reference boxes).
         latents: Normalised source latents ``[B, C, T, H, W]``.
         ref_latents: Identity reference latents ``[B, C, R, H, W]`` or ``None``.
@@ -111,7 +121,6 @@ def edited_sample_inputs(
         ``(inputs, edited, frames)``: the sampler inputs over the edited sequence, the edit result and the
         source video frame of every output frame (``None``: inserted), for re-assembling the waveform.
     """
-    cfg = module.cfg
     dev = latents.device
     bsz, _, frames, grid_h, grid_w = latents.shape
     fps = batch["fps"].to(dev)
@@ -132,7 +141,7 @@ def edited_sample_inputs(
         "frame_start": torch.zeros(bsz, dtype=torch.long),
     }
     windows, valid = batch_audio_windows(edited_batch, cfg.audio.window, cfg.audio.feature_rate, dev)
-    common = _text_and_references(module, batch, ref_latents, identity_refs, (grid_h, grid_w), fps)
+    common = _text_and_references(model, batch, ref_latents, identity_refs, (grid_h, grid_w), fps)
     mask = edited.mask_grid().to(torch.float32)
     inputs = SampleInputs(latents=edited.latents, mask=mask, fps=fps, windows=windows, window_valid=valid, **common)
     return inputs, edited, frames_map

@@ -91,16 +91,17 @@ def test_bad_options_are_refused(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_an_edited_clip_samples_at_its_new_length(trained, eval_shards):
-    from eval.run import clip_batch, load_module, read_clips, sample_edited_clip
+    from eval.run import clip_batch, read_clips, sample_edited_clip
     from eval.sampler.editing import Edit
     from eval.sampler.sampler import EulerSampler
+    from trainer.stage_model import load_trained_model
 
-    module = load_module(trained)
-    clip, audio, sr = read_clips(eval_shards, module.cfg, 1)[0]
-    sampler = EulerSampler(module.dit, SamplerConfig(num_steps=2))
-    batch = clip_batch(clip, module.cfg.objective.num_reference_frames)
+    model, cfg = load_trained_model(trained)
+    clip, audio, sr = read_clips(eval_shards, cfg, 1)[0]
+    sampler = EulerSampler(model.dit, SamplerConfig(num_steps=2))
+    batch = clip_batch(clip, cfg.objective.num_reference_frames)
     edit = Edit("add", start_s=8 / clip.fps, duration_s=8 / clip.fps)  # one latent frame after latent frame 0
-    frames, drive = sample_edited_clip(module, sampler, batch, [edit], audio, sr, seed=0)
+    frames, drive = sample_edited_clip(model, cfg, sampler, batch, [edit], audio, sr, seed=0)
     assert frames.shape == (clip.frames.shape[0] + 8, *clip.frames.shape[1:])
     assert drive.shape[0] == int(frames.shape[0] * sr / clip.fps)
     # The inserted frames are silent in the driving audio; the kept ones carry the source's samples.

@@ -45,7 +45,7 @@ def test_first_model_input_equals_the_trainers(eval_shards, tmp_path, monkeypatc
     noise = drawn[0][0]  # the noise the trainer drew
 
     sampler = EulerSampler(module.dit, SamplerConfig(num_steps=40), module.cfg.objective.timestep_loc)
-    inputs = sample_inputs_from_batch(module, batch, latents, refs, mode="v2v", v2v_mask="lip")
+    inputs = sample_inputs_from_batch(module.model, module.cfg, batch, latents, refs, mode="v2v", v2v_mask="lip")
     x, _ = sampler.initial_state(inputs, noise)
     first = sampler.model_inputs(inputs, x, float(sampler.times[0]))
 
@@ -67,18 +67,18 @@ def test_sampling_keeps_conditions_and_repeats_with_its_seed(eval_shards, tmp_pa
     cfg = SamplerConfig(num_steps=3, guidance=GuidanceConfig(audio=2.0, text=1.5), seed=7)
     sampler = EulerSampler(module.dit, cfg)
     for mode, v2v_mask in (("v2v", "lip"), ("v2v", "face"), ("v2v", "head"), ("i2v", "lip"), ("t2v", "lip")):
-        inputs = sample_inputs_from_batch(module, batch, latents, refs, mode=mode, v2v_mask=v2v_mask)
+        inputs = sample_inputs_from_batch(module.model, module.cfg, batch, latents, refs, mode=mode, v2v_mask=v2v_mask)
         out = sampler.sample(inputs)
         assert out.shape == latents.shape and torch.isfinite(out).all()
         keep = inputs.mask[:, None].expand_as(out) == 0
         assert torch.equal(out[keep], latents[keep]), mode  # conditions come back bit for bit
         assert not torch.equal(out[~keep], latents[~keep])
         assert torch.equal(sampler.sample(inputs), out)  # the seed fixes the sample
-    lip = sample_inputs_from_batch(module, batch, latents, refs, v2v_mask="lip").mask
-    face = sample_inputs_from_batch(module, batch, latents, refs, v2v_mask="face").mask
-    head = sample_inputs_from_batch(module, batch, latents, refs, v2v_mask="head").mask
+    lip = sample_inputs_from_batch(module.model, module.cfg, batch, latents, refs, v2v_mask="lip").mask
+    face = sample_inputs_from_batch(module.model, module.cfg, batch, latents, refs, v2v_mask="face").mask
+    head = sample_inputs_from_batch(module.model, module.cfg, batch, latents, refs, v2v_mask="head").mask
     assert lip.sum() <= face.sum() <= head.sum() and (head >= face).all()
-    i2v = sample_inputs_from_batch(module, batch, latents, refs, mode="i2v").mask
+    i2v = sample_inputs_from_batch(module.model, module.cfg, batch, latents, refs, mode="i2v").mask
     assert i2v[:, 0].sum() == 0 and i2v[:, 1:].eq(1).all()
 
 

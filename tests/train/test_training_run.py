@@ -2,10 +2,10 @@
 
 import csv
 
+import lightning as L
 import pytest
 import torch
 
-from eval.run import load_module
 from tests.train.conftest import stream_batches, tiny_overrides
 from tests.train.shards import write_simple_shards
 from trainer.checkpoints import MODULE_PREFIX, read_training_checkpoint
@@ -13,6 +13,7 @@ from trainer.config.compose import load_train_config
 from trainer.lightning_module import TalkingHeadModule
 from trainer.model.vae import load_vae, normalize_latents, sample_posterior
 from trainer.run_dir import metrics_files
+from trainer.stage_model import build_stage_model, load_trained_model
 from trainer.train import run
 
 
@@ -98,10 +99,22 @@ def test_a_checkpoint_from_before_the_plain_model_still_loads(stage1, tmp_path):
     ckpt["state_dict"] = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     assert all(k.startswith("dit.transformer.") for k in ckpt["state_dict"])
     torch.save(ckpt, tmp_path / "old.ckpt")
-    module = load_module(tmp_path / "old.ckpt")
-    own = dict(module.named_parameters())
+    model, _ = load_trained_model(tmp_path / "old.ckpt")
+    own = dict(model.named_parameters())
     for k, v in read_training_checkpoint(result.last_checkpoint)["state_dict"].items():
-        assert torch.equal(own[k], v), k
+        assert torch.equal(own[k.removeprefix("model.")], v), k
+
+
+def test_evaluation_loads_the_trained_model_without_the_training_module(stage1):
+    result, _, _ = stage1
+    model, cfg = load_trained_model(result.last_checkpoint)
+    assert not isinstance(model, L.LightningModule) and cfg.stage.name == "stage1_audio"
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    own = dict(model.named_parameters())
+    trained = read_training_checkpoint(result.last_checkpoint)["state_dict"]
+    assert trained and all(torch.equal(own[k.removeprefix("model.")], v) for k, v in trained.items())
+    # What the stage trains (the adapter) is what the checkpoint holds; the frozen DiT came from its source.
+    assert {f"model.{n}" for n, p in build_stage_model(cfg)[0].named_parameters() if p.requires_grad} == set(trained)
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from trainer.data.transforms import collate_clips
 from trainer.held_out import held_out_errors, loss_plan_groups, quantile_key, rank_share
 from trainer.run_dir import metrics_files
 from trainer.runner import build_callbacks, build_trainer
+from trainer.stage_model import build_stage_model
 from trainer.train import run
 
 QUANTILES = [0.1, 0.3, 0.5, 0.7, 0.9]
@@ -96,16 +97,15 @@ def test_bad_callback_settings_name_the_key(tmp_path):
 
 
 def test_held_out_errors_are_fixed_and_depend_on_t(simple_shards, tmp_path):
-    from trainer.lightning_module import TalkingHeadModule
-
     cfg = load_train_config(tiny_overrides(simple_shards, tmp_path / "run", 1))
-    module = TalkingHeadModule(cfg).eval()
+    model, _ = build_stage_model(cfg)
+    model.eval()
     groups = loss_plan_groups(cfg, sorted(__import__("glob").glob(simple_shards)), 5)
     assert len(groups) == 2  # 4 clips, 2 per batch: a single pass, no repeats
     batch = collate_clips([decode_plan(p, cfg.objective.num_reference_frames, "x") for p in groups[0]])
-    sums, counts = held_out_errors(module, batch, QUANTILES, seed=3, identity_refs=True)
-    again, _ = held_out_errors(module, batch, QUANTILES, seed=3, identity_refs=True)
-    no_refs, counts_no_refs = held_out_errors(module, batch, QUANTILES, seed=3, identity_refs=False)
+    sums, counts = held_out_errors(model, cfg, batch, QUANTILES, seed=3, identity_refs=True)
+    again, _ = held_out_errors(model, cfg, batch, QUANTILES, seed=3, identity_refs=True)
+    no_refs, counts_no_refs = held_out_errors(model, cfg, batch, QUANTILES, seed=3, identity_refs=False)
     assert torch.equal(sums, again)  # fixed generator: the same number at every validation
     assert len(set(sums.tolist())) == len(QUANTILES)
     assert torch.equal(counts, counts_no_refs) and counts[0] > 0  # the mask does not depend on t or refs

@@ -78,3 +78,20 @@ def collate_clips(clips: list[TrainingClip]) -> dict:
         batch["frames"] = torch.from_numpy(np.stack([c.frames for c in clips]))
         batch["ref_frames"] = torch.from_numpy(np.stack([c.ref_frames for c in clips]))
     return batch
+
+
+def batch_to_device(batch: dict, device: torch.device | str) -> dict:
+    """The batch with its tensors (one level of nesting) on ``device``.
+
+    The layout is fixed (:func:`collate_clips`), so a direct move replaces Lightning's generic collection walk,
+    which costs milliseconds per step.
+    """
+
+    def move(value):
+        if isinstance(value, torch.Tensor):
+            return value.to(device, non_blocking=True)
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
+
+    return {k: move(v) for k, v in batch.items()}
