@@ -214,6 +214,7 @@ class TalkingHeadModule(L.LightningModule):
         if logging_step:
             metrics = {k: v for k, v in out.metrics.items() if k != "loss"}
             metrics["identity_refs"] = float(inputs.flags.identity)
+            metrics["frame_refs"] = float(inputs.flags.frame_refs != "none")
             metrics.update(self.time_bins.pop())
             self.step_row.add({"train/loss": out.metrics["loss"], **{f"train/{k}": v for k, v in metrics.items()}})
         return out.loss

@@ -12,6 +12,7 @@ from tests.train.conftest import stream_batches, tiny_overrides
 from trainer.config.compose import load_train_config
 from trainer.lightning_module import TalkingHeadModule
 from trainer.model.sequence import patchify
+from trainer.objectives.conditions import ConditionFlags
 from trainer.objectives.timesteps import sampling_times
 
 
@@ -59,6 +60,41 @@ def test_first_model_input_equals_the_trainers(eval_shards, tmp_path, monkeypatc
     assert torch.equal(first.audio.gate, step.audio.gate)
     assert torch.equal(inputs.mask.flatten(1), step.mask)
     assert torch.equal(inputs.text, step.text)
+
+
+@pytest.mark.parametrize("sides", ["past", "future", "both"])
+def test_a_block_with_frame_references_gets_the_trainers_input(eval_shards, tmp_path, monkeypatch, sides):
+    # Training's frame-reference step (a fully synthetic block, the clip's edge frames as clean references)
+    # and the sampler's TAPSF block with clean neighbours build the same first model input.
+    module, batch = module_and_batch(eval_shards, tmp_path, "stage.p_frame_ref=1.0")
+    model, cfg = module.model, module.cfg
+    latents, refs = model.encode_latents(batch, torch.Generator().manual_seed(0))
+    bsz, frames = latents.shape[0], latents.shape[2]
+    yes = torch.ones(bsz, dtype=torch.bool)
+    flags = ConditionFlags(audio=yes, first_frame=yes, v2v=yes, identity=True, frame_refs=sides)
+    drawn = []
+    knn_noise = step_module.knn_noise
+    monkeypatch.setattr(step_module, "knn_noise", lambda *a: drawn.append(knn_noise(*a)) or drawn[-1])
+    step = step_module.step_inputs(model, cfg, batch, latents, refs, torch.Generator().manual_seed(1), flags, yes * 1.0)
+
+    first, last = int(sides != "future"), frames - 1 - int(sides != "past")
+    assert step.grid[0] == last - first + 1 and not step.flags.v2v.any() and not step.flags.first_frame.any()
+    inputs = sample_inputs_from_batch(model, cfg, batch, latents, refs, mode="t2v")
+    clean = [f for f in range(frames) if not first <= f <= last]
+    inputs.mask[:, clean] = 0  # the neighbours are clean source frames; the block between them is generated
+    sampler = EulerSampler(model.dit, SamplerConfig(num_steps=40, block_size=frames), cfg.objective.timestep_loc)
+    block_refs = list(inputs.references) + sampler.block_frame_references(inputs, first, last)
+    mask = inputs.mask[:, first : last + 1].flatten(1)
+    grid = (last - first + 1, *latents.shape[3:])
+    first_input = sampler.model_inputs(inputs, drawn[0][0], 1.0, True, first, grid, mask, block_refs)
+
+    assert step.num_ref == first_input.num_ref == step.num_ref > inputs.references[0].count
+    assert torch.equal(first_input.tokens, step.tokens)
+    assert torch.equal(first_input.timestep, step.timestep)
+    assert torch.equal(first_input.coords, step.coords)
+    assert torch.equal(first_input.audio.token_frame_index, step.audio.token_frame_index)
+    assert torch.equal(first_input.audio.gate, step.audio.gate)
+    assert torch.equal(mask, step.mask) and bool(step.mask.eq(1).all())  # references are never in the loss
 
 
 def test_sampling_keeps_conditions_and_repeats_with_its_seed(eval_shards, tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from trainer.objectives.conditions import sample_conditions
+from trainer.objectives.conditions import FRAME_REF_SIDES, sample_conditions
 from trainer.objectives.contrastive import contrastive_sq_error
 from trainer.objectives.flow_matching import (
     masked_sq_error,
@@ -13,6 +13,7 @@ from trainer.objectives.flow_matching import (
     velocity_target,
 )
 from trainer.objectives.immiscible import knn_noise
+from trainer.objectives.step import frame_reference_block
 from trainer.objectives.timesteps import sample_timesteps, time_bin_label, time_bins
 
 
@@ -130,6 +131,34 @@ def test_condition_dropout_frequencies(p):
     assert ff / n == pytest.approx(p[1], abs=0.03)
     assert v2v / n == pytest.approx(p[2], abs=0.03)
     assert ids / (n // 8) == pytest.approx(p[3], abs=0.07)
+
+
+def test_frame_references_are_drawn_per_batch_and_leave_other_draws_alone_when_off():
+    g = torch.Generator().manual_seed(8)
+    sides = [sample_conditions(2, 1.0, 0.9, 0.9, 0.5, generator=g, p_frame_ref=0.3).frame_refs for _ in range(3000)]
+    on = [s for s in sides if s != "none"]
+    assert len(on) / len(sides) == pytest.approx(0.3, abs=0.03)
+    assert {s: on.count(s) / len(on) for s in FRAME_REF_SIDES} == pytest.approx(
+        dict.fromkeys(FRAME_REF_SIDES, 1 / 3), abs=0.05
+    )
+    # At p_frame_ref = 0 nothing more is drawn: runs from before the option repeat exactly.
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for _ in range(5):
+        x, y = (
+            sample_conditions(4, 0.9, 0.9, 0.9, 0.5, generator=a),
+            sample_conditions(4, 0.9, 0.9, 0.9, 0.5, generator=b, p_frame_ref=0.0),
+        )
+        assert torch.equal(x.v2v, y.v2v) and torch.equal(x.audio, y.audio) and x.identity == y.identity
+    assert torch.equal(a.get_state(), b.get_state())
+
+
+def test_a_frame_reference_block_keeps_at_least_one_generated_frame():
+    assert frame_reference_block("none", 4) == (0, 3, [])
+    assert frame_reference_block("past", 4) == (1, 3, [0])
+    assert frame_reference_block("future", 4) == (0, 2, [3])
+    assert frame_reference_block("both", 4) == (1, 2, [0, 3])
+    assert frame_reference_block("both", 2) == (0, 1, [])  # no frame would be left to generate
+    assert frame_reference_block("past", 1) == (0, 0, [])
 
 
 def test_time_bins_are_half_open_with_the_last_edge_in_the_last_bin():

@@ -152,9 +152,10 @@ class StageConfig:
     """What a training stage trains and how often each condition is on (paper Table 1).
 
     ``p_*`` are probabilities that a condition is ON: audio, first frame (``ff``), video-to-video
-    masking (``v2v``) and identity reference tokens (``id``). The ``base`` stage trains every DiT weight
-    without an audio adapter (``audio_adapter=false``, ``train_transformer=true``): full fine-tuning of a
-    pretrained DiT, and how talkdit fits its own tiny pretrained base.
+    masking (``v2v``), identity reference tokens (``id``) and full-frame reference tokens (``frame_ref``).
+    The ``base`` stage trains every DiT weight without an audio adapter (``audio_adapter=false``,
+    ``train_transformer=true``): full fine-tuning of a pretrained DiT, and how talkdit fits its own tiny
+    pretrained base.
     """
 
     name: str = MISSING  # the stage config's name (the option of the stage group)
@@ -167,6 +168,9 @@ class StageConfig:
     p_ff: float = 0.9  # probability the first frame is given clean
     p_v2v: float = 0.9  # probability of V2V masking (noise only inside the lower-face mask)
     p_id: float = 0.0  # probability identity reference tokens are prepended (per batch)
+    # probability a batch trains a fully synthetic block with full-frame reference tokens (Eq. 7), the clip's first
+    # and/or last latent frame standing for the clean neighbours the sampler gives such a block (per batch)
+    p_frame_ref: float = 0.0
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Condition dropout per stage (EditYourself Table 1).
 
 Each probability is the chance that a condition is ON. Audio, first-frame and V2V conditions are drawn
-per sample. Identity references are drawn once per batch: they add tokens to the sequence and every
-sample of a batch must have the same length.
+per sample. Identity references and full-frame references are drawn once per batch: they add tokens to the
+sequence and every sample of a batch must have the same length.
 """
 
 from __future__ import annotations
@@ -21,12 +21,20 @@ class ConditionFlags:
         first_frame: ``[B]`` bool; on keeps latent frame 0 clean (image-to-video), off is text-to-video.
         v2v: ``[B]`` bool; on noises only the lower-face mask, off sets ``M = 1``.
         identity: Whether identity reference tokens are prepended (whole batch).
+        frame_refs: Full-frame reference tokens of the whole batch (Eq. 7): ``"none"``, or which clean
+            neighbours of a fully synthetic block the clip's edge latent frames stand for: ``"past"`` (its first
+            latent frame), ``"future"`` (its last) or ``"both"`` (:func:`trainer.objectives.step.step_inputs`).
     """
 
     audio: torch.Tensor
     first_frame: torch.Tensor
     v2v: torch.Tensor
     identity: bool
+    frame_refs: str = "none"
+
+
+# What a batch with frame references takes from its clip's edges, drawn uniformly.
+FRAME_REF_SIDES = ("past", "future", "both")
 
 
 def sample_conditions(
@@ -37,6 +45,7 @@ def sample_conditions(
     p_id: float,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    p_frame_ref: float = 0.0,
 ) -> ConditionFlags:
     """Draw condition flags.
 
@@ -48,15 +57,24 @@ def sample_conditions(
         p_id: Probability the batch gets identity reference tokens.
         generator: RNG on ``device``.
         device: Device of the flags.
+        p_frame_ref: Probability the batch trains a fully synthetic block with full-frame references; its side
+            is drawn uniformly from :data:`FRAME_REF_SIDES`. At 0 nothing more is drawn, so runs without
+            frame references draw exactly what they drew before the option existed.
 
     Returns:
         The flags.
     """
     u = torch.rand(3, batch_size, generator=generator, device=device)
     u_id = torch.rand(1, generator=generator, device=device)
+    frame_refs = "none"
+    if p_frame_ref > 0:
+        u_fr = torch.rand(2, generator=generator, device=device)
+        if u_fr[0].item() < p_frame_ref:
+            frame_refs = FRAME_REF_SIDES[min(int(u_fr[1].item() * len(FRAME_REF_SIDES)), len(FRAME_REF_SIDES) - 1)]
     return ConditionFlags(
         audio=u[0] < p_audio,
         first_frame=u[1] < p_ff,
         v2v=u[2] < p_v2v,
         identity=bool(u_id.item() < p_id),
+        frame_refs=frame_refs,
     )

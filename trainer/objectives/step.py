@@ -6,13 +6,19 @@ batch; the training module, the held-out loss and the sampler's parity tests all
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from trainer.config.schema import TrainConfig
 from trainer.model.dit import AudioInputs
-from trainer.model.dit_inputs import assemble_dit_inputs, batch_audio_windows, identity_references
+from trainer.model.dit_inputs import (
+    assemble_dit_inputs,
+    batch_audio_windows,
+    frame_references,
+    identity_references,
+)
 from trainer.model.masks import lower_face_token_mask
 from trainer.model.sequence import patchify
 from trainer.model.talking_head import TalkingHeadModel
@@ -37,7 +43,8 @@ class StepInputs:
         mask: ``M`` of the video tokens ``[B, N]``.
         num_ref: Reference tokens at the head of the sequence.
         flags: Condition flags of the step.
-        grid: Latent grid ``(T, H, W)`` of the video tokens (``N = T·H·W``).
+        grid: Latent grid ``(T, H, W)`` of the video tokens (``N = T·H·W``; with frame references the block,
+            one or two latent frames fewer than the clip).
         flow_time: Flow time of each sample ``[B]`` (the masked tokens' timestep).
     """
 
@@ -55,6 +62,31 @@ class StepInputs:
     flow_time: torch.Tensor
 
 
+def frame_reference_block(sides: str, frames: int) -> tuple[int, int, list[int]]:
+    """The block a batch with full-frame references generates, and the clip frames that stand as its references.
+
+    At inference a fully synthetic block (no V2V or first-frame condition) gets the closest clean latent frame
+    before and/or after it as full-frame references (Eq. 7; :meth:`eval.sampler.sampler.EulerSampler.
+    block_frame_references`). Training makes that situation from one clip: its first latent frame (``past``), its
+    last (``future``) or both are taken out of the generated tokens and given clean as references; the rest of
+    the clip is the block, at its own (global) latent indices.
+
+    Args:
+        sides: ``"none"``, ``"past"``, ``"future"`` or ``"both"``.
+        frames: Latent frames ``T`` of the clip.
+
+    Returns:
+        ``(first, last, sources)``: the block's first and last latent frame (inclusive) and the reference
+        frames' latent indices (``[]``: no references, the whole clip; also when the clip is too short to keep
+        a frame in the block).
+    """
+    past, future = sides in ("past", "both"), sides in ("future", "both")
+    first, last = int(past), frames - 1 - int(future)
+    if sides == "none" or first > last:
+        return 0, frames - 1, []
+    return first, last, ([0] if past else []) + ([frames - 1] if future else [])
+
+
 def step_inputs(
     model: TalkingHeadModel,
     cfg: TrainConfig,
@@ -66,6 +98,11 @@ def step_inputs(
     t: torch.Tensor | None = None,
 ) -> StepInputs:
     """DiT inputs of encoded latents: conditions, noise, masks and flow times.
+
+    With full-frame references (``flags.frame_refs``, drawn with ``stage.p_frame_ref``) the step generates a
+    fully synthetic block of the clip, V2V and first-frame conditions off, with the clip's edge latent frames
+    as clean references at their Eq. 7 indices (:func:`frame_reference_block`), built by the function the
+    sampler uses; references are never in the loss.
 
     Args:
         model: The model (its audio adapter decides whether audio windows are built; its text encoder
@@ -84,12 +121,23 @@ def step_inputs(
     fps = batch["fps"].to(dev)
 
     if flags is None:
-        flags = sample_conditions(bsz, stage.p_audio, stage.p_ff, stage.p_v2v, stage.p_id, gen, dev)
+        flags = sample_conditions(
+            bsz, stage.p_audio, stage.p_ff, stage.p_v2v, stage.p_id, gen, dev, p_frame_ref=stage.p_frame_ref
+        )
+    first, last, sources = frame_reference_block(flags.frame_refs, frames_lat)
+    if sources:  # a fully synthetic block, as the sampler gives frame references to
+        off = torch.zeros(bsz, dtype=torch.bool, device=dev)
+        flags = dataclasses.replace(flags, v2v=off, first_frame=off)
+    elif flags.frame_refs != "none":  # the clip is too short to keep a frame in the block
+        flags = dataclasses.replace(flags, frame_refs="none")
     face = lower_face_token_mask(
         batch["lower_face_boxes"].to(dev), grid_h, grid_w, data.mask, data.mask_padding, data.mask_alpha
-    )
+    )[:, first : last + 1]
     m = noise_mask(face, flags.v2v, flags.first_frame).flatten(1)  # [B, N]
 
+    clip = x0
+    x0 = clip[:, :, first : last + 1]
+    frames_lat = last - first + 1
     x0_tok = patchify(x0)
     noise, _ = knn_noise(x0_tok, m, obj.knn_candidates, gen)
     if t is None:
@@ -99,11 +147,16 @@ def step_inputs(
     if flags.identity:
         refs = batch["ref_lower_face_boxes"].to(dev)
         references.append(identity_references(ref_lat, refs, grid_h, grid_w, fps))
+    if sources:
+        index = torch.tensor(sources, device=dev)
+        references.append(frame_references(clip[:, :, index], index, first, last, fps))
     windows = valid = None
     if model.adapter_config is not None:
         windows, valid = batch_audio_windows(batch, cfg.audio.window, cfg.audio.feature_rate, dev)
         windows = windows * flags.audio[:, None, None, None, None].to(windows.dtype)
-    inputs = assemble_dit_inputs(x_t, t_tok, m, (frames_lat, grid_h, grid_w), fps, windows, valid, references)
+    inputs = assemble_dit_inputs(
+        x_t, t_tok, m, (frames_lat, grid_h, grid_w), fps, windows, valid, references, frame_offset=first
+    )
     text, text_mask = model.text_encoder(batch["captions"])
     return StepInputs(
         tokens=inputs.tokens,
