@@ -30,7 +30,7 @@ from trainer.atomic import atomic_path
 from trainer.checkpoints import check_resume_compatible, read_training_checkpoint
 from trainer.config.errors import ConfigError
 from trainer.config.schema import TrainConfig
-from trainer.data.buckets import Compression
+from trainer.data.buckets import Compression, buckets_for
 from trainer.data.datamodule import TalkingHeadDataModule, expand_shards, feature_spec, stream_settings
 from trainer.data.plan import decode_plan
 from trainer.data.schema import UNREADABLE_SHARD_ERRORS, ShardSampleError
@@ -141,7 +141,7 @@ def data_layout(cfg: TrainConfig) -> dict:
     urls = expand_shards(cfg.data.shards)
     groups = cfg.strategy.devices * cfg.strategy.num_nodes // cfg.parallel.size  # data-parallel degree
     d = cfg.data
-    return {
+    layout = {
         "shards": hashlib.sha256("\n".join(urls).encode()).hexdigest()[:16],
         "readers": groups * max(1, readers_for(len(urls), groups, d.num_workers)),
         "seed": d.seed,
@@ -151,6 +151,10 @@ def data_layout(cfg: TrainConfig) -> dict:
         "shuffle_buffer": d.shuffle_buffer,
         "use_cached_latents": d.use_cached_latents,
     }
+    aspect = [b.name for b in buckets_for(d, Compression.of(cfg.model.vae)) if b.tokens != d.tokens_per_batch]
+    if aspect:  # recorded only when there are any, so runs without them resume across the option's arrival
+        layout["aspect_buckets"] = aspect
+    return layout
 
 
 def build_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None) -> Logger:

@@ -75,7 +75,9 @@ def test_every_batch_has_the_token_budget_and_buckets_vary(tmp_path):
     for _ in range(12):
         batch = next(it)
         b, f, h, w, _ = batch["frames"].shape
-        assert b * ((f - 1) // 8 + 1) * (h // 32) * (w // 32) == 192
+        tokens = b * ((f - 1) // 8 + 1) * (h // 32) * (w // 32)
+        # The exact grid, or an aspect ladder's bucket within data.bucket_tolerance (0.05) of the budget.
+        assert 0.95 * 192 <= tokens <= 192
         assert h % 32 == 0 and w % 32 == 0 and f == batch["num_frames"]
         seen_buckets.add((h, w))
     assert len(seen_buckets) >= 2

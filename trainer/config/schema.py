@@ -198,6 +198,9 @@ class DataConfig:
     min_megapixels: float = 0.25  # smallest area a clip is resized to
     max_megapixels: float = 2.0  # largest area a clip is resized to (never upscaled beyond its stored size)
     max_frames: int = 121  # longest clip in video frames: 8k+1
+    # aspects (width:height) that get buckets on an area ladder beside the exact ones (trainer/data/buckets.py)
+    bucket_aspects: list[str] = field(default_factory=lambda: ["16:9", "9:16", "4:3", "3:4", "1:1"])
+    bucket_tolerance: float = 0.05  # share of tokens_per_batch an aspect bucket may leave empty
     num_workers: int = 4  # per rank; capped so that every worker has a shard
     shuffle_buffer: int = 64  # samples in the seeded shuffle buffer of each reader
     use_cached_latents: bool = True  # train from VAE latents stored in the shard when present

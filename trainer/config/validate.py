@@ -203,10 +203,16 @@ def validate_train_config(cfg: TrainConfig) -> None:
     _require(0 <= d.mask_alpha <= 1, "data.mask_alpha", d.mask_alpha, "must be in [0, 1]")
     _require(d.mask_padding >= 0, "data.mask_padding", d.mask_padding, "must be >= 0")
     _require(0 <= d.max_skipped_fraction <= 1, "data.max_skipped_fraction", d.max_skipped_fraction, "in [0, 1]")
-    from trainer.data.buckets import Compression, make_buckets
+    from trainer.data.buckets import Compression, buckets_for, parse_aspect
 
+    _require(0 <= d.bucket_tolerance < 0.5, "data.bucket_tolerance", d.bucket_tolerance, "must be in [0, 0.5)")
+    for aspect in d.bucket_aspects:
+        try:
+            parse_aspect(aspect)
+        except ValueError as err:
+            raise ConfigError("data.bucket_aspects", list(d.bucket_aspects), str(err)) from None
     compression = Compression.of(cfg.model.vae)
-    if not make_buckets(d.tokens_per_batch, d.min_megapixels, d.max_megapixels, d.max_frames, compression):
+    if not buckets_for(d, compression):
         raise ConfigError(
             "data.tokens_per_batch",
             d.tokens_per_batch,

@@ -5,14 +5,31 @@ latent length ``T`` and a batch size ``b`` with ``b · T · (height/s) · (width
 exactly, so that no rank waits on another with a heavier batch. Each clip is resized at random to an area
 in ``[min_mp, max_mp]`` megapixels with its aspect ratio kept, then placed in the bucket of nearest aspect
 and area.
+
+Exact equality leaves common video shapes without a bucket (at 24,576 tokens none is 16:9 or 9:16 and none
+reaches 2 MP). Named aspects (``data.bucket_aspects``, e.g. ``16:9``) therefore get a ladder of sizes, one per
+``√2`` area step from the smallest area to the largest: the size nearest the step among those within 3 % of
+the aspect whose ``b · T`` (the longest ``T`` that does, at least half the longest clip's) fills the budget to
+within ``data.bucket_tolerance``. Such a batch holds up to that share fewer tokens, and a rank holding it
+finishes its step that much earlier. No padding token is added.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from trainer.config.schema import DataConfig
+
+# Area ratio between neighbouring sizes of an aspect's ladder.
+AREA_STEP = math.sqrt(2.0)
+# How far (in log height/width) a size on the latent grid may be from its named aspect.
+ASPECT_SLACK = 0.03
 
 
 @dataclass(frozen=True)
@@ -82,23 +99,103 @@ class Bucket:
         return f"{self.height}x{self.width}x{self.latent_frames}@{self.batch_size}"
 
 
+def parse_aspect(text: str) -> float:
+    """Height/width of an aspect written ``width:height`` (``"16:9"`` → 0.5625).
+
+    Raises:
+        ValueError: Not two positive numbers separated by ``:``.
+    """
+    parts = str(text).split(":")
+    try:
+        w, h = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an aspect written width:height, e.g. 16:9") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{text!r} is not an aspect written width:height, e.g. 16:9")
+    return h / w
+
+
+def _fill(tokens_per_batch: int, per_frame: int, max_latent_frames: int, tolerance: float) -> tuple[int, int] | None:
+    """``(T, b)`` with the longest ``T`` whose batch holds ``(1 − tolerance)·budget`` to ``budget`` tokens."""
+    for t in range(min(max_latent_frames, tokens_per_batch // per_frame), 0, -1):
+        b = tokens_per_batch // (t * per_frame)
+        if b >= 1 and b * t * per_frame >= (1.0 - tolerance) * tokens_per_batch - 1e-9:
+            return t, b
+    return None
+
+
+def _aspect_ladder(
+    aspect: float,
+    tokens_per_batch: int,
+    min_mp: float,
+    max_mp: float,
+    max_latent_frames: int,
+    tolerance: float,
+    px: int,
+    exact: dict[tuple[int, int], tuple[int, int]],
+) -> list[tuple[int, int, int, int]]:
+    """``(rows, cols, T, b)`` of ``aspect`` (height/width) nearest each rung of the area ladder within the range.
+
+    Candidates are the token sizes within :data:`ASPECT_SLACK` of the aspect inside the range whose batch
+    fills the budget to within ``tolerance`` with at least half the longest clip (a batch of stills teaches no
+    motion), and the exact grid's sizes (``exact``: ``(rows, cols) → (T, b)``). Each rung takes the candidate of
+    nearest area (the longer clip on a tie).
+    """
+    elong = max(aspect, 1.0 / aspect)
+    candidates = []
+    for short in range(1, math.isqrt(int(max_mp * 1e6 / (px * px))) + 1):
+        # Searched over the short and long side so that w:h and h:w get mirrored sizes; a square aspect keeps
+        # square sizes (a near-square one would have no mirror).
+        longs = [short] if elong == 1.0 else range(max(short, round(short * elong) - 1), round(short * elong) + 2)
+        for long in longs:
+            rows, cols = (long, short) if aspect > 1 else (short, long)
+            mp = rows * cols * px * px / 1e6
+            if not min_mp <= mp <= max_mp or abs(math.log(rows / cols / aspect)) > ASPECT_SLACK:
+                continue
+            shape = exact.get((rows, cols)) or _fill(tokens_per_batch, rows * cols, max_latent_frames, tolerance)
+            if shape is not None and shape[0] >= max(1, max_latent_frames // 2):
+                candidates.append((rows, cols, *shape))
+    out: list[tuple[int, int, int, int]] = []
+    area = min_mp
+    while candidates:
+        best = min(candidates, key=lambda c: (abs(math.log(c[0] * c[1] * px * px / 1e6 / area)), -c[2]))
+        if best not in out:
+            out.append(best)
+        if area >= max_mp:
+            break
+        area = min(area * AREA_STEP, max_mp)
+    return out
+
+
 def make_buckets(
-    tokens_per_batch: int, min_mp: float, max_mp: float, max_frames: int, compression: Compression
+    tokens_per_batch: int,
+    min_mp: float,
+    max_mp: float,
+    max_frames: int,
+    compression: Compression,
+    aspects: Sequence[str] = (),
+    tolerance: float = 0.0,
 ) -> list[Bucket]:
-    """Every frame size within the area range that fits the token budget exactly.
+    """Every frame size within the area range that fits the token budget exactly, plus the named aspects' ladders.
 
     For each size the longest clip (largest ``T`` up to the latent frames of ``max_frames``) with an integer
-    batch size is kept.
+    batch size is kept. Sizes of a named aspect without an exact bucket get one that fills the budget to
+    within ``tolerance`` (see the module docstring).
 
     Args:
-        tokens_per_batch: Video tokens every batch holds.
+        tokens_per_batch: Video tokens every batch holds (at most, with ``tolerance``).
         min_mp: Smallest area in megapixels.
         max_mp: Largest area in megapixels.
         max_frames: Longest clip in video frames (``data.max_frames``).
         compression: The VAE's factors (:meth:`Compression.of` of ``model.vae``).
+        aspects: Aspects written ``width:height`` (``data.bucket_aspects``).
+        tolerance: Share of the budget an aspect bucket may leave empty (``data.bucket_tolerance``).
 
     Returns:
         Buckets sorted by area then aspect; empty when the budget fits no size in the range.
+
+    Raises:
+        ValueError: An aspect is not written ``width:height``.
     """
     out = []
     px = compression.spatial
@@ -118,7 +215,43 @@ def make_buckets(
                 if frames_times_batch % t == 0:
                     out.append(Bucket(hp * px, wp * px, t, frames_times_batch // t, compression))
                     break
+    exact = {(b.height // px, b.width // px): (b.latent_frames, b.batch_size) for b in out}
+    for aspect in aspects:
+        for rows, cols, t, b in _aspect_ladder(
+            parse_aspect(aspect), tokens_per_batch, min_mp, max_mp, max_latent_frames, tolerance, px, exact
+        ):
+            if (rows, cols) not in exact:
+                out.append(Bucket(rows * px, cols * px, t, b, compression))
+                exact[(rows, cols)] = (t, b)
     return sorted(out, key=lambda b: (b.height * b.width, b.height / b.width))
+
+
+def buckets_for(data: DataConfig, compression: Compression) -> list[Bucket]:
+    """The buckets of a ``data`` config (:func:`make_buckets` with its budget, range, aspects and tolerance)."""
+    return make_buckets(
+        data.tokens_per_batch,
+        data.min_megapixels,
+        data.max_megapixels,
+        data.max_frames,
+        compression,
+        data.bucket_aspects,
+        data.bucket_tolerance,
+    )
+
+
+def bucket_table(buckets: list[Bucket], tokens_per_batch: int) -> str:
+    """A markdown table of buckets: size, aspect, megapixels, latent and video frames, batch size, fill."""
+    lines = [
+        "| bucket | height × width | aspect (w:h) | MP | T | frames | batch | tokens | fill |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for b in buckets:
+        lines.append(
+            f"| {b.name} | {b.height} × {b.width} | {b.width / b.height:.3f} | {b.height * b.width / 1e6:.2f} "
+            f"| {b.latent_frames} | {b.video_frames} | {b.batch_size} | {b.tokens} "
+            f"| {100 * b.tokens / tokens_per_batch:.1f} % |"
+        )
+    return "\n".join(lines)
 
 
 def choose_bucket(buckets: list[Bucket], area_mp: float, aspect: float, max_latent_frames: int) -> Bucket | None:

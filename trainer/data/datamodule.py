@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainer.config.schema import AudioConfig, DataConfig
-from trainer.data.buckets import Compression, make_buckets
+from trainer.data.buckets import Compression, buckets_for
 from trainer.data.schema import FeatureSpec
 from trainer.data.shard_paths import expand_shards
 from trainer.data.stream import StreamSettings, TalkingHeadStream, readers_for, worker_init
@@ -26,7 +26,7 @@ def stream_settings(
     return StreamSettings(
         seed=cfg.seed,
         shuffle_buffer=cfg.shuffle_buffer,
-        buckets=make_buckets(cfg.tokens_per_batch, cfg.min_megapixels, cfg.max_megapixels, cfg.max_frames, compression),
+        buckets=buckets_for(cfg, compression),
         compression=compression,
         features=features,
         num_refs=num_reference_frames,
