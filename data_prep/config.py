@@ -87,7 +87,9 @@ class ClipConfig:
     """How surviving segments are cut into training clips."""
 
     num_frames: int = 121  # frames per clip (8k+1)
-    fps: float | None = 25.0  # clips are resampled by timestamp to this rate; null keeps the source rate
+    # Clips are resampled by timestamp to this rate; null keeps the source rate (24-60 fps, into RoPE at training).
+    # SyncNet scores a 25 fps view of the same span either way.
+    fps: float | None = 25.0
     stride_frames: int = 121  # between clip starts (in clip frames); equal to num_frames: back to back
     # Longer image side of stored clips; larger sources are downscaled (aspect kept, even sides). The recipe
     # trains at up to 2 MP (1080x1920), so null (keep the source size) suits 1080p and smaller sources.
@@ -194,12 +196,6 @@ def validate_data_prep_config(cfg: DataPrepConfig) -> None:
     )
     s = cfg.sync
     if s.enabled:
-        _require(
-            cfg.clips.fps == 25.0,
-            "clips.fps",
-            cfg.clips.fps,
-            "SyncNet scores 25 fps video; keep clips.fps=25 or set sync.enabled=false",
-        )
         _require(s.max_offset_ms >= 0, "sync.max_offset_ms", s.max_offset_ms, "must be >= 0")
     _require(cfg.quality.num_frames >= 1, "quality.num_frames", cfg.quality.num_frames, "must be >= 1")
     _require(

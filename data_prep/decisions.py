@@ -14,6 +14,7 @@ import math
 import pyarrow as pa
 
 from data_prep.config import DataPrepConfig
+from data_prep.frame_rate import SYNCNET_FPS
 from data_prep.ledger import KEPT, REJECTED
 from data_prep.probe import ProbeResult, probe_rejection
 
@@ -68,7 +69,7 @@ def sync_decision(row: dict, cfg: DataPrepConfig) -> tuple[str, str] | None:
     offset = row["sync_offset_frames_corrected"] if corrected else row["sync_offset_frames"]
     if conf < cfg.sync.min_confidence:
         return SYNC_LOW_CONFIDENCE, f"SyncNet confidence {conf:.2f} < {cfg.sync.min_confidence}"
-    offset_ms = abs(offset) * 1000.0 / (cfg.clips.fps or row["fps"])
+    offset_ms = abs(offset) * 1000.0 / SYNCNET_FPS  # SyncNet scores every clip's 25 fps view
     if offset_ms > cfg.sync.max_offset_ms:
         return SYNC_OFFSET, f"AV offset {offset} frames ({offset_ms:.0f} ms) > {cfg.sync.max_offset_ms} ms"
     return None

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["nearest_frames", "resample_indices", "resampled_length", "span_end"]
+__all__ = ["SYNCNET_FPS", "nearest_frames", "rate_view", "resample_indices", "resampled_length", "span_end"]
+
+# The rate SyncNet reads (40 ms frames): clips at other rates are scored on their view at this rate.
+SYNCNET_FPS = 25.0
 
 
 def nearest_frames(times: np.ndarray, ticks: np.ndarray) -> np.ndarray:
@@ -88,3 +91,24 @@ def resample_indices(num_frames: int, fps: float, target_fps: float) -> np.ndarr
     """
     count = resampled_length(num_frames, fps, target_fps)
     return nearest_frames(np.arange(num_frames) / float(fps), np.arange(count) / float(target_fps))
+
+
+def rate_view(times: np.ndarray, target_fps: float) -> np.ndarray:
+    """Which frames of a clip make its view at ``target_fps`` (the 25 fps view SyncNet scores of a 30 fps clip).
+
+    Ticks run from the clip's first frame every ``1 / target_fps`` s up to :func:`span_end`; each takes the
+    nearest frame (:func:`nearest_frames`), so the view covers the clip's span on its real timestamps.
+
+    Args:
+        times: ``[N]`` presentation times of the clip's frames in seconds, increasing.
+        target_fps: Rate of the view.
+
+    Returns:
+        int64 positions into ``times``, one per tick (``arange(N)`` when the clip already runs at that rate).
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if target_fps <= 0:
+        raise ValueError(f"target_fps must be > 0, got {target_fps}")
+    count = int(np.floor((span_end(times) - times[0]) * target_fps + 1e-9)) + 1
+    ticks = times[0] + np.arange(count) / float(target_fps)
+    return nearest_frames(times, ticks)

@@ -27,6 +27,7 @@ from data_prep.audio import AUDIO_RATE
 from data_prep.config import DataPrepConfig
 from data_prep.decisions import quality_decision, sync_decision, thresholds_json
 from data_prep.decode import DecodeError, SourceDecoder
+from data_prep.frame_rate import SYNCNET_FPS, rate_view
 from data_prep.ledger import ERROR, KEPT, REJECTED
 from data_prep.media import encode_mp4_i420, i420_to_rgb, rgb_to_i420
 from data_prep.probe import ProbeError, probe_rejection, probe_video
@@ -494,18 +495,29 @@ class VideoProcessor:
         return caption if caption is not None else self.cfg.features.default_caption
 
     # ------------------------------------------------------------------ scores
-    def _sync_scores(self, buffer: FrameBuffer, idx: np.ndarray, boxes: np.ndarray, audio: np.ndarray, fps: float):
-        """SyncNet on the clip's face crops (official crop geometry over median-smoothed boxes)."""
+    def _sync_scores(
+        self, buffer: FrameBuffer, idx: np.ndarray, boxes: np.ndarray, audio: np.ndarray, times: np.ndarray
+    ):
+        """SyncNet on the clip's face crops (official crop geometry over median-smoothed boxes).
+
+        SyncNet reads 25 fps video: a clip at its native rate is scored on its 25 fps view of the same span
+        (:func:`data_prep.frame_rate.rate_view` over the clip frames' timestamps ``times[idx]``), with the clip's
+        audio; offsets are in SyncNet's 40 ms frames.
+        """
         from data_prep.models.syncnet import crop_faces, score_clip, smooth_boxes
 
         smoothed = smooth_boxes(boxes)
+        view = rate_view(times[idx], SYNCNET_FPS)
         scale = self.cfg.sync.crop_scale
         # One frame at a time: only the 224-px crops are held, never the clip's full-size frames.
-        crops = np.concatenate(
-            [crop_faces(buffer.rgb(int(i))[None], smoothed[k : k + 1], scale) for k, i in enumerate(idx)]
-        )
+        crops = np.concatenate([crop_faces(buffer.rgb(int(idx[k]))[None], smoothed[k : k + 1], scale) for k in view])
         s = score_clip(
-            self.models.syncnet, crops, audio, fps=fps, batch_size=self.cfg.sync.batch_size, vshift=self.cfg.sync.vshift
+            self.models.syncnet,
+            crops,
+            audio,
+            fps=SYNCNET_FPS,
+            batch_size=self.cfg.sync.batch_size,
+            vshift=self.cfg.sync.vshift,
         )
         return {
             "sync_offset_frames": int(s.offset_frames),
@@ -514,13 +526,13 @@ class VideoProcessor:
         }
 
     @staticmethod
-    def _offset_samples(row: dict, fps: float) -> int:
-        """Samples by which to delay the audio to undo the measured offset.
+    def _offset_samples(row: dict) -> int:
+        """Samples by which to delay the audio to undo the measured offset (SyncNet frames of 40 ms).
 
         SyncNet matches video window ``i`` best with audio window ``i − offset``: a positive offset means the
         sound comes early, so the clip's corrected audio starts ``offset`` frames earlier in the source track.
         """
-        return round(row["sync_offset_frames"] / fps * AUDIO_RATE)
+        return round(row["sync_offset_frames"] / SYNCNET_FPS * AUDIO_RATE)
 
     def _quality(self, buffer: FrameBuffer, idx: np.ndarray) -> float:
         """HyperIQA score of the clip under the documented frame and crop protocol."""
@@ -603,12 +615,12 @@ class VideoProcessor:
                 row.update({k: v for k, v in cached.items() if k.startswith("sync_")})
             else:
                 t = time.perf_counter()
-                row.update(self._sync_scores(buffer, idx, cand.boxes, audio, clip_fps))
+                row.update(self._sync_scores(buffer, idx, cand.boxes, audio, times))
                 clip_t["sync"] = time.perf_counter() - t
             if cfg.sync.correct_offset and row["sync_offset_frames"] and "sync_confidence_corrected" not in cached:
                 # Delay (or advance) the audio by the measured offset, taken from the source track, and re-check.
-                shifted = audio_window(decoder.audio_so_far(), a0 - self._offset_samples(row, clip_fps), n_audio)
-                corrected = self._sync_scores(buffer, idx, cand.boxes, shifted, clip_fps)
+                shifted = audio_window(decoder.audio_so_far(), a0 - self._offset_samples(row), n_audio)
+                corrected = self._sync_scores(buffer, idx, cand.boxes, shifted, times)
                 row.update({f"{k}_corrected": v for k, v in corrected.items()})
             failed = sync_decision(row, cfg)
             if failed:
@@ -617,7 +629,7 @@ class VideoProcessor:
                 )
                 return row, None
             if cfg.sync.correct_offset and row.get("sync_confidence_corrected") is not None:
-                audio = audio_window(decoder.audio_so_far(), a0 - self._offset_samples(row, clip_fps), n_audio)
+                audio = audio_window(decoder.audio_so_far(), a0 - self._offset_samples(row), n_audio)
         if cfg.quality.enabled:
             row["stages_ran"].append("quality")
             if "quality_score" in cached:

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from scipy.signal import medfilt
 from torch import nn
 
+from data_prep.frame_rate import SYNCNET_FPS
 from data_prep.models.mfcc import mfcc
 from trainer.model.weights import load_strict, read_state_dict
 
@@ -65,7 +66,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SYNCNET_URL = "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"
-SYNCNET_FPS = 25.0
 SYNCNET_SAMPLE_RATE = 16000
 CROP_SIZE = 224
 WINDOW_FRAMES = 5  # visual window (0.2 s at 25 fps)

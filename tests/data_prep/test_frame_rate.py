@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_prep.config import ClipConfig
-from data_prep.frame_rate import nearest_frames, resample_indices, resampled_length
+from data_prep.frame_rate import nearest_frames, rate_view, resample_indices, resampled_length
 from data_prep.segments import Segment, tile_clips
 from eval.metrics import sync
 
@@ -57,3 +57,16 @@ def test_data_prep_clips_and_eval_sync_pick_the_same_source_frames(fps, start):
     if fps != 50.0:  # a rule that merely floors (what eval did before) disagrees on many frames
         floor = span[np.floor(np.arange(prep.size) * fps / 25.0 + 1e-9).astype(int)]
         assert np.mean(floor != prep) > 0.2
+
+
+@pytest.mark.parametrize(("fps", "frames"), [(24.0, 97), (25.0, 121), (30.0, 121), (50.0, 121), (60.0, 121)])
+def test_a_clips_25_fps_view_covers_its_span_on_its_timestamps(fps, frames):
+    start = 7.3  # a clip deep in its source: the view starts at the clip's first frame, not at 0
+    times = start + np.arange(frames) / fps
+    view = rate_view(times, 25.0)
+    assert view[0] == 0 and len(view) == resampled_length(frames, fps, 25.0)
+    assert np.all(np.diff(view) >= 0) and view[-1] <= frames - 1
+    ticks = start + np.arange(len(view)) / 25.0
+    assert np.abs(times[view] - ticks).max() <= 0.5 / fps + 1e-9  # within half a source frame of each tick
+    if fps == 25.0:
+        assert np.array_equal(view, np.arange(frames))

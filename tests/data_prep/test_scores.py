@@ -2,6 +2,7 @@
 offset correction, missing weights, stages switched off."""
 
 import json
+import tarfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -11,6 +12,7 @@ from data_prep import run as run_module
 from data_prep.models import hyperiqa, syncnet
 from data_prep.report import main as report_main
 from data_prep.run import load_config, run
+from data_prep.synthetic.corpus import generate_corpus
 from tests.data_prep.conftest import prep_overrides
 
 
@@ -157,3 +159,50 @@ def test_missing_whisper_and_vae_weights_are_named(small_corpus, tmp_path, capsy
     )
     assert code == 2 and "LTX-Video-0.9.7" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_clips_keep_their_source_rate_while_syncnet_scores_a_25_fps_view(small_corpus, syncnet_file, tmp_path):
+    # The paper config (filters=edityourself) keeps each source's rate; SyncNet still reads 25 fps.
+    seen = []
+    real = syncnet.score_clip
+
+    def spy(model, frames, audio, **kw):
+        seen.append((frames.shape[0], audio.shape[0], kw["fps"]))
+        return real(model, frames, audio, **kw)
+
+    mixed = tmp_path / "mixed"  # the 25 fps corpus beside a 30 fps person
+    mixed.mkdir()
+    for f in small_corpus.glob("*.mp4"):
+        (mixed / f.name).symlink_to(f)
+    generate_corpus(mixed, 1, seed=11, fps_choices=(30.0,), duration_s=5.2, width=192, height=192)
+    out = tmp_path / "out"
+    overrides = prep_overrides(
+        mixed,
+        out,
+        "sync.enabled=true",
+        f"sync.model_path={syncnet_file}",
+        "sync.min_confidence=-1000",
+        "sync.max_offset_ms=1000",
+        "clips.num_frames=49",
+        "clips.stride_frames=49",
+    )
+    cfg = load_config(overrides)
+    assert cfg.clips.fps is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(syncnet, "score_clip", spy)
+        run(cfg)
+    rows = [r for r in clip_rows(out / "ledger.parquet") if r["status"] == "kept"]
+    assert {r["fps"] for r in rows} == {25.0, 30.0}  # the corpus's two rates, kept
+    assert all(r["end_s"] - r["start_s"] == pytest.approx(49 / r["fps"]) for r in rows)
+    assert len(seen) == len(rows) and all(fps == 25.0 for _, _, fps in seen)
+    # A 49-frame clip at 30 fps spans 1.63 s: 41 frames at 25 fps (ticks up to half a frame past its end), with
+    # the clip's own audio.
+    assert set(seen) == {(49, 31360, 25.0), (41, round(49 / 30 * 16000), 25.0)}
+    shard_fps = set()
+    for shard in sorted(out.glob("shards/*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".json"):
+                    shard_fps.add(json.load(tar.extractfile(member))["fps"])
+    assert shard_fps == {25.0, 30.0}
