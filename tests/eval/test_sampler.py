@@ -1,5 +1,7 @@
 """The Euler sampler: train/inference parity of the first model input, exact conditions, the integrator."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -95,6 +97,25 @@ def test_a_block_with_frame_references_gets_the_trainers_input(eval_shards, tmp_
     assert torch.equal(first_input.audio.token_frame_index, step.audio.token_frame_index)
     assert torch.equal(first_input.audio.gate, step.audio.gate)
     assert torch.equal(mask, step.mask) and bool(step.mask.eq(1).all())  # references are never in the loss
+
+
+def test_a_dropped_reference_is_zero_for_its_sample_only(eval_shards, tmp_path):
+    module, batch = module_and_batch(eval_shards, tmp_path, "stage.p_ref_drop=0.5")
+    model, cfg = module.model, module.cfg
+    latents, refs = model.encode_latents(batch, torch.Generator().manual_seed(0))
+    bsz = latents.shape[0]
+    yes = torch.ones(bsz, dtype=torch.bool)
+    reference = torch.arange(bsz) % 2 == 0  # every other sample keeps its references
+    flags = ConditionFlags(audio=yes, first_frame=yes, v2v=yes, identity=True, reference=reference)
+    step = step_module.step_inputs(model, cfg, batch, latents, refs, torch.Generator().manual_seed(1), flags)
+    ref_tokens = step.tokens[:, : step.num_ref]
+    assert step.num_ref > 0 and bsz >= 2
+    assert ref_tokens[~reference].abs().sum() == 0 and (ref_tokens[reference].abs().sum(dim=(1, 2)) > 0).all()
+    kept = step_module.step_inputs(
+        model, cfg, batch, latents, refs, torch.Generator().manual_seed(1), dataclasses.replace(flags, reference=yes)
+    )
+    assert torch.equal(kept.tokens[reference], step.tokens[reference])  # the kept samples are untouched
+    assert torch.equal(kept.coords, step.coords)  # same positions: only the content is the null reference
 
 
 def test_sampling_keeps_conditions_and_repeats_with_its_seed(eval_shards, tmp_path):

@@ -152,6 +152,25 @@ def test_frame_references_are_drawn_per_batch_and_leave_other_draws_alone_when_o
     assert torch.equal(a.get_state(), b.get_state())
 
 
+def test_sayanythings_coupled_masking_drops_references_with_the_audio():
+    g = torch.Generator().manual_seed(4)
+    draws = [
+        sample_conditions(8, 0.95, 0.9, 0.9, 1.0, generator=g, p_ref_drop=0.15, ref_follows_audio=True)
+        for _ in range(1000)
+    ]
+    audio = torch.cat([f.audio for f in draws])
+    reference = torch.cat([f.reference for f in draws])
+    assert (~audio).float().mean().item() == pytest.approx(0.05, abs=0.01)
+    assert not (reference & ~audio).any()  # audio off => reference off, always
+    assert (~reference).float().mean().item() == pytest.approx(1 - 0.95 * 0.85, abs=0.015)
+    assert (~reference[audio]).float().mean().item() == pytest.approx(0.15, abs=0.015)
+    # Off (the default), nothing is drawn and every sample keeps its references.
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    plain = sample_conditions(4, 0.9, 0.9, 0.9, 0.5, generator=a)
+    same = sample_conditions(4, 0.9, 0.9, 0.9, 0.5, generator=b, p_ref_drop=0.0, ref_follows_audio=False)
+    assert plain.reference is None and same.reference is None and torch.equal(a.get_state(), b.get_state())
+
+
 def test_a_frame_reference_block_keeps_at_least_one_generated_frame():
     assert frame_reference_block("none", 4) == (0, 3, [])
     assert frame_reference_block("past", 4) == (1, 3, [0])

@@ -162,10 +162,11 @@ def test_resume_auto_continues_the_run_dirs_last_checkpoint_or_starts_fresh(simp
     assert read_training_checkpoint(again.last_checkpoint)["global_step"] == 3
 
 
-def test_a_run_with_frame_references_trains_the_block_between_them(simple_shards, tmp_path):
+def test_a_run_with_frame_references_and_reference_masking_trains(simple_shards, tmp_path):
     # Every batch generates a fully synthetic block beside clean edge frames, as the sampler's TAPSF blocks
     # with frame references are; the loss stays finite and the adapter learns from it.
-    result = run(tiny_overrides(simple_shards, tmp_path / "run", 2, "stage.p_frame_ref=1.0", "stage.p_id=1.0"))
+    extra = ["stage.p_frame_ref=1.0", "stage.p_id=1.0", "stage.p_ref_drop=0.5", "stage.ref_follows_audio=true"]
+    result = run(tiny_overrides(simple_shards, tmp_path / "run", 2, *extra))
     rows = [r for r in metrics(result.run_dir) if r.get("train/loss")]
     assert rows and all(float(r["train/frame_refs"]) == 1.0 for r in rows)
     assert all(float(r["train/identity_refs"]) == 1.0 for r in rows)
@@ -173,3 +174,5 @@ def test_a_run_with_frame_references_trains_the_block_between_them(simple_shards
     # No V2V or first-frame condition in a frame-reference block: every per-condition loss is of the "off" kind.
     conditions = {c for r in rows for c, v in r.items() if c.startswith(("train/loss_v2v_", "train/loss_ff_")) and v}
     assert conditions and all(c.endswith("_off") for c in conditions), conditions
+    # SayAnything's per-sample reference masking is logged like the other conditions.
+    assert any(c.startswith("train/loss_ref_") for r in rows for c, v in r.items() if v)

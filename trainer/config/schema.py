@@ -171,6 +171,10 @@ class StageConfig:
     # probability a batch trains a fully synthetic block with full-frame reference tokens (Eq. 7), the clip's first
     # and/or last latent frame standing for the clean neighbours the sampler gives such a block (per batch)
     p_frame_ref: float = 0.0
+    # SayAnything's coupled masking (its appendix: audio off 5 %, reference off 15 %, audio off => reference off):
+    # p_audio=0.95 p_ref_drop=0.15 ref_follows_audio=true. A dropped reference has its latents zeroed per sample.
+    p_ref_drop: float = 0.0  # per-sample probability the identity references are zeroed
+    ref_follows_audio: bool = False  # a sample without audio has its identity references zeroed too
 
 
 @dataclass

@@ -135,7 +135,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
         _positive(f"audio.{name}", getattr(a, name))
 
     s = cfg.stage
-    for name in ("p_audio", "p_ff", "p_v2v", "p_id", "p_frame_ref"):
+    for name in ("p_audio", "p_ff", "p_v2v", "p_id", "p_frame_ref", "p_ref_drop"):
         _probability(f"stage.{name}", getattr(s, name))
     _require(
         s.train_transformer or s.train_adapter or s.lora.enabled,

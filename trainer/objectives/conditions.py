@@ -1,8 +1,9 @@
-"""Condition dropout per stage (EditYourself Table 1).
+"""Condition dropout per stage (EditYourself Table 1; SayAnything's coupled reference masking as an option).
 
-Each probability is the chance that a condition is ON. Audio, first-frame and V2V conditions are drawn
-per sample. Identity references and full-frame references are drawn once per batch: they add tokens to the
-sequence and every sample of a batch must have the same length.
+Each probability is the chance that a condition is ON (``p_ref_drop``: that the references are OFF). Audio,
+first-frame and V2V conditions are drawn per sample. Identity references and full-frame references are drawn
+once per batch: they add tokens to the sequence and every sample of a batch must have the same length; a
+sample's identity references can still be dropped by zeroing them (SayAnything).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class ConditionFlags:
         first_frame: ``[B]`` bool; on keeps latent frame 0 clean (image-to-video), off is text-to-video.
         v2v: ``[B]`` bool; on noises only the lower-face mask, off sets ``M = 1``.
         identity: Whether identity reference tokens are prepended (whole batch).
+        reference: ``[B]`` bool; off zeroes the sample's identity reference latents (SayAnything's masking of the
+            fused reference features), ``None``: on for every sample.
         frame_refs: Full-frame reference tokens of the whole batch (Eq. 7): ``"none"``, or which clean
             neighbours of a fully synthetic block the clip's edge latent frames stand for: ``"past"`` (its first
             latent frame), ``"future"`` (its last) or ``"both"`` (:func:`trainer.objectives.step.step_inputs`).
@@ -31,6 +34,7 @@ class ConditionFlags:
     v2v: torch.Tensor
     identity: bool
     frame_refs: str = "none"
+    reference: torch.Tensor | None = None
 
 
 # What a batch with frame references takes from its clip's edges, drawn uniformly.
@@ -46,6 +50,8 @@ def sample_conditions(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     p_frame_ref: float = 0.0,
+    p_ref_drop: float = 0.0,
+    ref_follows_audio: bool = False,
 ) -> ConditionFlags:
     """Draw condition flags.
 
@@ -60,6 +66,10 @@ def sample_conditions(
         p_frame_ref: Probability the batch trains a fully synthetic block with full-frame references; its side
             is drawn uniformly from :data:`FRAME_REF_SIDES`. At 0 nothing more is drawn, so runs without
             frame references draw exactly what they drew before the option existed.
+        p_ref_drop: Per-sample probability that the identity references are zeroed (SayAnything: 0.15).
+        ref_follows_audio: A sample whose audio is off has its references off too (SayAnything's coupling, so
+            that the model also learns generation from the masked video alone). Neither option draws anything
+            when off.
 
     Returns:
         The flags.
@@ -71,10 +81,19 @@ def sample_conditions(
         u_fr = torch.rand(2, generator=generator, device=device)
         if u_fr[0].item() < p_frame_ref:
             frame_refs = FRAME_REF_SIDES[min(int(u_fr[1].item() * len(FRAME_REF_SIDES)), len(FRAME_REF_SIDES) - 1)]
+    audio = u[0] < p_audio
+    reference = None
+    if p_ref_drop > 0 or ref_follows_audio:
+        reference = torch.ones(batch_size, dtype=torch.bool, device=device)
+        if p_ref_drop > 0:
+            reference = torch.rand(batch_size, generator=generator, device=device) >= p_ref_drop
+        if ref_follows_audio:
+            reference = reference & audio
     return ConditionFlags(
-        audio=u[0] < p_audio,
+        audio=audio,
         first_frame=u[1] < p_ff,
         v2v=u[2] < p_v2v,
         identity=bool(u_id.item() < p_id),
         frame_refs=frame_refs,
+        reference=reference,
     )

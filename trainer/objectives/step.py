@@ -122,7 +122,16 @@ def step_inputs(
 
     if flags is None:
         flags = sample_conditions(
-            bsz, stage.p_audio, stage.p_ff, stage.p_v2v, stage.p_id, gen, dev, p_frame_ref=stage.p_frame_ref
+            bsz,
+            stage.p_audio,
+            stage.p_ff,
+            stage.p_v2v,
+            stage.p_id,
+            gen,
+            dev,
+            p_frame_ref=stage.p_frame_ref,
+            p_ref_drop=stage.p_ref_drop,
+            ref_follows_audio=stage.ref_follows_audio,
         )
     first, last, sources = frame_reference_block(flags.frame_refs, frames_lat)
     if sources:  # a fully synthetic block, as the sampler gives frame references to
@@ -146,6 +155,8 @@ def step_inputs(
     references = []
     if flags.identity:
         refs = batch["ref_lower_face_boxes"].to(dev)
+        if flags.reference is not None:  # a dropped reference is zeroed in latent space (SayAnything)
+            ref_lat = ref_lat * flags.reference[:, None, None, None, None].to(ref_lat.dtype)
         references.append(identity_references(ref_lat, refs, grid_h, grid_w, fps))
     if sources:
         index = torch.tensor(sources, device=dev)

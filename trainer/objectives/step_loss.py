@@ -111,7 +111,10 @@ def step_loss(
     if plan is not None:
         metrics["contrastive_negatives"] = float(plan.used)
         metrics["contrastive_missing"] = float(plan.missing)
-    for name, flag in (("v2v", inputs.flags.v2v), ("ff", inputs.flags.first_frame), ("audio", inputs.flags.audio)):
+    conditions = [("v2v", inputs.flags.v2v), ("ff", inputs.flags.first_frame), ("audio", inputs.flags.audio)]
+    if inputs.flags.identity and inputs.flags.reference is not None:
+        conditions.append(("ref", inputs.flags.reference))
+    for name, flag in conditions:
         for state, sel in (("on", flag), ("off", ~flag)):
             if sel.any():
                 metrics[f"loss_{name}_{state}"] = per_sample[sel].mean()
