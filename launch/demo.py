@@ -185,7 +185,7 @@ def _sample_from(model, cfg, shards: str, out: Path, steps: int, seed: int) -> d
     """Sample one V2V clip and one edited clip (a latent frame inserted after the first) and score them."""
     from eval.metrics import MetricSuite, MetricWeights
     from eval.run import clip_batch, read_clips, sample_clip, sample_edited_clip
-    from eval.sampler.editing import Edit
+    from eval.sampler.edit_plan import Edit
     from eval.sampler.sampler import EulerSampler, SamplerConfig
     from eval.sampler.video_out import write_sample
 

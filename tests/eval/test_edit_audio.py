@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from eval.sampler.edit_audio import edited_track, source_video_frames
-from eval.sampler.editing import Edit, apply_edits
+from eval.sampler.edit_plan import Edit
+from eval.sampler.editing import apply_edits
 
 
 def test_insertion_and_removal_map_frames_and_audio():

@@ -3,25 +3,20 @@
 import pytest
 import torch
 
-from eval.sampler.editing import (
-    Edit,
-    EditError,
-    add_frames,
-    apply_edits,
+from eval.sampler.edit_plan import Edit, EditError
+from eval.sampler.edit_timeline import (
     audio_duration_s,
     audio_samples,
     duration_to_latent_frames,
     latent_frame_spans_s,
     latent_span,
     latent_to_video_frames,
-    remove_frames,
-    rerender_frames,
-    retime_frames,
     seconds_to_latent_boundary,
     seconds_to_video_frame,
     spread_positions,
     video_frame_to_latent,
 )
+from eval.sampler.editing import add_frames, apply_edits, remove_frames, rerender_frames, retime_frames
 from trainer.model.masks import face_token_mask, latent_frame_groups
 from trainer.model.sequence import video_coords
 

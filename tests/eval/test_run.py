@@ -92,7 +92,7 @@ def test_bad_options_are_refused(tmp_path, capsys):
 @pytest.mark.slow
 def test_an_edited_clip_samples_at_its_new_length(trained, eval_shards):
     from eval.run import clip_batch, read_clips, sample_edited_clip
-    from eval.sampler.editing import Edit
+    from eval.sampler.edit_plan import Edit
     from eval.sampler.sampler import EulerSampler
     from trainer.stage_model import load_trained_model
 
