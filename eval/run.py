@@ -15,9 +15,10 @@ audio (Table 2, left); ``v2v_novel`` — V2V with another clip's speech, prefera
 (:func:`eval.pairing.novel_audio_partners`; Table 2, right);
 ``i2v`` — generated from the first frame and the clip's audio (Table 3). Each sample is written as an mp4
 muxed with its driving audio; ``table2.md``/``.csv`` and ``table3.md``/``.csv`` hold the mean of each
-metric over the clips (FID and FVD too: per-clip values averaged, which is not the set-level FID of a
-large benchmark), ``metrics.csv`` every clip's values and ``skipped.md`` why a metric is missing (weights
-absent and so on). Metric weights come from ``TALKDIT_*`` variables (:mod:`eval.metrics.weights`).
+metric over the clips, except FID and FVD, which are set-level (one Fréchet distance between all generated
+and all reference clips of the row, as papers report them), ``metrics.csv`` every clip's values (FID and FVD
+per clip there) and ``skipped.md`` why a metric is missing (weights absent and so on). Metric weights come
+from ``TALKDIT_*`` variables (:mod:`eval.metrics.weights`).
 ``sync_protocol`` picks how Sync-C / Sync-D / AV offset are computed: ``direct`` (default; in memory) or
 ``official`` (the published pipeline's file steps on the saved sample, :mod:`eval.metrics.sync_official`);
 every table names the protocol in a ``sync_protocol`` column and a note under it.
@@ -255,7 +256,13 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(got))
 
 
-def write_tables(out: Path, rows: list[dict], note: str = "", sync_label: str = "") -> dict[str, Path]:
+def write_tables(
+    out: Path,
+    rows: list[dict],
+    note: str = "",
+    sync_label: str = "",
+    set_level: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Path]:
     """``table2``/``table3`` (markdown and CSV), ``metrics.csv`` (every clip) from per-clip rows.
 
     Every table has a column for every metric; a metric that was not computed shows ``–`` (markdown) or an
@@ -266,6 +273,8 @@ def write_tables(out: Path, rows: list[dict], note: str = "", sync_label: str = 
         rows: One dict per clip and mode: ``mode``, ``clip``, the metrics, ``source_size``, ``sample_size``.
         note: Lines under each markdown table (how the samples were compared, how sync was computed).
         sync_label: The sync protocol (:func:`eval.metrics.sync_official.protocol_label`), a CSV column.
+        set_level: ``mode → {metric: value}`` computed over the whole row (FID, FVD); they replace the mean of
+            the per-clip values in the tables (a set-level metric the row could not compute shows ``–``).
     """
     from eval.metrics import METRIC_NAMES
 
@@ -283,6 +292,9 @@ def write_tables(out: Path, rows: list[dict], note: str = "", sync_label: str = 
         if not present:
             continue
         means = {m: {k: _mean([r.get(k) for r in rows if r["mode"] == m]) for k in cols} for m in present}
+        for m in present:
+            if set_level is not None:
+                means[m].update({k: set_level.get(m, {}).get(k) for k in SET_LEVEL})
         md = [f"| setting | clips | {' | '.join(cols)} |", "| --- | --- |" + " --- |" * len(cols)]
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -298,6 +310,10 @@ def write_tables(out: Path, rows: list[dict], note: str = "", sync_label: str = 
         atomic_write_text(out / f"{table}.csv", buf.getvalue())
         written[table] = out / f"{table}.md"
     return written
+
+
+# Metrics the tables report over the whole row rather than as the mean of per-clip values.
+SET_LEVEL = ("fid", "fvd")
 
 
 def _size_text(hw: tuple[int, int]) -> str:
@@ -360,7 +376,9 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
             frames = resize_frames(sampled, source)
             sample = out / "samples" / mode / f"{clip.key}.mp4"
             write_sample(sample, frames, clip.fps, drive, sr)
-            values = metrics(frames, clip.frames, drive, clip.fps, sr, clip.ref_frames[0], video_path=sample)
+            values = metrics(
+                frames, clip.frames, drive, clip.fps, sr, clip.ref_frames[0], video_path=sample, group=mode
+            )
             rows.append(
                 {
                     "mode": mode,
@@ -383,7 +401,13 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
     from eval.metrics.sync_official import protocol_label, protocol_note
 
     note += "\n" + protocol_note(cfg.sync_protocol, weights.s3fd)
-    written = write_tables(out, rows, note, protocol_label(cfg.sync_protocol, weights.s3fd))
+    note += "\nFID and FVD: one Fréchet distance over all clips of the row (set-level); metrics.csv has each clip's."
+    set_level = {}
+    for mode in cfg.modes:
+        set_level[mode], why = metrics.set_scores(mode)
+        for name, reason in why.items():
+            skipped.setdefault(name, f"set-level {name.upper()} of {mode}: {reason}")
+    written = write_tables(out, rows, note, protocol_label(cfg.sync_protocol, weights.s3fd), set_level)
     lines = [f"- `{k}`: {v}" for k, v in sorted(skipped.items())]
     atomic_write_text(out / "skipped.md", "# Metrics not computed\n\n" + ("\n".join(lines) or "none") + "\n")
     written["skipped"] = out / "skipped.md"

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from eval.config import SYNC_PROTOCOLS
+from eval.metrics.frechet import frechet_distance_from_features
 from eval.metrics.video import as_video
 from eval.metrics.weights import WEIGHT_SOURCES, MetricWeights, require_file
 
@@ -105,6 +106,38 @@ class MetricSuite:
         self.sync_protocol = sync_protocol
         self._networks: dict[str, object] = {}
         self._failed: dict[str, Exception] = {}  # a missing or bad file is read once, not per clip
+        # group -> metric -> (generated features, reference features), for set-level FID/FVD (:meth:`set_scores`)
+        self._sets: dict[str, dict[str, tuple[list[np.ndarray], list[np.ndarray]]]] = {}
+
+    def _frechet(self, name: str, group: str | None, generated: np.ndarray, reference: np.ndarray) -> float:
+        """One video's Fréchet distance; its features are kept under ``group`` for the set-level value."""
+        if group is not None:
+            gen_sets, ref_sets = self._sets.setdefault(group, {}).setdefault(name, ([], []))
+            gen_sets.append(generated)
+            ref_sets.append(reference)
+        return frechet_distance_from_features(generated, reference)
+
+    def set_scores(self, group: str) -> tuple[dict[str, float], dict[str, str]]:
+        """Set-level FID and FVD of every video scored under ``group``: one Fréchet distance over all their features.
+
+        This is the FID/FVD of papers (generated set against reference set), unlike the mean of per-video values.
+
+        Returns:
+            ``(values, skipped)``: ``{"fid": …, "fvd": …}`` for the metrics whose features were kept, and the
+            reason for each that was not computed.
+        """
+        values, skipped = {}, {}
+        kept = self._sets.get(group, {})
+        for name in ("fid", "fvd"):
+            if name not in kept:
+                skipped[name] = "no video of this row was scored with it (see the per-clip reasons)"
+                continue
+            gen, ref = kept[name]
+            try:
+                values[name] = frechet_distance_from_features(np.concatenate(gen), np.concatenate(ref))
+            except ValueError as err:
+                skipped[name] = str(err)
+        return values, skipped
 
     def network(self, key: str):
         """The network of weight ``key`` (a key of :data:`WEIGHT_SOURCES`), loaded on the first call.
@@ -134,6 +167,7 @@ class MetricSuite:
         sample_rate: int = 16000,
         reference_image: np.ndarray | None = None,
         video_path: str | os.PathLike | None = None,
+        group: str | None = None,
     ) -> MetricValues:
         """Every metric on one generated video and its reference, skipping (with the reason) what cannot run.
 
@@ -147,6 +181,7 @@ class MetricSuite:
             reference_image: ``[H, W, 3]`` identity image for FaceSim (default: the first reference frame).
             video_path: The generated video already saved with its audio (``official``: scored as is;
                 otherwise ``generated`` and ``audio`` are written to a temporary mp4 first).
+            group: Keep this video's FID and FVD features under ``group`` (a table row), for :meth:`set_scores`.
 
         Returns:
             :class:`MetricValues` (a dict with ``.skipped``).
@@ -188,12 +223,14 @@ class MetricSuite:
         run(("ssim",), lambda: pixel.ssim(gen, ref), needs_same=True)
         run(("lpips",), lambda: perceptual.lpips_distance(self.network("lpips_alexnet"), gen, ref), needs_same=True)
 
-        def _fid() -> float:
-            model = self.network("fid_inception")
-            return fid_mod.fid(gen, ref, lambda f: fid_mod.inception_features(model, f))
+        def fid_features(videos: np.ndarray) -> np.ndarray:
+            return fid_mod.inception_features(self.network("fid_inception"), fid_mod.frames_of(videos))
 
-        run(("fid",), _fid)
-        run(("fvd",), lambda: fvd_mod.fvd(gen, ref, fvd_mod.I3DFeatures(self.network("i3d")), clips_per_video=None))
+        def fvd_features(videos: np.ndarray) -> np.ndarray:
+            return fvd_mod.I3DFeatures(self.network("i3d"))(fvd_mod.video_clips(videos, clips_per_video=None))
+
+        run(("fid",), lambda: self._frechet("fid", group, fid_features(gen), fid_features(ref)))
+        run(("fvd",), lambda: self._frechet("fvd", group, fvd_features(gen), fvd_features(ref)))
 
         lm_gen = landmarks.face_landmarks(gen)
         lm_ref = landmarks.face_landmarks(ref) if same else None

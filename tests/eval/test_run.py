@@ -154,6 +154,21 @@ def test_tables_have_every_metric_column_even_when_a_metric_is_skipped(tmp_path)
         assert next(csv.reader(fh)) == ["setting", "clips", *METRIC_NAMES, "sync_protocol"]
 
 
+def test_tables_report_set_level_fid_and_metrics_csv_each_clips(tmp_path):
+    from eval.metrics import METRIC_NAMES
+    from eval.run import write_tables
+
+    rows = [
+        {"mode": "v2v_self", "clip": c, **dict.fromkeys(METRIC_NAMES), "fid": v} for c, v in (("a", 10.0), ("b", 30.0))
+    ]
+    write_tables(tmp_path, rows, set_level={"v2v_self": {"fid": 12.5}})
+    with open(tmp_path / "table2.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert float(table[0]["fid"]) == 12.5 and table[0]["fvd"] == ""  # not the clips' mean (20)
+    with open(tmp_path / "metrics.csv") as fh:
+        assert [float(r["fid"]) for r in csv.DictReader(fh)] == [10.0, 30.0]
+
+
 def test_missing_shards_are_named_before_any_model_is_loaded(tmp_path, capsys):
     ckpt = tmp_path / "c.ckpt"
     ckpt.write_bytes(b"not a checkpoint: never read, the shards fail first")

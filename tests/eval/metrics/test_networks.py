@@ -277,6 +277,25 @@ def test_the_suite_loads_each_network_once_for_many_videos(alexnet_file, monkeyp
     assert "TALKDIT_FID_INCEPTION" in second.skipped["fid"]  # unset weights are still skipped, with the reason
 
 
+def test_the_suite_gives_set_level_fid_and_fvd_over_a_group(fid_file, i3d_file):
+    from eval.metrics import MetricSuite, MetricWeights
+
+    suite = MetricSuite(MetricWeights(fid_inception=fid_file, i3d=i3d_file))
+    gen = [video(s, (16, 40, 48, 3)) for s in range(3)]
+    ref = [video(s + 10, (16, 40, 48, 3)) // 2 for s in range(3)]
+    per_clip = [suite(g, r, None, 25.0, group="v2v_self") for g, r in zip(gen, ref, strict=True)]
+    suite(gen[0], gen[0], None, 25.0, group="other")  # another row's videos stay out of this one
+    values, skipped = suite.set_scores("v2v_self")
+    model = fid_mod.load_fid_inception(fid_file)
+    expected_fid = fid_mod.fid(gen, ref, lambda f: fid_mod.inception_features(model, f))
+    expected_fvd = fvd_mod.fvd(gen, ref, fvd_mod.I3DFeatures(fvd_mod.load_i3d(i3d_file)), clips_per_video=None)
+    assert values["fid"] == pytest.approx(expected_fid, rel=1e-6) and not skipped
+    assert values["fvd"] == pytest.approx(expected_fvd, rel=1e-6)
+    # The set's distance is not the mean of the clips' (each clip's covariance is fitted on its own frames).
+    assert values["fid"] != pytest.approx(np.mean([v["fid"] for v in per_clip]), rel=1e-3)
+    assert suite.set_scores("never")[1].keys() == {"fid", "fvd"}
+
+
 def test_the_suite_refuses_an_unknown_sync_protocol():
     from eval.metrics import MetricSuite, MetricWeights
 
