@@ -38,6 +38,9 @@ class SamplerConfig:
         frame_references: Give a fully synthetic block (every token generated: long I2V, long additions)
             full-frame reference tokens of the closest clean latent frames before and after it, at their
             Eq. 7 forward–backward RoPE indices (paper §3.4).
+        teacache_threshold: TeaCache (paper §3.4: the middle, non-shifting steps of TAPSF): skip the DiT's
+            blocks while the accumulated rescaled change of their modulated input stays below this
+            (:mod:`eval.sampler.teacache`; TeaCache4LTX-Video: 0.03 for about 1.6×); 0 turns it off.
     """
 
     num_steps: int = 40
@@ -51,3 +54,4 @@ class SamplerConfig:
     long_video: str = "tapsf"  # "tapsf" or "prefix" (AnyExpress progressive prefix conditioning; T2V/I2V)
     prefix_frames: int = 4  # prefix mode: clean latent frames carried into the next window
     anchor_alignment: bool = True  # prefix mode: align later windows to the first window's statistics
+    teacache_threshold: float = 0.0  # TeaCache on the non-shifting middle steps; 0 = off

@@ -11,11 +11,15 @@ Classifier-free guidance combines up to three passes:
 ``v = v(∅, ∅) + s_text (v(text, ∅) − v(∅, ∅)) + s_audio (v(text, audio) − v(text, ∅))`` (text, audio)
 with the audio null being zeroed features (as in training dropout) and the text null the empty caption;
 a scale of 1 skips the passes it would need.
+
+With ``teacache_threshold > 0`` the non-shifting middle steps reuse the DiT blocks' residual while their
+modulated input barely changes (:mod:`eval.sampler.teacache`), one cache per block window and guidance pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +30,10 @@ from eval.sampler.long_video import (
     TAPSFSchedule,
     blockwise_velocity,
     progressive_prefix_denoise,
+    shifting_steps,
     slice_block,
 )
+from eval.sampler.teacache import TeaCache
 from trainer.model.dit import TalkingHeadDiT
 from trainer.model.dit_inputs import DiTInputs, assemble_dit_inputs, frame_references
 from trainer.model.sequence import ReferenceTokens, patchify, unpatchify
@@ -83,6 +89,10 @@ class EulerSampler:
         self.cfg = cfg
         loc = cfg.timestep_loc if cfg.timestep_loc is not None else timestep_loc
         self.times = sampling_times(cfg.num_steps, loc)
+        self.teacache = TeaCache(dit.transformer, cfg.teacache_threshold) if cfg.teacache_threshold > 0 else None
+        # Steps whose block windows stay put (TAPSF's middle steps): the only ones TeaCache may serve.
+        self.cacheable = [not s for s in shifting_steps(cfg.num_steps, cfg.unshifted_fraction)]
+        self._window: tuple | None = None  # the block window of the current DiT calls, when cacheable
 
     # ---------------------------------------------------------------- inputs
     def initial_state(self, inputs: SampleInputs, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,22 +153,27 @@ class EulerSampler:
         """
         g = self.cfg.guidance
 
-        def run(dit_in: DiTInputs, text_on: bool) -> torch.Tensor:
+        def run(dit_in: DiTInputs, text_on: bool, audio_on: bool) -> torch.Tensor:
             text = inputs.text if text_on else inputs.null_text
             mask = inputs.text_mask if text_on else inputs.null_text_mask
-            out = self.dit(dit_in.tokens, dit_in.timestep, text, mask, dit_in.coords, dit_in.audio)
+            if self.teacache is None:
+                out = self.dit(dit_in.tokens, dit_in.timestep, text, mask, dit_in.coords, dit_in.audio)
+            else:  # each guidance pass of each window sees other inputs: a cache of its own
+                key = None if self._window is None else (*self._window, text_on, audio_on)
+                with self.teacache.pass_key(key):
+                    out = self.dit(dit_in.tokens, dit_in.timestep, text, mask, dit_in.coords, dit_in.audio)
             return out[:, dit_in.num_ref :]
 
         full_in = build(True)
-        v = run(full_in, True)
+        v = run(full_in, True, True)
         audio_scale = 1.0 if inputs.windows is None else g.audio  # no audio, no audio guidance
         if audio_scale == 1.0 and g.text == 1.0:
             return v
         no_audio_in = build(False)
-        v_text = v if inputs.windows is None else run(no_audio_in, True)  # text on, audio null
+        v_text = v if inputs.windows is None else run(no_audio_in, True, False)  # text on, audio null
         guided = v_text + audio_scale * (v - v_text)
         if g.text != 1.0:
-            v_null = run(no_audio_in, False)
+            v_null = run(no_audio_in, False, False)
             guided = guided + (g.text - 1.0) * (v_text - v_null)
         return guided
 
@@ -186,6 +201,7 @@ class EulerSampler:
             gen = torch.Generator(device=x0.device).manual_seed(self.cfg.seed)
             noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
         x, _ = self.initial_state(inputs, noise)
+        self._window = None
         m = inputs.mask.flatten(1).to(x.device)[..., None] > 0
         frames = inputs.grid[0]
         long = 0 < self.cfg.block_size < frames
@@ -193,12 +209,23 @@ class EulerSampler:
             return self.sample_with_prefixes(inputs, x)
         if velocity is None:
             velocity = self.tapsf_velocity(frames) if long else self.full_velocity
-        for i in range(self.cfg.num_steps):
-            t, t_next = float(self.times[i]), float(self.times[i + 1])
-            v = velocity(inputs, x, t, i)
-            # Unmasked tokens are conditions at time 0: they keep their clean values exactly.
-            x = torch.where(m, x - (t - t_next) * v.to(x.dtype), x0)
+        with self._teacache():
+            for i in range(self.cfg.num_steps):
+                t, t_next = float(self.times[i]), float(self.times[i + 1])
+                v = velocity(inputs, x, t, i)
+                # Unmasked tokens are conditions at time 0: they keep their clean values exactly.
+                x = torch.where(m, x - (t - t_next) * v.to(x.dtype), x0)
         return unpatchify(x, *inputs.grid)
+
+    @contextmanager
+    def _teacache(self) -> Iterator[None]:
+        """TeaCache around one sample (fresh caches; the transformer's blocks are restored after)."""
+        if self.teacache is None:
+            yield
+            return
+        self.teacache.reset()
+        with self.teacache.active():
+            yield
 
     def sample_with_prefixes(self, inputs: SampleInputs, x: torch.Tensor) -> torch.Tensor:
         """AnyExpress progressive prefix conditioning (§3.3): one window after another.
@@ -298,6 +325,8 @@ class EulerSampler:
                 def build(audio_on: bool) -> DiTInputs:
                     return self.model_inputs(inputs, tokens, t, audio_on, lo, (n, grid_h, grid_w), m, refs)
 
+                # A window that has not moved since the last step may reuse its cached block residual.
+                self._window = (lo, n) if not schedule.shifting[step] else None
                 return unpatchify(self.guided_velocity(inputs, build), n, grid_h, grid_w)
 
             v = blockwise_velocity(unpatchify(x, frames, grid_h, grid_w), schedule.blocks(step), block)
@@ -307,4 +336,5 @@ class EulerSampler:
 
     def full_velocity(self, inputs: SampleInputs, x: torch.Tensor, t: float, step: int) -> torch.Tensor:
         """Guided velocity of the whole video in one pass ``[B, T·H·W, C]``."""
+        self._window = ("full",) if self.cacheable[step] else None
         return self.guided_velocity(inputs, lambda audio_on: self.model_inputs(inputs, x, t, audio_on))

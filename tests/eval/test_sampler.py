@@ -8,6 +8,7 @@ import torch
 import trainer.objectives.step as step_module
 from eval.sampler.batch import sample_inputs_from_batch
 from eval.sampler.config import GuidanceConfig, SamplerConfig
+from eval.sampler.long_video import TAPSFConfig, TAPSFSchedule
 from eval.sampler.modes import mode_mask
 from eval.sampler.sampler import EulerSampler, SampleInputs
 from tests.train.conftest import stream_batches, tiny_overrides
@@ -137,6 +138,45 @@ def test_sampling_keeps_conditions_and_repeats_with_its_seed(eval_shards, tmp_pa
     assert lip.sum() <= face.sum() <= head.sum() and (head >= face).all()
     i2v = sample_inputs_from_batch(module.model, module.cfg, batch, latents, refs, mode="i2v").mask
     assert i2v[:, 0].sum() == 0 and i2v[:, 1:].eq(1).all()
+
+
+def test_teacache_skips_blocks_only_on_steps_whose_windows_stay_put(eval_shards, tmp_path):
+    module, batch = module_and_batch(eval_shards, tmp_path)
+    model, cfg = module.model, module.cfg
+    latents, refs = model.encode_latents(batch, torch.Generator().manual_seed(0))
+    inputs = sample_inputs_from_batch(model, cfg, batch, latents, refs)
+    blocks = model.dit.transformer.transformer_blocks
+    settings = {"num_steps": 8, "guidance": GuidanceConfig(audio=2.0, text=1.0), "seed": 3, "block_size": 0}
+    plain = EulerSampler(model.dit, SamplerConfig(**settings)).sample(inputs)
+
+    # A threshold no change stays under: every block pass runs, and the sample is the uncached one exactly.
+    never = EulerSampler(model.dit, SamplerConfig(**settings, teacache_threshold=1e-12))
+    assert torch.equal(never.sample(inputs), plain)
+    assert never.teacache.skipped == 0 and never.teacache.computed == 2 * 6  # 6 middle steps x 2 guidance passes
+    assert model.dit.transformer.transformer_blocks is blocks  # the block list is restored after sampling
+
+    # A threshold every change stays under: each guidance pass computes its first middle step, reuses it after.
+    always = EulerSampler(model.dit, SamplerConfig(**settings, teacache_threshold=1e9))
+    cached = always.sample(inputs)
+    assert always.teacache.computed == 2 and always.teacache.skipped == 2 * 5
+    assert torch.isfinite(cached).all() and not torch.equal(cached, plain)
+    keep = inputs.mask[:, None].expand_as(cached) == 0
+    assert torch.equal(cached[keep], latents[keep])  # conditions still come back bit for bit
+    assert torch.equal(always.sample(inputs), cached)  # a fresh cache per sample: the same result again
+
+
+def test_teacache_keeps_one_cache_per_tapsf_window(eval_shards, tmp_path):
+    module, batch = module_and_batch(eval_shards, tmp_path)
+    model, cfg = module.model, module.cfg
+    latents, refs = model.encode_latents(batch, torch.Generator().manual_seed(0))
+    inputs = sample_inputs_from_batch(model, cfg, batch, latents, refs)
+    frames = latents.shape[2]
+    settings = {"num_steps": 8, "guidance": GuidanceConfig(audio=1.0, text=1.0), "block_size": 2, "shift": 1}
+    sampler = EulerSampler(model.dit, SamplerConfig(**settings, teacache_threshold=1e9))
+    out = sampler.sample(inputs)
+    windows = len(TAPSFSchedule(frames, 8, TAPSFConfig(2, 1, 0.75)).blocks(sampler.cacheable.index(True)))
+    assert frames > 2 and sampler.teacache.computed == windows  # one pass per window at the first middle step
+    assert sampler.teacache.skipped == windows * 5 and torch.isfinite(out).all()
 
 
 class Oracle(torch.nn.Module):
