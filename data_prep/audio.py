@@ -29,7 +29,15 @@ from fractions import Fraction
 import av
 import numpy as np
 
-__all__ = ["AUDIO_RATE", "AudioDecodeError", "decode_audio", "mono_resampler", "resample_audio", "resampled_samples"]
+__all__ = [
+    "AUDIO_RATE",
+    "AudioDecodeError",
+    "audio_window",
+    "decode_audio",
+    "mono_resampler",
+    "resample_audio",
+    "resampled_samples",
+]
 
 AUDIO_RATE = 16000
 # libswresample scales its downmix matrix to a unit row sum only for integer output unless told so.
@@ -132,3 +140,12 @@ def resample_audio(audio: np.ndarray, sample_rate: int, rate: int = AUDIO_RATE) 
             yield frame
 
     return resampled_samples(frames(), resampler)
+
+
+def audio_window(audio: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``length`` samples of ``audio`` from ``start``; silence where the window leaves the track."""
+    out = np.zeros(length, np.float32)
+    lo, hi = max(0, start), min(audio.shape[0], start + length)
+    if hi > lo:
+        out[lo - start : hi - start] = audio[lo:hi]
+    return out

@@ -10,8 +10,6 @@ survives; each kept clip is encoded once, straight into its shard sample.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import logging
 import time
@@ -19,19 +17,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from data_prep.analysis import FrameAnalysis
-from data_prep.audio import AUDIO_RATE
+from data_prep.audio import AUDIO_RATE, audio_window
+from data_prep.captions import load_captioner, sidecar_caption
 from data_prep.config import DataPrepConfig
 from data_prep.decisions import quality_decision, sync_decision, thresholds_json
 from data_prep.decode import DecodeError, SourceDecoder
+from data_prep.frame_buffer import FrameBuffer, output_size
 from data_prep.frame_rate import SYNCNET_FPS, rate_view
 from data_prep.ledger import ERROR, KEPT, REJECTED
-from data_prep.media import encode_mp4_i420, i420_to_rgb, rgb_to_i420
+from data_prep.media import encode_mp4_i420
 from data_prep.probe import ProbeError, probe_rejection, probe_video
-from data_prep.samples import EncodedClip, clip_latents, make_clip_id, reference_latents, sample_members
+from data_prep.samples import (
+    EncodedClip,
+    clip_latents,
+    clip_settings_fingerprint,
+    file_sha256,
+    make_clip_id,
+    reference_latents,
+    sample_members,
+)
 from data_prep.segments import (
     FACE_TOO_SMALL,
     FaceTrack,
@@ -42,9 +49,9 @@ from data_prep.segments import (
     jumps,
     largest_usable_face,
     next_clip_start,
+    reference_indices,
     tile_clips,
 )
-from trainer.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -80,154 +87,6 @@ class Candidate:
     boxes: np.ndarray
     lower: np.ndarray
     segment: Segment
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's content (clip ids follow content, not names)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def clip_settings_fingerprint(cfg: DataPrepConfig) -> str:
-    """Hash of the settings that shape a clip's content (not the thresholds that judge it).
-
-    ``audio`` names the decoding: clips (and SyncNet scores stored for them) from before the ffmpeg ``-ac 1``
-    downmix, whose stereo audio was √2 too loud, get other ids and are never reused.
-    """
-    relevant = {"clips": [cfg.clips.num_frames, cfg.clips.fps], "audio_rate": AUDIO_RATE, "audio": "swr-ac1"}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def sidecar_caption(path: Path, cfg: DataPrepConfig) -> str | None:
-    """Caption from a sidecar file next to the video (``<stem><suffix>``), if any."""
-    for suffix in cfg.features.caption_sidecar_suffixes:
-        sidecar = path.with_name(path.stem + suffix)
-        if sidecar.is_file():
-            text = sidecar.read_text(encoding="utf-8", errors="replace").strip()
-            if text:
-                return text
-    return None
-
-
-def load_captioner(spec: str | None) -> Callable[[np.ndarray, float, str], str] | None:
-    """Import a captioner given as ``"package.module:function"``.
-
-    Raises:
-        ConfigError: The spec is malformed or does not name a callable.
-    """
-    if spec is None:
-        return None
-    module_name, sep, attr = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr) if sep else None
-    except (ImportError, AttributeError) as err:
-        raise ConfigError("features.captioner", spec, f"cannot be imported: {err}") from err
-    if not callable(fn):
-        raise ConfigError("features.captioner", spec, "must name a callable as 'package.module:function'")
-    return fn
-
-
-def audio_window(audio: np.ndarray, start: int, length: int) -> np.ndarray:
-    """``length`` samples of ``audio`` from ``start``; silence where the window leaves the track."""
-    out = np.zeros(length, np.float32)
-    lo, hi = max(0, start), min(audio.shape[0], start + length)
-    if hi > lo:
-        out[lo - start : hi - start] = audio[lo:hi]
-    return out
-
-
-def output_size(height: int, width: int, max_long_side: int | None) -> tuple[int, int]:
-    """Stored clip size: the source's, or downscaled so the longer side is at most ``max_long_side`` (even sides)."""
-    if max_long_side is None or max(height, width) <= max_long_side:
-        return height, width
-    scale = max_long_side / max(height, width)
-    return 2 * round(height * scale / 2), 2 * round(width * scale / 2)
-
-
-def reference_indices(
-    times: np.ndarray,
-    clip: np.ndarray,
-    usable: np.ndarray,
-    window_s: float,
-    count: int,
-    seed: int,
-    candidates: np.ndarray | None = None,
-) -> np.ndarray:
-    """Reference frames within ±``window_s`` of a clip, outside it, with a face (random but seeded).
-
-    Falls back to candidate frames of the clip when the neighbourhood has too few faces, and to the clip's first
-    frame when the clip has no candidate frame.
-
-    Args:
-        times: Frame times ``[N]``.
-        clip: The clip's source frame indices.
-        usable: ``[N]`` frames with a lower-face box.
-        window_s: Half-width of the window around the clip.
-        count: References to draw.
-        seed: Seed of the draw.
-        candidates: ``[N]`` frames that may be drawn at all (data_prep keeps only these in memory); all when
-            ``None``.
-    """
-    allowed = np.ones(len(times), bool) if candidates is None else candidates
-    t0, t1 = times[clip[0]], times[clip[-1]]
-    near = (times >= t0 - window_s) & (times <= t1 + window_s) & usable & allowed
-    outside = near.copy()
-    outside[clip[0] : clip[-1] + 1] = False
-    pool = np.flatnonzero(outside)
-    if pool.size < count:
-        pool = np.flatnonzero(near)
-    if pool.size == 0:
-        pool = clip[allowed[clip]] if allowed[clip].any() else clip[:1]
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(pool, size=count, replace=pool.size < count))
-
-
-class FrameBuffer:
-    """Full-size frames held for clips and references, as planar YUV 4:2:0.
-
-    That is half the memory of RGB, and what the encoder takes without a conversion. Frames with an odd side
-    (which YUV 4:2:0 cannot hold) stay RGB.
-    """
-
-    def __init__(self) -> None:
-        self._frames: dict[int, np.ndarray] = {}
-
-    def __contains__(self, index: int) -> bool:
-        return index in self._frames
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def indices(self) -> list[int]:
-        """Indices of the frames held."""
-        return list(self._frames)
-
-    def add(self, index: int, rgb: np.ndarray) -> None:
-        """Hold frame ``index`` (``[H, W, 3]`` uint8 RGB)."""
-        h, w = rgb.shape[:2]
-        self._frames[index] = rgb_to_i420(rgb) if h % 2 == 0 and w % 2 == 0 else rgb
-
-    def rgb(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
-        """Frame ``index`` as RGB ``[H, W, 3]``, resized (area) to ``size`` = ``(H, W)`` when given."""
-        frame = self._frames[index]
-        rgb = i420_to_rgb(frame) if frame.ndim == 2 else frame
-        if size is not None and rgb.shape[:2] != tuple(size):
-            rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        return rgb
-
-    def planar(self, index: int, size: tuple[int, int]) -> np.ndarray:
-        """Frame ``index`` as the encoder takes it (YUV 4:2:0 at ``size``), converting only when needed."""
-        frame = self._frames[index]
-        if frame.ndim == 2 and (frame.shape[0] * 2 // 3, frame.shape[1]) == tuple(size):
-            return frame
-        return rgb_to_i420(self.rgb(index, size))
-
-    def drop(self, index: int) -> None:
-        """Release frame ``index``."""
-        del self._frames[index]
 
 
 @dataclass

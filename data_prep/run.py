@@ -302,7 +302,7 @@ def run(cfg: DataPrepConfig) -> dict:
     if cfg.execution.unit_index is not None and not 0 <= cfg.execution.unit_index < len(units):
         raise ConfigError("execution.unit_index", cfg.execution.unit_index, f"must be in [0, {len(units)})")
     check_weights(cfg)
-    from data_prep.pipeline import load_captioner
+    from data_prep.captions import load_captioner
 
     load_captioner(cfg.features.captioner)  # a bad captioner spec fails before any video is touched
     out.mkdir(parents=True, exist_ok=True)

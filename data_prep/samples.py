@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from data_prep.audio import AUDIO_RATE
+from data_prep.config import DataPrepConfig
 from data_prep.media import encode_mp4, encode_npy, encode_wav
 from trainer.data.schema import SCHEMA_VERSION
 
@@ -199,3 +202,22 @@ def reference_latents(ref_frames: np.ndarray, vae) -> dict[str, np.ndarray]:
 def attach_latents(clip: ClipArrays, vae) -> None:
     """Store the VAE posterior of the clip and of each reference frame (one latent frame each)."""
     clip.latents = {**clip_latents(clip.frames, vae), **reference_latents(clip.ref_frames, vae)}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content (clip ids follow content, not names)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clip_settings_fingerprint(cfg: DataPrepConfig) -> str:
+    """Hash of the settings that shape a clip's content (not the thresholds that judge it).
+
+    ``audio`` names the decoding: clips (and SyncNet scores stored for them) from before the ffmpeg ``-ac 1``
+    downmix, whose stereo audio was √2 too loud, get other ids and are never reused.
+    """
+    relevant = {"clips": [cfg.clips.num_frames, cfg.clips.fps], "audio_rate": AUDIO_RATE, "audio": "swr-ac1"}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -215,3 +215,41 @@ def tile_clips(times: np.ndarray, segment: Segment, cfg: ClipConfig) -> list[np.
             return clips
         clips.append(s + nearest_frames(seg_times, target))
         k += 1
+
+
+def reference_indices(
+    times: np.ndarray,
+    clip: np.ndarray,
+    usable: np.ndarray,
+    window_s: float,
+    count: int,
+    seed: int,
+    candidates: np.ndarray | None = None,
+) -> np.ndarray:
+    """Reference frames within ±``window_s`` of a clip, outside it, with a face (random but seeded).
+
+    Falls back to candidate frames of the clip when the neighbourhood has too few faces, and to the clip's first
+    frame when the clip has no candidate frame.
+
+    Args:
+        times: Frame times ``[N]``.
+        clip: The clip's source frame indices.
+        usable: ``[N]`` frames with a lower-face box.
+        window_s: Half-width of the window around the clip.
+        count: References to draw.
+        seed: Seed of the draw.
+        candidates: ``[N]`` frames that may be drawn at all (data_prep keeps only these in memory); all when
+            ``None``.
+    """
+    allowed = np.ones(len(times), bool) if candidates is None else candidates
+    t0, t1 = times[clip[0]], times[clip[-1]]
+    near = (times >= t0 - window_s) & (times <= t1 + window_s) & usable & allowed
+    outside = near.copy()
+    outside[clip[0] : clip[-1] + 1] = False
+    pool = np.flatnonzero(outside)
+    if pool.size < count:
+        pool = np.flatnonzero(near)
+    if pool.size == 0:
+        pool = clip[allowed[clip]] if allowed[clip].any() else clip[:1]
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(pool, size=count, replace=pool.size < count))
