@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from trainer.config.compose import load_train_config
-from trainer.data.buckets import Compression, make_buckets
+from trainer.data.buckets import Compression, buckets_for
 from trainer.lightning_module import TalkingHeadModule
 from trainer.state_callbacks import training_state_callbacks
 
@@ -37,9 +37,7 @@ def synthetic_batch(cfg, seed: int = 0) -> dict:
     """A fixed batch of the config's first bucket in the collated format (random frames, boxes, features)."""
     g = torch.Generator().manual_seed(seed)
     d = cfg.data
-    bucket = make_buckets(
-        d.tokens_per_batch, d.min_megapixels, d.max_megapixels, d.max_frames, Compression.of(cfg.model.vae)
-    )[0]
+    bucket = buckets_for(d, Compression.of(cfg.model.vae))[0]
     batch_size, f, h, w = bucket.batch_size, bucket.video_frames, bucket.height, bucket.width
     refs = cfg.objective.num_reference_frames
     rows = int(np.ceil(f / 25.0 * cfg.audio.feature_rate))

@@ -355,18 +355,18 @@ class VideoProcessor:
 
     # ------------------------------------------------------------------ scores
     def _sync_scores(
-        self, buffer: FrameBuffer, idx: np.ndarray, boxes: np.ndarray, audio: np.ndarray, times: np.ndarray
+        self, buffer: FrameBuffer, idx: np.ndarray, boxes: np.ndarray, audio: np.ndarray, clip_times: np.ndarray
     ):
         """SyncNet on the clip's face crops (official crop geometry over median-smoothed boxes).
 
-        SyncNet reads 25 fps video: a clip at its native rate is scored on its 25 fps view of the same span
-        (:func:`data_prep.frame_rate.rate_view` over the clip frames' timestamps ``times[idx]``), with the clip's
-        audio; offsets are in SyncNet's 40 ms frames.
+        SyncNet reads 25 fps video: a clip at another rate is scored on its 25 fps view of the same span
+        (:func:`data_prep.frame_rate.rate_view` over ``clip_times``, the times the clip's frames stand for), with
+        the clip's audio; offsets are in SyncNet's 40 ms frames. A 25 fps clip is scored on its own frames.
         """
         from data_prep.models.syncnet import crop_faces, score_clip, smooth_boxes
 
         smoothed = smooth_boxes(boxes)
-        view = rate_view(times[idx], SYNCNET_FPS)
+        view = rate_view(clip_times, SYNCNET_FPS)
         scale = self.cfg.sync.crop_scale
         # One frame at a time: only the 224-px crops are held, never the clip's full-size frames.
         crops = np.concatenate([crop_faces(buffer.rgb(int(idx[k]))[None], smoothed[k : k + 1], scale) for k in view])
@@ -466,6 +466,8 @@ class VideoProcessor:
                 message=f"audio ends {(n_audio - audio.shape[0]) / AUDIO_RATE:.2f} s before the clip",
             )
             return row, None
+        # The times the clip's frames stand for: their ticks when resampled, their own timestamps at the source rate.
+        clip_times = times[idx] if cfg.clips.fps is None else start_s + np.arange(len(idx)) / clip_fps
         cached = self.score_cache.get(clip_id, {})
         clip_t: dict[str, float] = {}
         if cfg.sync.enabled:
@@ -474,12 +476,12 @@ class VideoProcessor:
                 row.update({k: v for k, v in cached.items() if k.startswith("sync_")})
             else:
                 t = time.perf_counter()
-                row.update(self._sync_scores(buffer, idx, cand.boxes, audio, times))
+                row.update(self._sync_scores(buffer, idx, cand.boxes, audio, clip_times))
                 clip_t["sync"] = time.perf_counter() - t
             if cfg.sync.correct_offset and row["sync_offset_frames"] and "sync_confidence_corrected" not in cached:
                 # Delay (or advance) the audio by the measured offset, taken from the source track, and re-check.
                 shifted = audio_window(decoder.audio_so_far(), a0 - self._offset_samples(row), n_audio)
-                corrected = self._sync_scores(buffer, idx, cand.boxes, shifted, times)
+                corrected = self._sync_scores(buffer, idx, cand.boxes, shifted, clip_times)
                 row.update({f"{k}_corrected": v for k, v in corrected.items()})
             failed = sync_decision(row, cfg)
             if failed:

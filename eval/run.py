@@ -225,7 +225,7 @@ def sample_edited_clip(
         cfg: The training config it was built from.
         sampler: The sampler.
         batch: A one-clip batch (:func:`clip_batch`).
-        edits: :class:`eval.sampler.editing.Edit` list on the clip's timeline.
+        edits: :class:`eval.sampler.edit_plan.Edit` list on the clip's timeline.
         audio: The clip's waveform ``[S]``.
         sample_rate: Its rate.
         seed: Seed of the posterior sample (the sampler's noise comes from its own seed).

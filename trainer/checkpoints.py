@@ -10,12 +10,14 @@ ZeRO partitions); reading it consolidates the fp32 master weights of the trainab
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import torch
 
-from trainer.config.compose import to_container
+from trainer.config.compose import config_from_container, to_container
+from trainer.config.errors import ConfigError
 from trainer.model.audio_adapter import ADAPTER_KEY_PATTERN, AudioAdapterConfig
 from trainer.model.weights import load_safetensors_checked
 
@@ -166,6 +168,11 @@ def check_resume_compatible(module, checkpoint: dict, source: str) -> None:
     if meta is None:
         raise ValueError(f"{source} was not written by talkdit (no 'talkdit' metadata)")
     saved = meta.get("config", {})
+    # Through today's schema: keys added since the checkpoint was written take their defaults, so a run resumes
+    # across an option's arrival unless it sets that option otherwise. A config that no longer fits is compared
+    # as stored: the differing keys below name what changed.
+    with contextlib.suppress(ConfigError):
+        saved = to_container(config_from_container(saved, source=source))
     now = to_container(module.cfg)
     diffs = [
         d

@@ -175,10 +175,15 @@ class TalkingHeadModule(L.LightningModule):
         """Move the batch's tensors to ``device`` (:func:`trainer.data.transforms.batch_to_device`)."""
         return batch_to_device(batch, device)
 
-    def step_generator(self) -> torch.Generator:
-        """RNG of this step: a function of (seed, step, data-parallel rank) only, so runs repeat exactly."""
+    def step_generator(self, micro_batch: int = 0) -> torch.Generator:
+        """RNG of this micro-batch: a function of (seed, step, data-parallel rank, micro-batch) only.
+
+        Runs repeat exactly. Under gradient accumulation each micro-batch of an optimizer step draws its own
+        noise, timesteps and conditions; micro-batch 0 keeps the seed runs without accumulation have always had.
+        """
         # Every rank of a sequence group draws the same noise, timesteps and conditions.
-        seed = np.random.SeedSequence([self.cfg.seed, self.global_step, self.mesh.dp_rank]).generate_state(1)[0]
+        entropy = [self.cfg.seed, self.global_step, self.mesh.dp_rank] + ([micro_batch] if micro_batch else [])
+        seed = np.random.SeedSequence(entropy).generate_state(1)[0]
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(seed))
         return gen
@@ -206,7 +211,7 @@ class TalkingHeadModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss; a logged step's metrics go into :attr:`step_row`."""
         logging_step = self.step_row.open(self.trainer, batch_idx)
-        inputs = self.prepare_step(batch, self.step_generator())
+        inputs = self.prepare_step(batch, self.step_generator(batch_idx % self.trainer.accumulate_grad_batches))
         out = self.compute_loss(inputs)
         self.time_bins.add(out.per_sample, inputs.flow_time)
         bsz = inputs.tokens.shape[0]

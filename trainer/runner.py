@@ -152,7 +152,7 @@ def data_layout(cfg: TrainConfig) -> dict:
         "use_cached_latents": d.use_cached_latents,
     }
     aspect = [b.name for b in buckets_for(d, Compression.of(cfg.model.vae)) if b.tokens != d.tokens_per_batch]
-    if aspect:  # recorded only when there are any, so runs without them resume across the option's arrival
+    if aspect:  # recorded only when there are any: a run whose buckets are the exact grid keeps its old layout
         layout["aspect_buckets"] = aspect
     return layout
 
@@ -293,9 +293,14 @@ def train(cfg: TrainConfig) -> TrainResult:
         saved_layout = ckpt["talkdit"].get("data_layout") or {}
         changed = sorted(k for k in module.data_layout if saved_layout.get(k) != module.data_layout[k])
         if changed:
+            hint = (
+                "; a run from before aspect buckets resumes with data.bucket_aspects=[]"
+                if "aspect_buckets" in changed and "aspect_buckets" not in saved_layout
+                else ""
+            )
             raise ValueError(
                 f"{cfg.resume}: the data stream cannot continue where it stopped because {', '.join(changed)} "
-                "changed (shards, seed, workers x ranks, bucketing); restore them to resume"
+                f"changed (shards, seed, workers x ranks, bucketing); restore them to resume{hint}"
             )
         start_position = ckpt["talkdit"].get("data_position")
     run_dir = prepare_run_dir(cfg, resuming=cfg.resume is not None)

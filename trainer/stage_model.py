@@ -106,14 +106,18 @@ def load_trained_model(
 
     Raises:
         FileNotFoundError: The checkpoint, or a weight file its config names, is missing.
-        ValueError: The checkpoint holds tensors the model its config describes does not have.
+        ValueError: The checkpoint holds tensors the model its config describes does not have, or lacks some
+            the stage trains.
     """
     ckpt, cfg = loaded or read_checkpoint(checkpoint)
     model, _ = build_stage_model(cfg)
     state = {k.removeprefix(MODEL_ATTRIBUTE): v for k, v in ckpt["state_dict"].items()}
-    missing = set(state) - set(model.state_dict())
-    if missing:
-        raise ValueError(f"{checkpoint}: tensors the model does not have: {sorted(missing)[:5]}")
+    unexpected = set(state) - set(model.state_dict())
+    if unexpected:
+        raise ValueError(f"{checkpoint}: tensors the model does not have: {sorted(unexpected)[:5]}")
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in state]
+    if missing:  # evaluating would silently use the untrained initial values of these
+        raise ValueError(f"{checkpoint} lacks {len(missing)} of the stage's trained tensors (first: {missing[0]})")
     model.load_state_dict(state, strict=False)
     model.requires_grad_(False)
     return model.to(device).eval(), cfg

@@ -114,7 +114,7 @@ def edited_sample_inputs(
         batch: A one-clip batch (boxes, captions, fps, reference boxes).
         latents: Normalised source latents ``[B, C, T, H, W]``.
         ref_latents: Identity reference latents ``[B, C, R, H, W]`` or ``None``.
-        edits: :class:`eval.sampler.editing.Edit` list on the source timeline (seconds).
+        edits: :class:`eval.sampler.edit_plan.Edit` list on the source timeline (seconds).
         identity_refs: Prepend face reference tokens.
 
     Returns:

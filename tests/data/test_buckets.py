@@ -68,11 +68,15 @@ def test_the_readme_table_is_the_paper_configs_buckets():
         ("data.bucket_aspects=[16x9]", "data.bucket_aspects"),
         ("data.bucket_aspects=[0:9]", "data.bucket_aspects"),
         ("data.bucket_tolerance=0.7", "data.bucket_tolerance"),
+        ("data.bucket_aspects=[inf:1]", "data.bucket_aspects"),
+        ("stage.p_ref_drop=0.15", "stage.p_ref_drop"),  # the smoke stage adds no identity references
+        ("stage.ref_follows_audio=true", "stage.ref_follows_audio"),
+        ("stage.p_frame_ref=0.5 data.max_frames=9", "stage.p_frame_ref"),  # 2 latent frames: no block between
     ],
 )
-def test_bad_bucket_options_name_the_key(tmp_path, override, key):
+def test_bad_bucket_and_condition_options_name_the_key(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar", override])
+        load_train_config(["experiment=smoke", f"data.shards={tmp_path}/x.tar", *override.split()])
 
 
 def test_runs_without_ladder_buckets_keep_the_resume_layout_they_had(simple_shards, tmp_path):

@@ -161,24 +161,28 @@ def test_missing_whisper_and_vae_weights_are_named(small_corpus, tmp_path, capsy
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.slow
-def test_clips_keep_their_source_rate_while_syncnet_scores_a_25_fps_view(small_corpus, syncnet_file, tmp_path):
-    # The paper config (filters=edityourself) keeps each source's rate; SyncNet still reads 25 fps.
+@pytest.fixture(scope="module")
+def mixed_corpus(small_corpus, tmp_path_factory):
+    """The 25 fps corpus beside a 30 fps person."""
+    mixed = tmp_path_factory.mktemp("mixed")
+    for f in small_corpus.glob("*.mp4"):
+        (mixed / f.name).symlink_to(f)
+    generate_corpus(mixed, 1, seed=11, fps_choices=(30.0,), duration_s=5.2, width=192, height=192)
+    return mixed
+
+
+def scored_by_syncnet(corpus, syncnet_file, out, *extra):
+    """Run with SyncNet on 49-frame clips; returns the kept clip rows and what each SyncNet call received:
+    ``(frames, distinct frames, audio samples, fps)``."""
     seen = []
     real = syncnet.score_clip
 
     def spy(model, frames, audio, **kw):
-        seen.append((frames.shape[0], audio.shape[0], kw["fps"]))
+        seen.append((frames.shape[0], len({f.tobytes() for f in frames}), audio.shape[0], kw["fps"]))
         return real(model, frames, audio, **kw)
 
-    mixed = tmp_path / "mixed"  # the 25 fps corpus beside a 30 fps person
-    mixed.mkdir()
-    for f in small_corpus.glob("*.mp4"):
-        (mixed / f.name).symlink_to(f)
-    generate_corpus(mixed, 1, seed=11, fps_choices=(30.0,), duration_s=5.2, width=192, height=192)
-    out = tmp_path / "out"
     overrides = prep_overrides(
-        mixed,
+        corpus,
         out,
         "sync.enabled=true",
         f"sync.model_path={syncnet_file}",
@@ -186,19 +190,28 @@ def test_clips_keep_their_source_rate_while_syncnet_scores_a_25_fps_view(small_c
         "sync.max_offset_ms=1000",
         "clips.num_frames=49",
         "clips.stride_frames=49",
+        *extra,
     )
     cfg = load_config(overrides)
-    assert cfg.clips.fps is None
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(syncnet, "score_clip", spy)
         run(cfg)
     rows = [r for r in clip_rows(out / "ledger.parquet") if r["status"] == "kept"]
+    assert len(seen) == len(rows) and all(fps == 25.0 for *_, fps in seen)
+    return cfg, rows, seen
+
+
+@pytest.mark.slow
+def test_clips_keep_their_source_rate_while_syncnet_scores_a_25_fps_view(mixed_corpus, syncnet_file, tmp_path):
+    # The paper config (filters=edityourself) keeps each source's rate; SyncNet still reads 25 fps.
+    out = tmp_path / "out"
+    cfg, rows, seen = scored_by_syncnet(mixed_corpus, syncnet_file, out)
+    assert cfg.clips.fps is None
     assert {r["fps"] for r in rows} == {25.0, 30.0}  # the corpus's two rates, kept
     assert all(r["end_s"] - r["start_s"] == pytest.approx(49 / r["fps"]) for r in rows)
-    assert len(seen) == len(rows) and all(fps == 25.0 for _, _, fps in seen)
     # A 49-frame clip at 30 fps spans 1.63 s: 41 frames at 25 fps (ticks up to half a frame past its end), with
     # the clip's own audio.
-    assert set(seen) == {(49, 31360, 25.0), (41, round(49 / 30 * 16000), 25.0)}
+    assert {(n, samples) for n, _, samples, _ in seen} == {(49, 31360), (41, round(49 / 30 * 16000))}
     shard_fps = set()
     for shard in sorted(out.glob("shards/*.tar")):
         with tarfile.open(shard) as tar:
@@ -206,3 +219,12 @@ def test_clips_keep_their_source_rate_while_syncnet_scores_a_25_fps_view(small_c
                 if member.name.endswith(".json"):
                     shard_fps.add(json.load(tar.extractfile(member))["fps"])
     assert shard_fps == {25.0, 30.0}
+
+
+@pytest.mark.slow
+def test_clips_resampled_to_25_fps_are_scored_on_their_own_frames(mixed_corpus, syncnet_file, tmp_path):
+    # A 30 fps source cut at clips.fps=25: SyncNet reads the clip's 49 frames, each once (not a view re-derived
+    # from the source's uneven timestamps, which repeats frames).
+    _, rows, seen = scored_by_syncnet(mixed_corpus, syncnet_file, tmp_path / "out", "clips.fps=25")
+    assert {r["fps"] for r in rows} == {25.0} and len(rows) > len(list(mixed_corpus.glob("*.mp4")))
+    assert all(n == distinct == 49 for n, distinct, _, _ in seen), seen

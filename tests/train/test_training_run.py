@@ -8,8 +8,8 @@ import torch
 
 from tests.train.conftest import stream_batches, tiny_overrides
 from tests.train.shards import write_simple_shards
-from trainer.checkpoints import MODULE_PREFIX, read_training_checkpoint
-from trainer.config.compose import load_train_config
+from trainer.checkpoints import MODULE_PREFIX, check_resume_compatible, read_training_checkpoint
+from trainer.config.compose import config_from_container, load_train_config
 from trainer.lightning_module import TalkingHeadModule
 from trainer.model.vae import load_vae, normalize_latents, sample_posterior
 from trainer.run_dir import metrics_files
@@ -176,3 +176,39 @@ def test_a_run_with_frame_references_and_reference_masking_trains(simple_shards,
     assert conditions and all(c.endswith("_off") for c in conditions), conditions
     # SayAnything's per-sample reference masking is logged like the other conditions.
     assert any(c.startswith("train/loss_ref_") for r in rows for c, v in r.items() if v)
+
+
+def test_a_checkpoint_from_before_new_stage_options_still_resumes(stage1, stage2):
+    # Keys the schema gained since a checkpoint was written take their defaults when it is checked.
+    result, _, _ = stage1
+    ckpt = read_training_checkpoint(result.last_checkpoint)
+    stage = ckpt["talkdit"]["config"]["stage"]
+    for key in ("p_frame_ref", "p_ref_drop", "ref_follows_audio"):
+        del stage[key]
+    cfg = config_from_container(read_training_checkpoint(result.last_checkpoint)["talkdit"]["config"])
+    check_resume_compatible(TalkingHeadModule(cfg), ckpt, source="old.ckpt")
+    # A stage that sets the new option otherwise is still refused, naming the key (stage 2 trains frame refs).
+    result2, _, _, _ = stage2
+    old2 = read_training_checkpoint(result2.last_checkpoint)
+    cfg2 = config_from_container(old2["talkdit"]["config"])
+    del old2["talkdit"]["config"]["stage"]["p_frame_ref"]
+    with pytest.raises(ValueError, match=r"stage\.p_frame_ref"):
+        check_resume_compatible(TalkingHeadModule(cfg2), old2, source="old2.ckpt")
+
+
+def test_evaluation_refuses_a_checkpoint_without_the_stages_trained_tensors(stage1, tmp_path):
+    result, _, _ = stage1
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    dropped = sorted(ckpt["state_dict"])[0]
+    del ckpt["state_dict"][dropped]
+    torch.save(ckpt, tmp_path / "partial.ckpt")
+    with pytest.raises(ValueError, match="lacks 1 of the stage's trained tensors"):
+        load_trained_model(tmp_path / "partial.ckpt")
+
+
+def test_each_micro_batch_of_an_accumulated_step_draws_its_own_noise(simple_shards, tmp_path):
+    module = TalkingHeadModule(load_train_config(tiny_overrides(simple_shards, tmp_path, 1)))
+    first, second = (torch.randn(4, generator=module.step_generator(m)) for m in (0, 1))
+    assert not torch.equal(first, second)
+    # Micro-batch 0 is the seed of a run without accumulation: earlier runs repeat exactly.
+    assert torch.equal(torch.randn(4, generator=module.step_generator()), first)

@@ -194,7 +194,9 @@ class DataConfig:
 
     Each clip is resized at random to an area in ``[min_megapixels, max_megapixels]`` (aspect kept, sides
     multiples of 32, never upscaled beyond its stored size) and trimmed to ``8k+1`` frames so that every
-    batch holds exactly ``tokens_per_batch`` video tokens (:mod:`trainer.data.buckets`).
+    batch holds ``tokens_per_batch`` video tokens: exactly on the exact grid, at least ``1 − bucket_tolerance``
+    of them in an aspect ladder's bucket (:mod:`trainer.data.buckets`). Aspects are strings ``"16:9"``: quote
+    them in YAML, which reads an unquoted ``16:9`` as the number 969.
     """
 
     shards: str = MISSING  # brace pattern, glob or comma-separated list of .tar paths or URLs

@@ -137,6 +137,13 @@ def validate_train_config(cfg: TrainConfig) -> None:
     s = cfg.stage
     for name in ("p_audio", "p_ff", "p_v2v", "p_id", "p_frame_ref", "p_ref_drop"):
         _probability(f"stage.{name}", getattr(s, name))
+    for key, value in (("stage.p_ref_drop", s.p_ref_drop > 0), ("stage.ref_follows_audio", s.ref_follows_audio)):
+        _require(
+            not value or s.p_id > 0,
+            key,
+            getattr(s, key.split(".")[1]),
+            "drops identity references, which stage.p_id = 0 never adds; set stage.p_id > 0 or turn it off",
+        )
     _require(
         s.train_transformer or s.train_adapter or s.lora.enabled,
         "stage.train_adapter",
@@ -190,6 +197,14 @@ def validate_train_config(cfg: TrainConfig) -> None:
 
     d = cfg.data
     validate_frames("data.max_frames", d.max_frames, cfg.model.vae.temporal_compression)
+    latent_frames = (d.max_frames - 1) // cfg.model.vae.temporal_compression + 1
+    _require(
+        cfg.stage.p_frame_ref == 0 or latent_frames >= 3,
+        "stage.p_frame_ref",
+        cfg.stage.p_frame_ref,
+        f"needs clips of at least 3 latent frames (two references around a generated one); data.max_frames="
+        f"{d.max_frames} gives {latent_frames}",
+    )
     _require(d.tokens_per_batch >= 1, "data.tokens_per_batch", d.tokens_per_batch, "must be >= 1")
     _require(
         0 < d.min_megapixels <= d.max_megapixels,

@@ -110,8 +110,8 @@ def parse_aspect(text: str) -> float:
         w, h = (float(p) for p in parts)
     except ValueError:
         raise ValueError(f"{text!r} is not an aspect written width:height, e.g. 16:9") from None
-    if w <= 0 or h <= 0:
-        raise ValueError(f"{text!r} is not an aspect written width:height, e.g. 16:9")
+    if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
+        raise ValueError(f"{text!r} is not an aspect written width:height of two positive numbers, e.g. 16:9")
     return h / w
 
 
