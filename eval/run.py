@@ -67,7 +67,8 @@ range, sides multiples of 32) and resized back to their own size for the metrics
     ),
     notes="""Metric weights come from environment variables (a missing one skips its metrics, with the reason):
 TALKDIT_SYNCNET (syncnet_v2.model), TALKDIT_LPIPS_ALEXNET (alexnet-owt-7be5be79.pth), TALKDIT_FID_INCEPTION
-(pt_inception-2015-12-05-6726825d.pth), TALKDIT_I3D (i3d_torchscript.pt), TALKDIT_ARCFACE (backbone.pth).""",
+(pt_inception-2015-12-05-6726825d.pth), TALKDIT_I3D (i3d_torchscript.pt), TALKDIT_ARCFACE (backbone.pth),
+TALKDIT_CLIP (a transformers CLIP folder, CLIP-I).""",
     register=register,
 )
 

@@ -12,6 +12,7 @@ name                   what                                        module / weig
 ``fvd``                I3D Fréchet distance (16-frame clips)       :mod:`~eval.metrics.fvd`, I3D
 ``csim``               ArcFace cosine, frame t vs ground truth t   :mod:`~eval.metrics.identity`, ArcFace
 ``face_sim``           ArcFace cosine vs one reference image       :mod:`~eval.metrics.identity`, ArcFace
+``clip_i``             CLIP image cosine of face crops vs ref.     :mod:`~eval.metrics.clip_image`, CLIP
 ``sync_c``, ``sync_d``  SyncNet confidence / distance              :mod:`~eval.metrics.sync`, SyncNet
 ``av_offset``          SyncNet AV offset (25 fps frames)           :mod:`~eval.metrics.sync`, SyncNet
                        ``sync_protocol=official``: the published   :mod:`~eval.metrics.sync_official`,
@@ -46,6 +47,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "fvd",
     "csim",
     "face_sim",
+    "clip_i",
     "sync_c",
     "sync_d",
     "av_offset",
@@ -78,6 +80,7 @@ _LOADERS: dict[str, tuple[str, str]] = {
     "syncnet": ("eval.metrics.sync", "load_syncnet"),
     "s3fd": ("eval.metrics.s3fd", "load_s3fd"),
     "arcface": ("eval.metrics.identity", "load_arcface"),
+    "clip": ("eval.metrics.clip_image", "load_clip"),
 }
 
 
@@ -187,9 +190,9 @@ class MetricSuite:
             :class:`MetricValues` (a dict with ``.skipped``).
         """
         # Imported here: landmarks and identity need MediaPipe and OpenCV (the data extra, see _LOADERS).
+        from eval.metrics import clip_image, identity, landmarks, mouth, perceptual, pixel, pose, sync, sync_official
         from eval.metrics import fid as fid_mod
         from eval.metrics import fvd as fvd_mod
-        from eval.metrics import identity, landmarks, mouth, perceptual, pixel, pose, sync, sync_official
 
         gen, ref = as_video(generated, "generated"), as_video(reference, "reference")
         if fps <= 0:
@@ -285,4 +288,16 @@ class MetricSuite:
             return identity.csim(emb_gen, embed(ref, lm_ref)), face
 
         run(("csim", "face_sim"), _identity)
+
+        def _clip_i() -> float:
+            encoder = self.network("clip")
+            if reference_image is None:
+                ref_frame = ref[0]
+                ref_lm = lm_ref[0] if lm_ref is not None else landmarks.face_landmarks(ref[:1])[0]
+            else:
+                ref_frame = as_video(np.asarray(reference_image)[None], "reference_image")[0]
+                ref_lm = landmarks.face_landmarks(ref_frame[None])[0]
+            return clip_image.clip_i(encoder, gen, lm_gen, ref_frame, ref_lm)
+
+        run(("clip_i",), _clip_i)
         return out

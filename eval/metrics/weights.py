@@ -19,7 +19,7 @@ class WeightSource:
     """One official weight file.
 
     Attributes:
-        filename: The official file name.
+        filename: The official file name (with ``folder``: a file the folder must hold).
         env: Environment variable :meth:`MetricWeights.from_env` reads.
         origin: Where the file comes from (project and URL).
     """
@@ -27,6 +27,7 @@ class WeightSource:
     filename: str
     env: str
     origin: str
+    folder: bool = False  # the path is a folder holding ``filename`` (a transformers model), not the file
 
 
 WEIGHT_SOURCES: dict[str, WeightSource] = {
@@ -60,6 +61,13 @@ WEIGHT_SOURCES: dict[str, WeightSource] = {
         "universome/stylegan-v (src/metrics/frechet_video_distance.py): "
         "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt",
     ),
+    "clip": WeightSource(
+        "config.json",
+        "TALKDIT_CLIP",
+        "a transformers CLIP folder (CLIPVisionModelWithProjection + CLIPImageProcessor), e.g. "
+        "https://huggingface.co/openai/clip-vit-base-patch16; AnyExpress's CLIP-I uses FaRL's LAION-Face CLIP",
+        folder=True,
+    ),
     "arcface": WeightSource(
         "backbone.pth",
         "TALKDIT_ARCFACE",
@@ -86,7 +94,9 @@ def require_file(path: str | os.PathLike | None, key: str) -> Path:
             f"no {src.filename} configured for {key}: pass its path or set {src.env}; the file comes from {src.origin}"
         )
     p = Path(path)
-    if not p.is_file():
+    if src.folder and p.is_dir() and (p / src.filename).is_file():
+        return p
+    if src.folder or not p.is_file():
         raise FileNotFoundError(
             f"{key} weights not found: {os.fspath(p)!r} (expected {src.filename}, from {src.origin}; "
             f"set {src.env} or pass the path)"
@@ -105,6 +115,7 @@ class MetricWeights:
         fid_inception: ``pt_inception-2015-12-05-6726825d.pth`` (FID).
         i3d: ``i3d_torchscript.pt`` (FVD).
         arcface: insightface ``backbone.pth`` of an iresnet100 (CSIM, FaceSim).
+        clip: A transformers CLIP folder (CLIP-I).
     """
 
     syncnet: Path | None = None
@@ -113,6 +124,7 @@ class MetricWeights:
     fid_inception: Path | None = None
     i3d: Path | None = None
     arcface: Path | None = None
+    clip: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> MetricWeights:
