@@ -101,7 +101,7 @@ def test_a_block_with_frame_references_gets_the_trainers_input(eval_shards, tmp_
 
 
 def test_a_dropped_reference_is_zero_for_its_sample_only(eval_shards, tmp_path):
-    module, batch = module_and_batch(eval_shards, tmp_path, "stage.p_ref_drop=0.5")
+    module, batch = module_and_batch(eval_shards, tmp_path, "stage.p_ref_drop=0.5", "stage.p_id=1.0")
     model, cfg = module.model, module.cfg
     latents, refs = model.encode_latents(batch, torch.Generator().manual_seed(0))
     bsz = latents.shape[0]
