@@ -16,14 +16,21 @@ from data_prep.synthetic.corpus import generate_corpus
 from tests.data_prep.conftest import prep_overrides
 
 
-def scored_overrides(corpus, out, syncnet_file, hyperiqa_file, *extra):
-    return prep_overrides(
-        corpus,
-        out,
+def syncnet_on(syncnet_file) -> list[str]:
+    """SyncNet scoring every clip and rejecting none (the scores are what the tests read)."""
+    return [
         "sync.enabled=true",
         f"sync.model_path={syncnet_file}",
         "sync.min_confidence=-1000",
         "sync.max_offset_ms=1000",
+    ]
+
+
+def scored_overrides(corpus, out, syncnet_file, hyperiqa_file, *extra):
+    return prep_overrides(
+        corpus,
+        out,
+        *syncnet_on(syncnet_file),
         "quality.enabled=true",
         f"quality.model_path={hyperiqa_file}",
         "quality.min_score=-1000",
@@ -182,15 +189,7 @@ def scored_by_syncnet(corpus, syncnet_file, out, *extra):
         return real(model, frames, audio, **kw)
 
     overrides = prep_overrides(
-        corpus,
-        out,
-        "sync.enabled=true",
-        f"sync.model_path={syncnet_file}",
-        "sync.min_confidence=-1000",
-        "sync.max_offset_ms=1000",
-        "clips.num_frames=49",
-        "clips.stride_frames=49",
-        *extra,
+        corpus, out, *syncnet_on(syncnet_file), "clips.num_frames=49", "clips.stride_frames=49", *extra
     )
     cfg = load_config(overrides)
     with pytest.MonkeyPatch.context() as mp:
