@@ -12,8 +12,8 @@ Steps, each reused when a previous run finished it (so the demo fits the base on
 4. ``<out_dir>/base_run``: the base stage (every DiT weight, no audio adapter; ``experiment=tiny_base``)
    on the latent shards, with that VAE and text encoder, resumable;
 5. ``<out_dir>/parts/vae_decoder<N>`` (only with ``vae_decoder_steps=N``): the VAE with its decoder refined
-   alone for ``N`` steps on the frozen encoder's latents (:mod:`trainer.vae_fit`'s phase 3), which leaves the
-   latents, and so the base DiT, exactly as they were;
+   alone for ``N`` steps on the frozen encoder's latents of ``decoder_shards`` (:mod:`trainer.vae_fit`'s
+   phase 3), which leaves the latents, and so the base DiT, exactly as they were;
 6. ``<out_dir>/base_model`` (``base_model_decoder<N>`` with a refined decoder): the base checkpoint exported
    as a diffusers folder in the LTX-Video layout (``transformer/``, ``vae/``, ``text_encoder/``,
    ``tokenizer/``), which ``model=tiny_base`` loads exactly like ``model=ltxv_13b`` loads LTX-Video.
@@ -55,6 +55,9 @@ class TinyBaseConfig:
         vae_image_steps: VAE fit steps on single frames.
         vae_clip_steps: VAE fit steps on clips.
         vae_decoder_steps: Steps refining the VAE's decoder alone once the base is trained (0: none).
+        decoder_shards: Shards the decoder refinement reads (empty: ``shards``). More people than the base was
+            fitted on teach the decoder more mouths; the encoder, and so every latent, stays as fitted.
+        decoder_max_clips: Clips the decoder refinement holds in memory (the first ones in shard order).
         base_steps: Base-stage steps of the DiT.
         base_overrides: Extra trainer overrides of the base stage.
         seed: Seed of the VAE fit and of the base stage.
@@ -65,6 +68,8 @@ class TinyBaseConfig:
     vae_image_steps: int = 800
     vae_clip_steps: int = 2400
     vae_decoder_steps: int = 0
+    decoder_shards: str = ""
+    decoder_max_clips: int = 1024
     base_steps: int = 1500
     base_overrides: list[str] = field(default_factory=list)
     seed: int = 0
@@ -152,13 +157,14 @@ def build_tiny_base(cfg: TinyBaseConfig, progress: bool = True) -> Path:
     if cfg.vae_decoder_steps:
         refined = fit_vae(
             VAEFitConfig(
-                shards=cfg.shards,
+                shards=cfg.decoder_shards or cfg.shards,
                 output_dir=str(parts / f"vae_decoder{cfg.vae_decoder_steps}"),
                 init_from=str(parts / "vae"),
                 image_steps=0,
                 clip_steps=0,
                 decoder_steps=cfg.vae_decoder_steps,
                 mouth_weight=DECODER_MOUTH_WEIGHT,
+                max_clips=cfg.decoder_max_clips,
                 seed=cfg.seed,
             ),
             progress=progress,

@@ -115,6 +115,12 @@ def test_a_refined_decoder_keeps_the_encoder_the_base_dit_learned_from(demo_outp
     keep = [k for k in fitted if not k.startswith("decoder.")]  # encoder and latent statistics
     assert keep and all(np.array_equal(fitted[k].numpy(), refined[k].numpy()) for k in keep)
     assert any(not np.array_equal(fitted[k].numpy(), refined[k].numpy()) for k in fitted if k.startswith("decoder."))
+    # The refinement also draws the adapter's people, so the decoder learns more mouths than the base saw.
+    fit = json.loads((base / "vae" / "talkdit_fit.json").read_text())
+    corpora = [demo_outputs["base_shards"], demo_outputs["shards"]]
+    assert fit["config"]["shards"].split(",") == [f"{shards}/*.tar" for shards in corpora]
+    base_fit = json.loads((base.parent / "parts" / "vae" / "talkdit_fit.json").read_text())
+    assert fit["clips"]["train"] > base_fit["clips"]["train"]
 
 
 @pytest.mark.slow
