@@ -69,7 +69,7 @@ class TinyBaseConfig:
     vae_clip_steps: int = 2400
     vae_decoder_steps: int = 0
     decoder_shards: str = ""
-    decoder_max_clips: int = 1024
+    decoder_max_clips: int = 2048
     base_steps: int = 1500
     base_overrides: list[str] = field(default_factory=list)
     seed: int = 0
