@@ -8,16 +8,17 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from eval.sampler.config import V2V_MASKS, SamplerConfig
+from eval.sampler.config import V2V_MASKS, SamplerConfig, check_inversion
 from trainer.config.compose import register_schema
 from trainer.config.errors import ConfigError
 
 MODES = {
     "v2v_self": ("v2v", "Table 2: V2V self-reenactment"),
     "v2v_novel": ("v2v", "Table 2: V2V with novel audio"),
+    "v2v_invert": ("invert_edit", "Table 2: V2V with novel audio, inversion editing (RASA)"),
     "i2v": ("i2v", "Table 3: I2V"),
 }
-TABLES = {"table2": ("v2v_self", "v2v_novel"), "table3": ("i2v",)}
+TABLES = {"table2": ("v2v_self", "v2v_novel", "v2v_invert"), "table3": ("i2v",)}
 # How Sync-C/Sync-D/offset are computed (:mod:`eval.metrics.sync_official`, which reads this tuple).
 SYNC_PROTOCOLS = ("direct", "official")
 
@@ -30,7 +31,8 @@ class EvalConfig:
         checkpoint: Training checkpoint (``.ckpt`` file or DeepSpeed folder).
         shards: Shard glob of held-out clips (the data_prep schema).
         output_dir: Samples and tables go here.
-        modes: Table rows to produce (``v2v_self``, ``v2v_novel``, ``i2v``).
+        modes: Table rows to produce (``v2v_self``, ``v2v_novel``, ``i2v``; ``v2v_invert``: the novel audio by
+            inversion editing, :mod:`eval.sampler.inversion`, with ``sampler.inversion``'s settings).
         max_clips: Clips evaluated (the first ones of the shards, in order).
         size: ``[height, width]`` the model samples at, multiples of 32; null: each clip's size scaled into
             the checkpoint's training range (``data.min_megapixels``–``data.max_megapixels``), aspect kept, sides
@@ -88,6 +90,7 @@ def validate(cfg: EvalConfig) -> None:
         raise ConfigError("sync_protocol", cfg.sync_protocol, f"expected {' or '.join(SYNC_PROTOCOLS)}")
     if cfg.sampler.num_steps < 1:
         raise ConfigError("sampler.num_steps", cfg.sampler.num_steps, "expected >= 1")
+    check_inversion(cfg.sampler.inversion)
     check_size(cfg.size)
     if not Path(cfg.checkpoint).exists():
         raise FileNotFoundError(f"checkpoint={cfg.checkpoint}: no such file or folder")

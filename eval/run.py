@@ -175,19 +175,22 @@ def sample_clip(
     identity_refs: bool,
     seed: int,
     return_mask: bool = False,
+    edit_batch: dict | None = None,
 ):
-    """Sample one clip of ``batch`` in ``mode`` (``v2v``/``i2v``/``t2v``).
+    """Sample one clip of ``batch`` in ``mode`` (``v2v``/``i2v``/``t2v``, or ``invert_edit``).
 
     Args:
         model: The model (:func:`trainer.stage_model.load_trained_model`).
         cfg: The training config it was built from.
         sampler: A sampler over ``model.dit``.
         batch: A one-clip batch (:func:`clip_batch`).
-        mode: ``v2v``, ``i2v`` or ``t2v``.
+        mode: ``v2v``, ``i2v`` or ``t2v``; ``invert_edit``: ``batch`` inverted with its own audio, then denoised
+            with ``edit_batch``'s (:func:`eval.sampler.inversion.invert_edit`, the V2V mask ``v2v_mask``).
         v2v_mask: ``lip``, ``face`` or ``head``.
         identity_refs: Prepend the identity reference tokens.
         seed: Seed of the posterior sample (the sampler's noise comes from its own seed).
         return_mask: Also return the generated-token mask.
+        edit_batch: ``invert_edit`` only: the same clip with the new audio features.
 
     Returns:
         uint8 frames ``[F, H, W, 3]``; with ``return_mask``, also the generated-token mask ``[T, h, w]``
@@ -196,6 +199,7 @@ def sample_clip(
     import torch
 
     from eval.sampler.batch import sample_inputs_from_batch
+    from eval.sampler.inversion import invert_edit
     from eval.sampler.video_out import decode_latents
     from trainer.data.transforms import batch_to_device
 
@@ -203,8 +207,16 @@ def sample_clip(
         dev = model.device
         batch = batch_to_device(batch, dev)
         latents, refs = model.encode_latents(batch, torch.Generator(device=dev).manual_seed(seed))
-        inputs = sample_inputs_from_batch(model, cfg, batch, latents, refs, mode, v2v_mask, identity_refs)
-        out = sampler.sample(inputs)
+        if mode == "invert_edit":
+            if edit_batch is None:
+                raise ValueError("mode 'invert_edit' needs edit_batch, the clip with its new audio")
+            source = sample_inputs_from_batch(model, cfg, batch, latents, refs, "v2v", v2v_mask, identity_refs)
+            edit = batch_to_device(edit_batch, dev)
+            inputs = sample_inputs_from_batch(model, cfg, edit, latents, refs, "v2v", v2v_mask, identity_refs)
+            out = invert_edit(sampler, source, inputs)
+        else:
+            inputs = sample_inputs_from_batch(model, cfg, batch, latents, refs, mode, v2v_mask, identity_refs)
+            out = sampler.sample(inputs)
         frames = decode_latents(model.vae, out)[0]
     return (frames, inputs.mask[0].cpu()) if return_mask else frames
 
@@ -367,12 +379,22 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
         sampled_clip = resize_clip(clip, size)
         for mode in cfg.modes:
             whisper, drive = None, audio
-            if mode == "v2v_novel":
+            if mode in ("v2v_novel", "v2v_invert"):
                 other_clip, other_audio, _ = clips[partners[i]]
                 whisper, drive = other_clip.whisper, other_audio
-            batch = clip_batch(sampled_clip, num_refs, whisper)
+            batch, edit = clip_batch(sampled_clip, num_refs, whisper), None
+            if mode == "v2v_invert":  # the clip with its own audio is inverted, then edited with the other's
+                batch, edit = clip_batch(sampled_clip, num_refs), batch
             sampled = sample_clip(
-                model, train_cfg, sampler, batch, MODES[mode][0], cfg.v2v_mask, cfg.identity_refs, cfg.sampler.seed + i
+                model,
+                train_cfg,
+                sampler,
+                batch,
+                MODES[mode][0],
+                cfg.v2v_mask,
+                cfg.identity_refs,
+                cfg.sampler.seed + i,
+                edit_batch=edit,
             )
             frames = resize_frames(sampled, source)
             sample = out / "samples" / mode / f"{clip.key}.mp4"

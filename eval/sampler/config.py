@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trainer.config.errors import ConfigError
+
 # The V2V masks the sampler knows (eval.sampler.modes builds them); here so that config checks need no torch.
 V2V_MASKS = ("lip", "face", "head")
 
@@ -14,6 +16,41 @@ class GuidanceConfig:
 
     audio: float = 2.0  # audio vs zeroed audio features
     text: float = 1.0  # caption vs empty caption
+
+
+@dataclass
+class InversionConfig:
+    """RASA-style inversion editing (:mod:`eval.sampler.inversion`): which source features steer the first steps.
+
+    Each share ``τ`` is of the denoising steps, counted from the first (pure noise); RASA's defaults are
+    ``τ_s = 0.2``, ``τ_a = 0.2``, ``τ_f = 0.4``.
+
+    Attributes:
+        shape_steps: ``τ_s``: steps whose self-attention queries are the source's (layout, Eq. 2).
+        speaking_steps: ``τ_a``: steps whose audio cross-attention queries and keys are the source's (Eq. 3).
+        temporal_steps: ``τ_f``: steps whose self-attention queries and keys are the source's (its attention map).
+        fixed_point_iters: Fixed-point iterations per inversion step (0: the explicit Euler guess; each one costs a
+            DiT pass and shrinks the reconstruction error).
+    """
+
+    shape_steps: float = 0.2
+    speaking_steps: float = 0.2
+    temporal_steps: float = 0.4
+    fixed_point_iters: int = 2
+
+
+def check_inversion(cfg: InversionConfig, prefix: str = "sampler.inversion.") -> None:
+    """Fail on inversion settings the sampler cannot use, naming the key.
+
+    Raises:
+        ConfigError: A share outside ``[0, 1]`` or negative iterations.
+    """
+    for key in ("shape_steps", "speaking_steps", "temporal_steps"):
+        value = getattr(cfg, key)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(prefix + key, value, "expected a share of the denoising steps in [0, 1]")
+    if cfg.fixed_point_iters < 0:
+        raise ConfigError(prefix + "fixed_point_iters", cfg.fixed_point_iters, "expected >= 0")
 
 
 @dataclass
@@ -41,6 +78,7 @@ class SamplerConfig:
         teacache_threshold: TeaCache (paper §3.4: the middle, non-shifting steps of TAPSF): skip the DiT's
             blocks while the accumulated rescaled change of their modulated input stays below this
             (:mod:`eval.sampler.teacache`; TeaCache4LTX-Video: 0.03 for about 1.6×); 0 turns it off.
+        inversion: Settings of inversion editing (``eval.run``'s ``v2v_invert`` row).
     """
 
     num_steps: int = 40
@@ -55,3 +93,4 @@ class SamplerConfig:
     prefix_frames: int = 4  # prefix mode: clean latent frames carried into the next window
     anchor_alignment: bool = True  # prefix mode: align later windows to the first window's statistics
     teacache_threshold: float = 0.0  # TeaCache on the non-shifting middle steps; 0 = off
+    inversion: InversionConfig = field(default_factory=InversionConfig)

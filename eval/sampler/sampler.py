@@ -93,6 +93,8 @@ class EulerSampler:
         # Steps whose block windows stay put (TAPSF's middle steps): the only ones TeaCache may serve.
         self.cacheable = [not s for s in shifting_steps(cfg.num_steps, cfg.unshifted_fraction)]
         self._window: tuple | None = None  # the block window of the current DiT calls, when cacheable
+        # (text_on, audio_on) of the DiT call under way: hooks on the DiT (inversion editing) read it.
+        self.guidance_pass: tuple[bool, bool] = (True, True)
 
     # ---------------------------------------------------------------- inputs
     def initial_state(self, inputs: SampleInputs, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,6 +156,7 @@ class EulerSampler:
         g = self.cfg.guidance
 
         def run(dit_in: DiTInputs, text_on: bool, audio_on: bool) -> torch.Tensor:
+            self.guidance_pass = (text_on, audio_on)
             text = inputs.text if text_on else inputs.null_text
             mask = inputs.text_mask if text_on else inputs.null_text_mask
             if self.teacache is None:

@@ -24,11 +24,12 @@ def test_eval_writes_samples_and_tables(trained, eval_shards, tmp_path):
         checkpoint=str(trained),
         shards=eval_shards,
         output_dir=str(tmp_path / "eval"),
+        modes=["v2v_self", "v2v_novel", "v2v_invert", "i2v"],
         max_clips=2,
         sampler=SamplerConfig(num_steps=2),
     )
     written = run_eval(cfg, MetricWeights())
-    for mode in ("v2v_self", "v2v_novel", "i2v"):
+    for mode in ("v2v_self", "v2v_novel", "v2v_invert", "i2v"):
         samples = sorted((tmp_path / "eval" / "samples" / mode).glob("*.mp4"))
         assert len(samples) == 2, mode
         with av.open(str(samples[0])) as container:
@@ -36,10 +37,11 @@ def test_eval_writes_samples_and_tables(trained, eval_shards, tmp_path):
             assert sum(1 for _ in container.decode(video=0)) == 17
     table2 = written["table2"].read_text()
     assert "V2V self-reenactment" in table2 and "V2V with novel audio" in table2 and "psnr" in table2
+    assert "inversion editing (RASA)" in table2
     assert "I2V" in written["table3"].read_text()
     with open(written["metrics"]) as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 6 and all(float(r["psnr"]) > 0 for r in rows)
+    assert len(rows) == 8 and all(float(r["psnr"]) > 0 for r in rows)
     skipped = written["skipped"].read_text()
     for name in ("fid", "fvd", "sync_c", "csim", "lpips"):  # no weight files here: skipped with the reason
         assert f"`{name}`" in skipped
@@ -87,6 +89,8 @@ def test_bad_options_are_refused(tmp_path, capsys):
     assert "v2v_mask" in capsys.readouterr().err
     assert main([f"checkpoint={ckpt}", "shards=x", "sync_protocol=paper"]) == 2
     assert "'sync_protocol' = 'paper': expected direct or official" in capsys.readouterr().err
+    assert main([f"checkpoint={ckpt}", "shards=x", "sampler.inversion.temporal_steps=2"]) == 2
+    assert "'sampler.inversion.temporal_steps' = 2.0: expected a share" in capsys.readouterr().err
 
 
 @pytest.mark.slow
