@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -137,6 +138,38 @@ def read_adapter_source(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     if not tensors:
         raise ValueError(f"{source} holds no audio adapter tensors")
     return tensors, cfg, source
+
+
+# A LoRA matrix in a training checkpoint: peft names it with its adapter name ("default").
+_LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<part>[AB])\.default\.weight$")
+
+
+def read_lora_source(path: str | Path) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The LoRA a previous stage trained, from its export folder, its ``audio_adapter.safetensors`` or checkpoint.
+
+    Args:
+        path: The source (``stage.adapter_init``).
+
+    Returns:
+        ``(tensors or None when it holds no LoRA, description of the file read)``; tensors in the exports'
+        layout (``<module>.lora_A.weight``, ``<module>.lora_B.weight`` with ``alpha / rank`` folded in).
+    """
+    from trainer.model.exported import fold_lora_scale, read_exported_weights
+
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        exported = read_exported_weights(path if path.is_dir() else path.parent)
+        return exported.lora, str(exported.lora_source or path)
+    ckpt = read_training_checkpoint(path)
+    tensors = {
+        f"{m['module']}.lora_{m['part']}.weight": v
+        for k, v in transformer_state(ckpt).items()
+        if (m := _LORA_KEY.match(k))
+    }
+    source = f"{path} (training checkpoint)"
+    if not tensors:
+        return None, source
+    return fold_lora_scale(tensors, float(ckpt["talkdit"]["config"]["stage"]["lora"]["alpha"])), source
 
 
 def check_adapter_config(found: dict | None, expected: AudioAdapterConfig, source: str) -> None:

@@ -15,11 +15,16 @@ from pathlib import Path
 
 import torch
 
-from trainer.checkpoints import check_adapter_config, read_adapter_source, read_training_checkpoint
+from trainer.checkpoints import (
+    check_adapter_config,
+    read_adapter_source,
+    read_lora_source,
+    read_training_checkpoint,
+)
 from trainer.config.compose import config_from_container
 from trainer.config.schema import TrainConfig
 from trainer.model.audio_adapter import adapter_parameter_names, load_audio_adapter_state_dict
-from trainer.model.lora import LoRAReport, add_lora
+from trainer.model.lora import LoRAReport, add_lora, load_lora_weights
 from trainer.model.talking_head import TalkingHeadModel
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,12 @@ def build_stage_model(cfg: TrainConfig) -> tuple[TalkingHeadModel, LoRAReport | 
         # peft freezes everything but LoRA when it injects adapters, so this comes first.
         report = add_lora(transformer, stage.lora)
         log.info("%s", report.format())
+        if not stage.restore_lora:
+            tensors, source = read_lora_source(stage.adapter_init)
+            if tensors is None:
+                raise ValueError(f"stage.restore_lora=false continues a LoRA, but {source} holds none")
+            load_lora_weights(transformer, tensors, stage.lora, source)
+            log.info("LoRA continued from %s", source)
     if stage.train_adapter:
         names = set(adapter_parameter_names(transformer))
         for n, p in transformer.named_parameters():

@@ -163,6 +163,12 @@ class StageConfig:
     train_transformer: bool = False  # train every weight of the DiT (full fine-tuning)
     train_adapter: bool = True  # train the audio adapter (projection + cross-attention)
     adapter_init: str | None = None  # stage-1 export dir, audio_adapter.safetensors, or stage-1 checkpoint
+    # A LoRA stage with an untrained adapter (AnyExpress stage I: audio module and DiT fine-tuned together); without
+    # it a LoRA stage must start from a trained adapter (stage.adapter_init), the EditYourself order.
+    fresh_adapter: bool = False
+    # AnyExpress's module restore: when stage.adapter_init also holds LoRA weights (a joint stage before this one),
+    # true starts this stage's LoRA at zero, the pretrained DiT (AnyExpress stage II); false continues those weights.
+    restore_lora: bool = True
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     p_audio: float = 1.0  # probability the audio condition is on
     p_ff: float = 0.9  # probability the first frame is given clean

@@ -169,13 +169,18 @@ def validate_train_config(cfg: TrainConfig) -> None:
             s.p_audio,
             "must be > 0 when only the audio adapter trains: with audio always off it gets no gradient",
         )
+    if s.fresh_adapter:
+        _require(s.lora.enabled, "stage.fresh_adapter", s.fresh_adapter, "is for a LoRA stage (stage.lora.enabled)")
+        _require(s.adapter_init is None, "stage.fresh_adapter", s.fresh_adapter, "contradicts stage.adapter_init")
+        _require(s.train_adapter, "stage.fresh_adapter", s.fresh_adapter, "needs stage.train_adapter=true")
     if s.lora.enabled:
         _require(
-            s.adapter_init is not None,
+            s.adapter_init is not None or s.fresh_adapter,
             "stage.adapter_init",
             s.adapter_init,
             "a LoRA stage (stage 2) must start from a stage-1 audio adapter: set stage.adapter_init to the "
-            "stage-1 export folder, its audio_adapter.safetensors or a stage-1 checkpoint",
+            "stage-1 export folder, its audio_adapter.safetensors or a stage-1 checkpoint (or "
+            "stage.fresh_adapter=true to train a new adapter with the LoRA, AnyExpress stage I)",
         )
         _positive("stage.lora.rank", s.lora.rank)
         _positive("stage.lora.alpha", s.lora.alpha)
@@ -184,6 +189,13 @@ def validate_train_config(cfg: TrainConfig) -> None:
             re.compile(s.lora.target_modules)
         except re.error as err:
             raise ConfigError("stage.lora.target_modules", s.lora.target_modules, f"invalid regex: {err}") from err
+    if not s.restore_lora:
+        _require(
+            s.lora.enabled and s.adapter_init is not None,
+            "stage.restore_lora",
+            s.restore_lora,
+            "false continues the LoRA of stage.adapter_init: it needs stage.lora.enabled and stage.adapter_init",
+        )
     if s.adapter_init is not None:
         _require(Path(s.adapter_init).exists(), "stage.adapter_init", s.adapter_init, "does not exist")
 

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import torch
-from peft import LoraConfig, get_peft_model_state_dict
+from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
 from trainer.config.schema import LoRAConfig
@@ -81,3 +81,34 @@ def add_lora(transformer: nn.Module, cfg: LoRAConfig) -> LoRAReport:
 def lora_state_dict(transformer: nn.Module) -> dict[str, torch.Tensor]:
     """LoRA tensors in peft's naming without adapter name (``….to_q.lora_A.weight``)."""
     return {k: v.detach() for k, v in get_peft_model_state_dict(transformer, adapter_name=ADAPTER_NAME).items()}
+
+
+def load_lora_weights(transformer: nn.Module, tensors: dict[str, torch.Tensor], cfg: LoRAConfig, source: str) -> None:
+    """Set the LoRA that :func:`add_lora` injected to weights a previous stage trained.
+
+    Args:
+        transformer: The DiT with its LoRA injected (``cfg``'s rank, alpha and targets).
+        tensors: ``<module>.lora_A.weight [r, in]`` / ``<module>.lora_B.weight [out, r]`` with the previous
+            stage's ``alpha / rank`` folded into ``lora_B`` (the exports' layout).
+        cfg: This stage's LoRA settings (its scale is divided out of ``lora_B``).
+        source: The file the tensors came from, for errors.
+
+    Raises:
+        ValueError: The modules or ranks differ from this stage's LoRA (named).
+    """
+    own = lora_state_dict(transformer)
+    missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise ValueError(
+            f"{source}: its LoRA does not cover the modules stage.lora targets "
+            f"(missing {missing[:2]}, unexpected {extra[:2]}; {len(missing)} and {len(extra)} in all)"
+        )
+    for key, value in own.items():
+        if tensors[key].shape != value.shape:
+            raise ValueError(
+                f"{source}: {key} has shape {tuple(tensors[key].shape)}, stage.lora (rank {cfg.rank}) needs "
+                f"{tuple(value.shape)}; set stage.lora.rank to the previous stage's"
+            )
+    scale = cfg.alpha / cfg.rank
+    state = {k: (v / scale if ".lora_B." in k else v) for k, v in tensors.items()}
+    set_peft_model_state_dict(transformer, state, adapter_name=ADAPTER_NAME)
