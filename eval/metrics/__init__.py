@@ -13,6 +13,7 @@ name                   what                                        module / weig
 ``csim``               ArcFace cosine, frame t vs ground truth t   :mod:`~eval.metrics.identity`, ArcFace
 ``face_sim``           ArcFace cosine vs one reference image       :mod:`~eval.metrics.identity`, ArcFace
 ``clip_i``             CLIP image cosine of face crops vs ref.     :mod:`~eval.metrics.clip_image`, CLIP
+``cpbd``               CPBD no-reference sharpness, frame mean     :mod:`~eval.metrics.sharpness`
 ``sync_c``, ``sync_d``  SyncNet confidence / distance              :mod:`~eval.metrics.sync`, SyncNet
 ``av_offset``          SyncNet AV offset (25 fps frames)           :mod:`~eval.metrics.sync`, SyncNet
                        ``sync_protocol=official``: the published   :mod:`~eval.metrics.sync_official`,
@@ -48,6 +49,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "csim",
     "face_sim",
     "clip_i",
+    "cpbd",
     "sync_c",
     "sync_d",
     "av_offset",
@@ -190,7 +192,18 @@ class MetricSuite:
             :class:`MetricValues` (a dict with ``.skipped``).
         """
         # Imported here: landmarks and identity need MediaPipe and OpenCV (the data extra, see _LOADERS).
-        from eval.metrics import clip_image, identity, landmarks, mouth, perceptual, pixel, pose, sync, sync_official
+        from eval.metrics import (
+            clip_image,
+            identity,
+            landmarks,
+            mouth,
+            perceptual,
+            pixel,
+            pose,
+            sharpness,
+            sync,
+            sync_official,
+        )
         from eval.metrics import fid as fid_mod
         from eval.metrics import fvd as fvd_mod
 
@@ -223,6 +236,7 @@ class MetricSuite:
                 out[n] = None if v is None else float(v)
 
         run(("psnr",), lambda: pixel.psnr(gen, ref), needs_same=True)
+        run(("cpbd",), lambda: sharpness.cpbd_video(gen))
         run(("ssim",), lambda: pixel.ssim(gen, ref), needs_same=True)
         run(("lpips",), lambda: perceptual.lpips_distance(self.network("lpips_alexnet"), gen, ref), needs_same=True)
 
