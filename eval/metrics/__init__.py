@@ -14,6 +14,7 @@ name                   what                                        module / weig
 ``face_sim``           ArcFace cosine vs one reference image       :mod:`~eval.metrics.identity`, ArcFace
 ``clip_i``             CLIP image cosine of face crops vs ref.     :mod:`~eval.metrics.clip_image`, CLIP
 ``cpbd``               CPBD no-reference sharpness, frame mean     :mod:`~eval.metrics.sharpness`
+``niqe``               NIQE no-reference quality, frame mean       :mod:`~eval.metrics.niqe`, pristine model
 ``sync_c``, ``sync_d``  SyncNet confidence / distance              :mod:`~eval.metrics.sync`, SyncNet
 ``av_offset``          SyncNet AV offset (25 fps frames)           :mod:`~eval.metrics.sync`, SyncNet
                        ``sync_protocol=official``: the published   :mod:`~eval.metrics.sync_official`,
@@ -50,6 +51,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "face_sim",
     "clip_i",
     "cpbd",
+    "niqe",
     "sync_c",
     "sync_d",
     "av_offset",
@@ -83,6 +85,7 @@ _LOADERS: dict[str, tuple[str, str]] = {
     "s3fd": ("eval.metrics.s3fd", "load_s3fd"),
     "arcface": ("eval.metrics.identity", "load_arcface"),
     "clip": ("eval.metrics.clip_image", "load_clip"),
+    "niqe": ("eval.metrics.niqe", "load_pristine_model"),
 }
 
 
@@ -197,6 +200,7 @@ class MetricSuite:
             identity,
             landmarks,
             mouth,
+            niqe,
             perceptual,
             pixel,
             pose,
@@ -237,6 +241,7 @@ class MetricSuite:
 
         run(("psnr",), lambda: pixel.psnr(gen, ref), needs_same=True)
         run(("cpbd",), lambda: sharpness.cpbd_video(gen))
+        run(("niqe",), lambda: niqe.niqe_video(gen, self.network("niqe")))
         run(("ssim",), lambda: pixel.ssim(gen, ref), needs_same=True)
         run(("lpips",), lambda: perceptual.lpips_distance(self.network("lpips_alexnet"), gen, ref), needs_same=True)
 

@@ -68,6 +68,12 @@ WEIGHT_SOURCES: dict[str, WeightSource] = {
         "https://huggingface.co/openai/clip-vit-base-patch16; AnyExpress's CLIP-I uses FaRL's LAION-Face CLIP",
         folder=True,
     ),
+    "niqe": WeightSource(
+        "modelparameters.mat",
+        "TALKDIT_NIQE",
+        "the NIQE release of Mittal et al. (http://live.ece.utexas.edu/research/quality/niqe_release.zip), "
+        "its pristine model mu_prisparam/cov_prisparam; pyiqa's niqe_modelparameters.mat is the same file",
+    ),
     "arcface": WeightSource(
         "backbone.pth",
         "TALKDIT_ARCFACE",
@@ -116,6 +122,7 @@ class MetricWeights:
         i3d: ``i3d_torchscript.pt`` (FVD).
         arcface: insightface ``backbone.pth`` of an iresnet100 (CSIM, FaceSim).
         clip: A transformers CLIP folder (CLIP-I).
+        niqe: NIQE's pristine model ``modelparameters.mat``.
     """
 
     syncnet: Path | None = None
@@ -125,6 +132,7 @@ class MetricWeights:
     i3d: Path | None = None
     arcface: Path | None = None
     clip: Path | None = None
+    niqe: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> MetricWeights:
