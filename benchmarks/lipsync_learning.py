@@ -92,6 +92,9 @@ def main() -> int:
     parser.add_argument("--zoom", type=float, default=DemoConfig.zoom, help="framing of the training corpus")
     parser.add_argument("--duration", type=float, default=DemoConfig.duration_s, help="seconds per video")
     parser.add_argument("--ablation", choices=("none", "shuffled_audio", "no_adapter"), default="none")
+    parser.add_argument(
+        "--invert-edit", action="store_true", help="dub by inversion editing (RASA) instead of from noise"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -128,7 +131,7 @@ def main() -> int:
     sampler = SamplerConfig(
         num_steps=args.steps, seed=args.seed, guidance=GuidanceConfig(audio=args.audio_guidance, text=1.0)
     )
-    results = run_cases(model, base_model_of(cfg, model.device), cfg, sampler, cases, args.seed)
+    results = run_cases(model, base_model_of(cfg, model.device), cfg, sampler, cases, args.seed, args.invert_edit)
     summary = summarize([scores for _, scores in results])
     if model.adapter_config is not None:
         summary["audio_loss_gain"] = audio_loss_gain(model, cfg, held.shards, seed=args.seed)
@@ -140,6 +143,7 @@ def main() -> int:
             "heldout_shards": held.shards,
             "euler_steps": args.steps,
             "audio_guidance": args.audio_guidance,
+            "sampling": "invert_edit" if args.invert_edit else "noise",
             "seconds": round(time.perf_counter() - start, 1),
         }
     )

@@ -279,6 +279,7 @@ def dub_video(
     case: DubCase,
     seed: int,
     identity_refs: bool = True,
+    invert_edit: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """V2V lip-mode dub of the case's source clip driven by the driving clip's speech, pasted into the source.
 
@@ -292,13 +293,20 @@ def dub_video(
         case: The case.
         seed: Seed of the posterior sample.
         identity_refs: Prepend the identity reference tokens.
+        invert_edit: Dub by inversion editing (:mod:`eval.sampler.inversion`): the source inverted with its own
+            speech, then denoised with the driving speech.
 
     Returns:
         ``(frames, mask)``: the pasted dub, uint8 ``[F, H, W, 3]``, and the paste mask, float32 ``[F, H, W]``.
     """
     num_refs = cfg.objective.num_reference_frames
     batch = clip_batch(case.source, num_refs, whisper=case.driving.whisper)
-    frames, tokens = sample_clip(model, cfg, sampler, batch, "v2v", "lip", identity_refs, seed, return_mask=True)
+    mode, edit = "v2v", None
+    if invert_edit:
+        mode, batch, edit = "invert_edit", clip_batch(case.source, num_refs), batch
+    frames, tokens = sample_clip(
+        model, cfg, sampler, batch, mode, "lip", identity_refs, seed, return_mask=True, edit_batch=edit
+    )
     vae = model.vae.config
     mask = pixel_mask(
         tokens, frames.shape[0], vae.spatial_compression_ratio, vae.temporal_compression_ratio, PASTE_FEATHER_PX
@@ -313,6 +321,7 @@ def run_cases(
     sampler_cfg: SamplerConfig,
     cases: list[DubCase],
     seed: int,
+    invert_edit: bool = False,
 ) -> list[tuple[dict, DubScores]]:
     """Every arm's video and scores for each case.
 
@@ -323,6 +332,7 @@ def run_cases(
         sampler_cfg: The sampler's settings.
         cases: The cases.
         seed: Seed of the posterior samples (the sampler's noise comes from ``sampler_cfg.seed``).
+        invert_edit: Both models dub by inversion editing instead of sampling from noise.
 
     Returns:
         ``(videos by arm, scores)`` per case.
@@ -332,10 +342,10 @@ def run_cases(
     base_sampler = EulerSampler(base.dit, sampler_cfg, loc)
     out = []
     for i, case in enumerate(cases):
-        trained, mask = dub_video(model, cfg, trained_sampler, case, seed + i)
+        trained, mask = dub_video(model, cfg, trained_sampler, case, seed + i, invert_edit=invert_edit)
         videos = {
             "trained": trained,
-            "base": dub_video(base, cfg, base_sampler, case, seed + i)[0],
+            "base": dub_video(base, cfg, base_sampler, case, seed + i, invert_edit=invert_edit)[0],
             "source": case.source.frames,
             # The best dub on this VAE: the ground truth's reconstruction, pasted the way a dub is.
             "vae_ceiling": paste(vae_reconstruction(model, case.ground_truth), case.ground_truth, mask),

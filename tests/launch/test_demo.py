@@ -193,6 +193,11 @@ def test_lipsync_benchmark_scores_a_demo_checkpoint(demo_outputs, tmp_path):
     gain = summary["audio_loss_gain"]
     assert gain["clips"] >= 2 and gain["own"] > 0 and gain["other"] > 0
     assert gain["gain"] == pytest.approx(gain["other"] - gain["own"])
+    # The same dubs by inversion editing: the source inverted with its own speech, edited with the other's.
+    inverted = run_benchmark("lipsync_learning.py", [*args, "--invert-edit"])
+    assert inverted["sampling"] == "invert_edit" and summary["sampling"] == "noise"
+    assert inverted["mouth_mse_trained"] != summary["mouth_mse_trained"]
+    assert inverted["mouth_mse_source"] == summary["mouth_mse_source"]  # the same cases
 
 
 @pytest.mark.slow
