@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from eval.clips import read_clips  # noqa: E402
 from eval.lipsync import audio_loss_gain, base_model_of, dub_cases, run_cases, summarize  # noqa: E402
-from eval.run import read_clips  # noqa: E402
 from eval.sampler.config import GuidanceConfig, SamplerConfig  # noqa: E402
 from launch.corpus import CorpusSpec, prepare_corpus  # noqa: E402
 from launch.demo import HELDOUT_SEED, DemoConfig  # noqa: E402

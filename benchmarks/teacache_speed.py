@@ -23,7 +23,7 @@ import time
 import torch
 from step_overhead import synthetic_batch  # sibling script: benchmarks/ is on sys.path when run
 
-from eval.run import clip_batch, read_clips
+from eval.clips import clip_batch, read_clips
 from eval.sampler.batch import sample_inputs_from_batch
 from eval.sampler.config import GuidanceConfig, SamplerConfig
 from eval.sampler.sampler import EulerSampler

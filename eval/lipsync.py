@@ -25,6 +25,7 @@ import torch
 
 from data_prep.synthetic.clips import plan_clip, render_clip
 from data_prep.synthetic.corpus import CorpusEntry, load_manifest
+from eval.clips import clip_batch, sample_clip
 from eval.metrics.dub import (
     box_masks,
     closed_in_silence,
@@ -36,7 +37,6 @@ from eval.metrics.dub import (
 )
 from eval.metrics.pixel import psnr
 from eval.pairing import novel_audio_partners
-from eval.run import clip_batch, sample_clip
 from eval.sampler.config import SamplerConfig
 from eval.sampler.paste import paste, pixel_mask
 from eval.sampler.sampler import EulerSampler
@@ -130,7 +130,7 @@ def dub_cases(clips: list[tuple[ClipSample, np.ndarray, int]], corpus_dir: str |
     """Pair every held-out clip with a clip of another source video and render the ground truths.
 
     Args:
-        clips: Held-out clips with their 16 kHz audio (:func:`eval.run.read_clips`), from a synthetic corpus.
+        clips: Held-out clips with their 16 kHz audio (:func:`eval.clips.read_clips`), from a synthetic corpus.
         corpus_dir: That corpus (its ``manifest.json`` gives each video's seed and settings).
 
     Returns:

@@ -11,7 +11,7 @@ gradients:
    at every ``t = q`` of ``timestep_quantiles``, identity references per ``validation.identity_refs``,
    normalised over every masked element of every batch and rank: ``val/loss_t<q>``, and ``val/loss`` their
    mean.
-2. **Samples.** The first ``num_clips`` clips of the shards (:func:`eval.run.read_clips`), each sampled in
+2. **Samples.** The first ``num_clips`` clips of the shards (:func:`eval.clips.read_clips`), each sampled in
    every mode with :class:`eval.sampler.sampler.EulerSampler` (``sample_steps``), scored with
    one :class:`eval.metrics.MetricSuite` per run (weights from ``TALKDIT_*``, each network loaded once;
    metrics without weights are absent)
@@ -44,10 +44,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from eval.clips import clip_batch, read_clips, sample_clip
 from eval.config import MODES, check_modes
 from eval.metrics import METRIC_NAMES, MetricSuite, MetricWeights
 from eval.pairing import novel_audio_partners
-from eval.run import clip_batch, read_clips, sample_clip
 from eval.sampler.config import GuidanceConfig, SamplerConfig
 from eval.sampler.sampler import EulerSampler
 from eval.sampler.video_out import write_sample
@@ -77,7 +77,7 @@ def _distributed(trainer: L.Trainer) -> bool:
 
 @dataclass
 class _Clip:
-    """One validation clip as read once at set-up (:func:`eval.run.read_clips`)."""
+    """One validation clip as read once at set-up (:func:`eval.clips.read_clips`)."""
 
     sample: object  # trainer.data.decode.ClipSample
     audio: np.ndarray  # [S] float32

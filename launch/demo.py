@@ -183,8 +183,8 @@ def _train_in_processes(overrides: list[str], log_file: Path) -> None:
 
 def _sample_from(model, cfg, shards: str, out: Path, steps: int, seed: int) -> dict:
     """Sample one V2V clip and one edited clip (a latent frame inserted after the first) and score them."""
+    from eval.clips import clip_batch, read_clips, sample_clip, sample_edited_clip
     from eval.metrics import MetricSuite, MetricWeights
-    from eval.run import clip_batch, read_clips, sample_clip, sample_edited_clip
     from eval.sampler.edit_plan import Edit
     from eval.sampler.sampler import EulerSampler, SamplerConfig
     from eval.sampler.video_out import write_sample
@@ -222,8 +222,8 @@ def _dub_heldout(model, cfg, held, out: Path, steps: int, seed: int) -> dict:
     Returns:
         Paths (``dub``, ``ground_truth``, ``strip``) and the benchmark's numbers for the clip (``scores``).
     """
+    from eval.clips import read_clips
     from eval.lipsync import base_model_of, dub_cases, run_cases, summarize
-    from eval.run import read_clips
     from eval.sampler.sampler import SamplerConfig
     from eval.sampler.video_out import write_sample
 

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from eval.clips import read_clips
 from eval.lipsync import ARMS, dub_cases, neighbour_correlation, score_case, summarize
 from eval.metrics.dub import mouth_opening_change, pearson
 from eval.metrics.pixel import psnr
-from eval.run import read_clips
 from launch.corpus import CorpusSpec, prepare_corpus
 from trainer.config.compose import load_train_config
 

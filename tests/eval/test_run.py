@@ -95,7 +95,7 @@ def test_bad_options_are_refused(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_an_edited_clip_samples_at_its_new_length(trained, eval_shards):
-    from eval.run import clip_batch, read_clips, sample_edited_clip
+    from eval.clips import clip_batch, read_clips, sample_edited_clip
     from eval.sampler.edit_plan import Edit
     from eval.sampler.sampler import EulerSampler
     from trainer.stage_model import load_trained_model
@@ -146,7 +146,7 @@ def test_clips_of_any_size_are_sampled_in_range_and_compared_at_their_own_size(t
 
 def test_tables_have_every_metric_column_even_when_a_metric_is_skipped(tmp_path):
     from eval.metrics import METRIC_NAMES
-    from eval.run import write_tables
+    from eval.tables import write_tables
 
     rows = [{"mode": "v2v_self", "clip": "a", **dict.fromkeys(METRIC_NAMES), "psnr": 20.0}]
     written = write_tables(tmp_path, rows)
@@ -160,7 +160,7 @@ def test_tables_have_every_metric_column_even_when_a_metric_is_skipped(tmp_path)
 
 def test_tables_report_set_level_fid_and_metrics_csv_each_clips(tmp_path):
     from eval.metrics import METRIC_NAMES
-    from eval.run import write_tables
+    from eval.tables import write_tables
 
     rows = [
         {"mode": "v2v_self", "clip": c, **dict.fromkeys(METRIC_NAMES), "fid": v} for c, v in (("a", 10.0), ("b", 30.0))

@@ -212,7 +212,7 @@ def test_ranks_with_fewer_dit_forwards_repeat_their_last_one():
 def test_rank_zero_writes_the_videos_and_logs_them_to_wandb(simple_shards, tmp_path, monkeypatch):
     from lightning.pytorch.loggers import WandbLogger
 
-    from eval.run import read_clips
+    from eval.clips import read_clips
 
     extra = ["validation.every_n_steps=1", "validation.modes=[v2v_self,i2v]", f"validation.shards={simple_shards}"]
     cfg = load_train_config(tiny_overrides(simple_shards, tmp_path / "run", 1, *extra))
