@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from omegaconf import MISSING
 
 from trainer.config.compose import register_schema
-from trainer.config.errors import ConfigError
+from trainer.config.rules import require
 from trainer.config.schema import AudioConfig, VAEConfig
 from trainer.config.validate import validate_frames
 from trainer.data.schema import CLIP_FRAME_STEP
@@ -160,56 +160,51 @@ def register() -> None:
     register_schema("data_prep_schema", DataPrepConfig)
 
 
-def _require(cond: bool, key: str, value: object, rule: str) -> None:
-    if not cond:
-        raise ConfigError(key, value, rule)
-
-
 def validate_data_prep_config(cfg: DataPrepConfig) -> None:
     """Cross-field rules; raises :class:`ConfigError` naming the key."""
-    _require(
+    require(
         (cfg.input_dir is None) != (cfg.input_list is None),
         "input_dir",
         cfg.input_dir,
         "set exactly one of input_dir (a folder) and input_list (a file listing videos)",
     )
     p = cfg.probe
-    _require(0 < p.min_fps <= p.max_fps, "probe.min_fps", p.min_fps, "must be > 0 and <= probe.max_fps")
-    _require(p.min_bitrate_kbps >= 0, "probe.min_bitrate_kbps", p.min_bitrate_kbps, "must be >= 0")
-    _require(p.min_frames >= 1, "probe.min_frames", p.min_frames, "must be >= 1")
+    require(0 < p.min_fps <= p.max_fps, "probe.min_fps", p.min_fps, "must be > 0 and <= probe.max_fps")
+    require(p.min_bitrate_kbps >= 0, "probe.min_bitrate_kbps", p.min_bitrate_kbps, "must be >= 0")
+    require(p.min_frames >= 1, "probe.min_frames", p.min_frames, "must be >= 1")
     validate_frames("clips.num_frames", cfg.clips.num_frames, CLIP_FRAME_STEP)
-    _require(cfg.clips.fps is None or cfg.clips.fps > 0, "clips.fps", cfg.clips.fps, "must be > 0 or null")
-    _require(cfg.clips.stride_frames >= 1, "clips.stride_frames", cfg.clips.stride_frames, "must be >= 1")
-    _require(
+    require(cfg.clips.fps is None or cfg.clips.fps > 0, "clips.fps", cfg.clips.fps, "must be > 0 or null")
+    require(cfg.clips.stride_frames >= 1, "clips.stride_frames", cfg.clips.stride_frames, "must be >= 1")
+    require(
         cfg.clips.max_long_side is None or cfg.clips.max_long_side >= 64,
         "clips.max_long_side",
         cfg.clips.max_long_side,
         "must be null or >= 64",
     )
     f = cfg.faces
-    _require(f.min_face_px >= 0, "faces.min_face_px", f.min_face_px, "must be >= 0")
-    _require(f.max_jump > 0, "faces.max_jump", f.max_jump, "must be > 0")
-    _require(0 <= f.max_second_face_ratio <= 1, "faces.max_second_face_ratio", f.max_second_face_ratio, "in [0, 1]")
-    _require(f.max_missing_frames >= 0, "faces.max_missing_frames", f.max_missing_frames, "must be >= 0")
-    _require(
+    require(f.min_face_px >= 0, "faces.min_face_px", f.min_face_px, "must be >= 0")
+    require(f.max_jump > 0, "faces.max_jump", f.max_jump, "must be > 0")
+    require(0 <= f.max_second_face_ratio <= 1, "faces.max_second_face_ratio", f.max_second_face_ratio, "in [0, 1]")
+    require(f.max_missing_frames >= 0, "faces.max_missing_frames", f.max_missing_frames, "must be >= 0")
+    require(
         0 < f.min_detection_confidence < 1, "faces.min_detection_confidence", f.min_detection_confidence, "in (0, 1)"
     )
     s = cfg.sync
     if s.enabled:
-        _require(s.max_offset_ms >= 0, "sync.max_offset_ms", s.max_offset_ms, "must be >= 0")
-    _require(cfg.quality.num_frames >= 1, "quality.num_frames", cfg.quality.num_frames, "must be >= 1")
-    _require(
+        require(s.max_offset_ms >= 0, "sync.max_offset_ms", s.max_offset_ms, "must be >= 0")
+    require(cfg.quality.num_frames >= 1, "quality.num_frames", cfg.quality.num_frames, "must be >= 1")
+    require(
         cfg.features.num_reference_frames >= 1,
         "features.num_reference_frames",
         cfg.features.num_reference_frames,
         "must be >= 1",
     )
     e = cfg.execution
-    _require(e.workers >= 1, "execution.workers", e.workers, "must be >= 1")
-    _require(e.videos_per_unit >= 1, "execution.videos_per_unit", e.videos_per_unit, "must be >= 1")
-    _require(e.samples_per_shard >= 1, "execution.samples_per_shard", e.samples_per_shard, "must be >= 1")
-    _require(e.window_s > 0, "execution.window_s", e.window_s, "must be > 0")
-    _require(
+    require(e.workers >= 1, "execution.workers", e.workers, "must be >= 1")
+    require(e.videos_per_unit >= 1, "execution.videos_per_unit", e.videos_per_unit, "must be >= 1")
+    require(e.samples_per_shard >= 1, "execution.samples_per_shard", e.samples_per_shard, "must be >= 1")
+    require(e.window_s > 0, "execution.window_s", e.window_s, "must be > 0")
+    require(
         cfg.features.reference_candidates_per_s > 0,
         "features.reference_candidates_per_s",
         cfg.features.reference_candidates_per_s,
