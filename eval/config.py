@@ -62,15 +62,21 @@ def register() -> None:
     register_schema("eval", EvalConfig)
 
 
+# Rows only eval.run samples: validation during training samples the others.
+EVAL_ONLY_MODES = ("v2v_invert",)
+
+
 def check_modes(modes: list[str], v2v_mask: str, prefix: str = "") -> None:
     """Check sampling modes and the V2V mask: ``eval.run``'s options, and validation's (``prefix="validation."``).
 
     Raises:
-        ConfigError: ``modes`` is empty, repeats a mode or names one not in :data:`MODES`, or ``v2v_mask`` is not
-            one of :data:`eval.sampler.config.V2V_MASKS` (the key named with ``prefix``).
+        ConfigError: ``modes`` is empty, repeats a mode or names one not in :data:`MODES` (validation: nor one of
+            :data:`EVAL_ONLY_MODES`), or ``v2v_mask`` is not one of :data:`eval.sampler.config.V2V_MASKS` (the key
+            named with ``prefix``).
     """
-    if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
-        expected = f"expected a non-empty list of distinct modes from {list(MODES)}"
+    allowed = [m for m in MODES if not prefix or m not in EVAL_ONLY_MODES]
+    if not modes or any(m not in allowed for m in modes) or len(set(modes)) != len(modes):
+        expected = f"expected a non-empty list of distinct modes from {allowed}"
         raise ConfigError(f"{prefix}modes", list(modes), expected)
     if v2v_mask not in V2V_MASKS:
         raise ConfigError(f"{prefix}v2v_mask", v2v_mask, f"expected one of {list(V2V_MASKS)}")
@@ -91,6 +97,11 @@ def validate(cfg: EvalConfig) -> None:
     if cfg.sampler.num_steps < 1:
         raise ConfigError("sampler.num_steps", cfg.sampler.num_steps, "expected >= 1")
     check_inversion(cfg.sampler.inversion)
+    if "v2v_invert" in cfg.modes and cfg.sampler.teacache_threshold > 0:
+        # TeaCache skips the blocks whose attention features inversion editing records and replaces.
+        raise ConfigError(
+            "sampler.teacache_threshold", cfg.sampler.teacache_threshold, "expected 0 with the v2v_invert row"
+        )
     check_size(cfg.size)
     if not Path(cfg.checkpoint).exists():
         raise FileNotFoundError(f"checkpoint={cfg.checkpoint}: no such file or folder")

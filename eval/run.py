@@ -38,6 +38,7 @@ from eval.tables import write_tables
 from trainer.atomic import atomic_write_text
 from trainer.config.cli import Command, run_command
 from trainer.config.compose import load_config
+from trainer.config.errors import ConfigError
 
 # torch, the media stack and the model load inside the functions that use them, so that `--help`, `--cfg job`
 # and bad options answer without them.
@@ -106,6 +107,15 @@ def run_eval(cfg: EvalConfig, weights: MetricWeights | None = None) -> dict[str,
         tuple(cfg.size) if cfg.size is not None else sample_size(*clip.frames.shape[1:3], lo, hi, spatial)
         for clip, _, _ in clips
     ]
+    if "v2v_invert" in cfg.modes:
+        temporal = train_cfg.model.vae.temporal_compression
+        longest = max((clip.frames.shape[0] - 1) // temporal + 1 for clip, _, _ in clips)
+        if 0 < cfg.sampler.block_size < longest:
+            raise ConfigError(
+                "sampler.block_size",
+                cfg.sampler.block_size,
+                f"v2v_invert samples a clip in one pass: expected 0 or >= {longest}, the longest clip's latent frames",
+            )
     model, _ = load_trained_model(cfg.checkpoint, cfg.device, loaded)
     sampler = EulerSampler(model.dit, cfg.sampler, train_cfg.objective.timestep_loc)
     out = Path(cfg.output_dir)

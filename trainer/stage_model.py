@@ -84,6 +84,8 @@ def base_stage_config(cfg: TrainConfig) -> TrainConfig:
         train_transformer=False,
         train_adapter=False,
         adapter_init=None,
+        fresh_adapter=False,
+        restore_lora=True,
         p_audio=0.0,
         lora=dataclasses.replace(cfg.stage.lora, enabled=False),
     )

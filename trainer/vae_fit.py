@@ -267,6 +267,14 @@ def fit_vae(cfg: VAEFitConfig, progress: bool = True) -> Path:
     output_dir = Path(cfg.output_dir)
     report_file = output_dir / FIT_REPORT
     if report_file.is_file() and not cfg.overwrite:
+        saved = json.loads(report_file.read_text()).get("config", {})
+        wanted = json.loads(json.dumps(asdict(cfg)))  # as the report stores it (tuples become lists)
+        differ = sorted(k for k, v in wanted.items() if k in saved and k != "overwrite" and saved[k] != v)
+        if differ:
+            raise ValueError(
+                f"{output_dir} holds a VAE fitted with other settings ({', '.join(differ)}); "
+                "remove it, or pass overwrite=true, to fit again"
+            )
         log.info("VAE already fitted: %s", output_dir)
         return output_dir
     clips = read_fit_clips(cfg.shards, cfg.max_clips)

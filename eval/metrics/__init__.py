@@ -229,7 +229,7 @@ class MetricSuite:
                 return
             try:
                 values = fn()
-            except (FileNotFoundError, ValueError) as exc:
+            except (FileNotFoundError, ValueError, ImportError) as exc:  # ImportError: an optional package missing
                 for n in names:
                     out.skipped[n] = str(exc)
                 return

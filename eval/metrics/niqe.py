@@ -18,6 +18,7 @@ The pristine model is the published one, never refitted here: ``TALKDIT_NIQE`` n
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,19 +176,37 @@ def niqe(image: np.ndarray, model: PristineModel) -> float:
     Raises:
         ValueError: The image is smaller than one patch, or has fewer than two patches without NaN features.
     """
-    feats = image_features(np.asarray(image, dtype=np.float64))
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # flat patches give NaN features, dropped below
+        feats = image_features(np.asarray(image, dtype=np.float64))
     complete = feats[~np.isnan(feats).any(axis=1)]  # MATLAB's nancov drops rows with a NaN, nanmean only the NaN
     if len(complete) < 2:
         raise ValueError(f"NIQE needs at least two textured {PATCH}x{PATCH} patches, got {len(complete)}")
-    diff = model.mean - np.nanmean(feats, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a feature NaN in every patch stays NaN
+        mean = np.nanmean(feats, axis=0)
+    diff = model.mean - mean
     cov = np.cov(complete, rowvar=False)
     return float(np.sqrt(diff @ np.linalg.pinv((model.cov + cov) / 2) @ diff))
 
 
 def niqe_video(video: np.ndarray, model: PristineModel) -> float:
-    """Mean NIQE over the frames of a video ``[T, H, W, 3]``.
+    """Mean NIQE over the frames of a video ``[T, H, W, 3]`` (frames without two textured patches left out).
 
     Raises:
-        ValueError: Frames smaller than one patch, or without two textured patches.
+        ValueError: Frames smaller than one patch, or no frame with two textured patches.
     """
-    return float(np.mean([niqe(matlab_gray(frame), model) for frame in as_video(video, "video")]))
+    frames = as_video(video, "video")
+    if min(frames.shape[1:3]) < PATCH:
+        raise ValueError(
+            f"NIQE needs frames of at least {PATCH}x{PATCH} pixels, got {frames.shape[1]}x{frames.shape[2]}"
+        )
+    values, why = [], ""
+    for frame in frames:
+        try:
+            values.append(niqe(matlab_gray(frame), model))
+        except ValueError as err:  # too few textured patches in this frame
+            why = str(err)
+    if not values:
+        raise ValueError(f"no frame has a NIQE value: {why}")
+    return float(np.mean(values))

@@ -29,8 +29,8 @@ class InversionConfig:
         shape_steps: ``τ_s``: steps whose self-attention queries are the source's (layout, Eq. 2).
         speaking_steps: ``τ_a``: steps whose audio cross-attention queries and keys are the source's (Eq. 3).
         temporal_steps: ``τ_f``: steps whose self-attention queries and keys are the source's (its attention map).
-        fixed_point_iters: Fixed-point iterations per inversion step (0: the explicit Euler guess; each one costs a
-            DiT pass and shrinks the reconstruction error).
+        fixed_point_iters: Fixed-point iterations per inversion step (at least 1: the last one records the
+            features the edit's step receives; each costs a DiT pass and shrinks the reconstruction error).
     """
 
     shape_steps: float = 0.2
@@ -43,14 +43,18 @@ def check_inversion(cfg: InversionConfig, prefix: str = "sampler.inversion.") ->
     """Fail on inversion settings the sampler cannot use, naming the key.
 
     Raises:
-        ConfigError: A share outside ``[0, 1]`` or negative iterations.
+        ConfigError: A share outside ``[0, 1]`` or fewer than one iteration.
     """
     for key in ("shape_steps", "speaking_steps", "temporal_steps"):
         value = getattr(cfg, key)
         if not 0.0 <= value <= 1.0:
             raise ConfigError(prefix + key, value, "expected a share of the denoising steps in [0, 1]")
-    if cfg.fixed_point_iters < 0:
-        raise ConfigError(prefix + "fixed_point_iters", cfg.fixed_point_iters, "expected >= 0")
+    if cfg.fixed_point_iters < 1:
+        raise ConfigError(
+            prefix + "fixed_point_iters",
+            cfg.fixed_point_iters,
+            "expected >= 1 (the last iteration records the features the edit's step receives)",
+        )
 
 
 @dataclass

@@ -104,7 +104,9 @@ class AttentionFeatures:
                 return None
             key = (self.step, site, index)
             if self.mode == "record":
-                self.recording[key] = output.detach()
+                # Held on the CPU: every block's queries and keys of 40 % of the steps would not fit beside a
+                # large DiT on its accelerator (LTX-13B at 40 steps: tens of GB).
+                self.recording[key] = output.detach().to("cpu", copy=True)
                 return None
             if site.startswith("audio") and not self.sampler.guidance_pass[1]:
                 return None  # the audio-null pass keeps its null audio
@@ -114,7 +116,7 @@ class AttentionFeatures:
                     f"invert_edit: block {index} {site} has shape {tuple(output.shape)} while editing but "
                     f"{tuple(source.shape)} on the inversion; source and target need the same tokens and references"
                 )
-            return source.to(output.dtype)
+            return source.to(output.device, output.dtype)
 
         return hook
 
@@ -174,8 +176,13 @@ def invert_edit(sampler: EulerSampler, source: SampleInputs, target: SampleInput
         Clean latents ``[B, C, T, H, W]``; tokens outside ``M`` equal the source's exactly.
 
     Raises:
-        ValueError: Source and target differ in latents, mask or references, or the video needs TAPSF blocks.
+        ValueError: Source and target differ in latents or mask, the video needs TAPSF blocks, TeaCache is on (it
+            skips the blocks whose features are replaced), or ``fixed_point_iters`` < 1.
     """
+    if sampler.teacache is not None:
+        raise ValueError("invert_edit replaces attention features TeaCache would skip: set teacache_threshold=0")
+    if sampler.cfg.inversion.fixed_point_iters < 1:
+        raise ValueError("invert_edit needs sampler.inversion.fixed_point_iters >= 1 (it records the features)")
     if source.latents.shape != target.latents.shape or not torch.equal(source.mask, target.mask):
         raise ValueError("invert_edit: source and target must share the latent grid and the mask M")
     if not torch.equal(source.latents, target.latents):

@@ -7,7 +7,7 @@ import torch
 
 from eval.sampler.batch import sample_inputs_from_batch
 from eval.sampler.config import GuidanceConfig, InversionConfig, SamplerConfig, check_inversion
-from eval.sampler.inversion import injected_sites, invert, invert_edit
+from eval.sampler.inversion import AttentionFeatures, injected_sites, invert, invert_edit
 from eval.sampler.sampler import EulerSampler
 from tests.eval.test_sampler import module_and_batch
 from trainer.config.errors import ConfigError
@@ -76,6 +76,36 @@ def test_the_sources_features_hold_the_edit_near_the_source(source):
     assert not torch.equal(speaking, free) and not torch.equal(speaking, invert_edit(plain, inputs, inputs))
 
 
+def test_the_audio_null_pass_keeps_its_null_audio_and_hooks_go_away(source):
+    model, inputs = source
+    sampler = sampler_for(model, speaking_steps=1.0)
+    blocks = model.dit.transformer.transformer_blocks
+    x = torch.randn(inputs.latents.shape[0], inputs.mask[0].numel(), inputs.latents.shape[1])
+    features = AttentionFeatures(sampler)
+    recorded, live = {}, {}
+    with features.hooked():
+        features.at_step("record", 0, frozenset({"audio_key"}))
+        sampler.full_velocity(new_audio(inputs), x, 0.5, 0)
+        recorded = features.recording[(0, "audio_key", 0)]
+        features.at_step("inject", 0, frozenset({"audio_key"}))
+        for audio_on in (True, False):
+            sampler.guidance_pass = (True, audio_on)
+            grab = blocks[0].audio_attn.to_k.register_forward_hook(lambda m, a, o, on=audio_on: live.__setitem__(on, o))
+            model.dit(*_dit_args(sampler, inputs, x, audio_on))
+            grab.remove()
+    assert torch.equal(live[True], recorded)  # the audio-on pass reads the recorded (other) audio's keys
+    assert not torch.equal(live[False], recorded)  # the null pass keeps the zeroed audio's keys
+    assert all(not blocks[i].attn1.to_q._forward_hooks for i in range(len(blocks)))  # removed after
+    with pytest.raises(ValueError, match="fixed_point_iters >= 1"):
+        invert_edit(sampler_for(model, fixed_point_iters=0), inputs, inputs)
+    assert all(not b.attn1.to_q._forward_hooks and not b.audio_attn.to_k._forward_hooks for b in blocks)
+
+
+def _dit_args(sampler, inputs, x, audio_on):
+    dit_in = sampler.model_inputs(inputs, x, 0.5, audio_on)
+    return dit_in.tokens, dit_in.timestep, inputs.text, inputs.text_mask, dit_in.coords, dit_in.audio
+
+
 def test_controls_cover_their_share_of_the_first_steps():
     cfg = InversionConfig(shape_steps=0.25, speaking_steps=0.5, temporal_steps=0.125)
     sites = [injected_sites(cfg, step, 8, has_audio=True) for step in range(8)]  # 2, 4 and 1 steps
@@ -94,4 +124,7 @@ def test_bad_inputs_and_settings_are_refused(source):
     with pytest.raises(ConfigError, match="sampler.inversion.shape_steps"):
         check_inversion(InversionConfig(shape_steps=1.5))
     with pytest.raises(ConfigError, match="fixed_point_iters"):
-        check_inversion(InversionConfig(fixed_point_iters=-1))
+        check_inversion(InversionConfig(fixed_point_iters=0))
+    cached = EulerSampler(model.dit, SamplerConfig(num_steps=2, block_size=0, teacache_threshold=0.03))
+    with pytest.raises(ValueError, match="teacache_threshold=0"):
+        invert_edit(cached, inputs, inputs)

@@ -91,6 +91,8 @@ def test_bad_options_are_refused(tmp_path, capsys):
     assert "'sync_protocol' = 'paper': expected direct or official" in capsys.readouterr().err
     assert main([f"checkpoint={ckpt}", "shards=x", "sampler.inversion.temporal_steps=2"]) == 2
     assert "'sampler.inversion.temporal_steps' = 2.0: expected a share" in capsys.readouterr().err
+    assert main([f"checkpoint={ckpt}", "shards=x", "modes=[v2v_invert]", "sampler.teacache_threshold=0.03"]) == 2
+    assert "'sampler.teacache_threshold' = 0.03: expected 0 with the v2v_invert row" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Fitting an LTX-architecture VAE: the saved folder, the latent statistics, resuming, and bad input."""
 
+import dataclasses
 import json
 
 import pytest
@@ -49,6 +50,9 @@ def test_fit_writes_a_diffusers_vae_with_latent_statistics(simple_shards, tmp_pa
     before = out.stat().st_mtime_ns
     assert fit_vae(config(simple_shards, tmp_path / "vae"), progress=False) == out  # reused, not refitted
     assert out.stat().st_mtime_ns == before
+    # A folder fitted with other settings is never passed off as the one asked for.
+    with pytest.raises(ValueError, match=r"holds a VAE fitted with other settings \(max_clips\)"):
+        fit_vae(dataclasses.replace(config(simple_shards, tmp_path / "vae"), max_clips=3), progress=False)
 
 
 def test_an_interrupted_fit_resumes_to_the_same_weights(simple_shards, tmp_path, monkeypatch):

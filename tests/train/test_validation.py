@@ -88,6 +88,9 @@ def test_bad_callback_settings_name_the_key(tmp_path):
         build_callbacks(load_train_config([*base, "validation.modes=[v2v_selfie]"]))
     with pytest.raises(ConfigError, match=r"validation\.modes.*non-empty"):
         build_callbacks(load_train_config([*base, "validation.modes=[]"]))
+    # Inversion editing is an eval.run row only: validation names the modes it samples.
+    with pytest.raises(ConfigError, match=r"validation\.modes.*\['v2v_self', 'v2v_novel', 'i2v'\]"):
+        build_callbacks(load_train_config([*base, "validation.modes=[v2v_invert]"]))
     with pytest.raises(ConfigError, match=r"validation\.v2v_mask"):
         build_callbacks(load_train_config([*base, "validation.v2v_mask=mouth"]))
     with pytest.raises(ConfigError, match=r"callbacks\.validation\._target_.*eval\.nowhere"):

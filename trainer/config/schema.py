@@ -320,7 +320,7 @@ class ValidationConfig:
     # Flow times of the held-out loss, each in (0, 1); the same noise is used at every t and every validation.
     timestep_quantiles: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
     loss_batches: int = 2  # training-layout batches of the held-out loss; 0 skips the loss
-    modes: list[str] = field(default_factory=lambda: ["v2v_self"])  # v2v_self, v2v_novel, i2v (eval.run)
+    modes: list[str] = field(default_factory=lambda: ["v2v_self"])  # v2v_self, v2v_novel, i2v (eval.run's rows)
     v2v_mask: str = "lip"  # lip (as trained), face or head
     identity_refs: bool = True  # prepend the clips' face reference tokens (loss and samples)
     audio_guidance: float = 2.0  # classifier-free guidance scale of the audio (1 = one pass per step)

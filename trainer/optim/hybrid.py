@@ -47,7 +47,8 @@ class WholeMatrixMuon(Muon):
     function as an unsharded one (:func:`newton_schulz`), and each rank keeps its shard of the result.
     (Running the iteration on the ``DTensor`` itself would also be mathematically whole, but its matmuls
     round differently in bf16, which on ill-conditioned gradients moves the update by tens of percent.)
-    Plain accelerator tensors take torch's own step unchanged.
+    Plain accelerator tensors take torch's own step unchanged; CPU tensors, sharded ones under CPU offload included,
+    orthogonalise in float32.
     """
 
     @torch.no_grad()
