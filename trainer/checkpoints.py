@@ -20,6 +20,7 @@ import torch
 from trainer.config.compose import config_from_container, to_container
 from trainer.config.errors import ConfigError
 from trainer.model.audio_adapter import ADAPTER_KEY_PATTERN, AudioAdapterConfig
+from trainer.model.exported import fold_lora_scale, read_exported_weights
 from trainer.model.weights import load_safetensors_checked
 
 # Parameters of the LightningModule live under ``model.dit.transformer.`` in its state dict (its plain model
@@ -154,8 +155,6 @@ def read_lora_source(path: str | Path) -> tuple[dict[str, torch.Tensor] | None, 
         ``(tensors or None when it holds no LoRA, description of the file read)``; tensors in the exports'
         layout (``<module>.lora_A.weight``, ``<module>.lora_B.weight`` with ``alpha / rank`` folded in).
     """
-    from trainer.model.exported import fold_lora_scale, read_exported_weights
-
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         exported = read_exported_weights(path if path.is_dir() else path.parent)
