@@ -15,12 +15,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from data_prep.config import DataPrepConfig, register, validate_data_prep_config
 from data_prep.ledger import merge_parts
+from data_prep.models import Models
 from data_prep.units import (
     MARKERS,
     OTHER_FILES_PART,
@@ -41,9 +41,6 @@ from trainer.config.compose import load_config as compose_load_config
 from trainer.config.compose import save_resolved_config
 from trainer.config.errors import ConfigError
 from trainer.model.whisper_config import WHISPER_SMALL_URL, whisper_folder_problem
-
-if TYPE_CHECKING:
-    from data_prep.pipeline import Models
 
 log = logging.getLogger("talkdit.data_prep")
 
@@ -173,7 +170,6 @@ def check_weights(cfg: DataPrepConfig) -> None:
 
 def load_models(cfg: DataPrepConfig) -> Models:
     """Load every model the enabled stages need (once per worker), with weight fingerprints."""
-    from data_prep.pipeline import Models
     from trainer.model.whisper_features import WhisperFeatureExtractor
 
     check_weights(cfg)

@@ -14,17 +14,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from data_prep.config import DataPrepConfig
 from data_prep.ledger import ERROR, KEPT, REJECTED, read_ledger, rows_to_table, write_table
+from data_prep.models import Models
 from trainer.atomic import atomic_write_text
 from trainer.config.compose import to_container
-
-if TYPE_CHECKING:
-    from data_prep.pipeline import Models
 
 SHARDS = "shards"
 PARTS = "ledger_parts"
