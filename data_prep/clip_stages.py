@@ -132,7 +132,8 @@ class ClipStages:
         (:func:`data_prep.frame_rate.rate_view` over ``clip_times``, the times the clip's frames stand for), with
         the clip's audio; offsets are in SyncNet's 40 ms frames. A 25 fps clip is scored on its own frames.
         """
-        from data_prep.models.syncnet import crop_faces, score_clip, smooth_boxes
+        from data_prep.models.syncnet_crops import crop_faces, smooth_boxes
+        from data_prep.models.syncnet_scoring import score_clip
 
         smoothed = smooth_boxes(boxes)
         view = rate_view(clip_times, SYNCNET_FPS)

@@ -123,7 +123,7 @@ def mfcc(
     """MFCCs with ``python_speech_features.mfcc``'s defaults (rectangular window).
 
     The scale of ``signal`` matters for coefficient 0 (log frame energy): SyncNet was fed int16 sample
-    values, not floats in [-1, 1] (see :func:`data_prep.models.syncnet.audio_mfcc`).
+    values, not floats in [-1, 1] (see :func:`data_prep.models.syncnet_scoring.audio_mfcc`).
 
     Args:
         signal: ``[N]`` mono samples (any real dtype; computed in float64).

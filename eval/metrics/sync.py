@@ -1,8 +1,8 @@
-"""Sync-C, Sync-D and the AV offset: a thin wrapper over :mod:`data_prep.models.syncnet`.
+"""Sync-C, Sync-D and the AV offset: a thin wrapper over data_prep's SyncNet (:mod:`data_prep.models.syncnet`).
 
 The scoring, crops and model are data_prep's reproduction of the official ``joonson/syncnet_python``
-(:func:`~data_prep.models.syncnet.score_clip`, :func:`~data_prep.models.syncnet.crop_faces`,
-:func:`~data_prep.models.syncnet.smooth_boxes`, :func:`~data_prep.models.syncnet.load_syncnet`). This module
+(:func:`~data_prep.models.syncnet_scoring.score_clip`, :func:`~data_prep.models.syncnet_crops.crop_faces`,
+:func:`~data_prep.models.syncnet_crops.smooth_boxes`, :func:`~data_prep.models.syncnet.load_syncnet`). This module
 is the **direct** protocol: frames and audio stay in memory, and it only supplies what a generated video
 lacks: per-frame face boxes from the repository's MediaPipe detector (:class:`data_prep.faces.FaceAnalyzer`,
 largest face; frames without a detection take the nearest detected frame's box) and the conversion to
@@ -21,17 +21,10 @@ import numpy as np
 
 from data_prep.audio import resample_audio as resample_mono
 from data_prep.faces import FaceAnalyzer
-from data_prep.frame_rate import resample_indices
-from data_prep.models.syncnet import (
-    SYNCNET_FPS,
-    SYNCNET_SAMPLE_RATE,
-    SyncNet,
-    SyncScores,
-    crop_faces,
-    load_syncnet,
-    score_clip,
-    smooth_boxes,
-)
+from data_prep.frame_rate import SYNCNET_FPS, resample_indices
+from data_prep.models.syncnet import SyncNet, load_syncnet
+from data_prep.models.syncnet_crops import crop_faces, smooth_boxes
+from data_prep.models.syncnet_scoring import SYNCNET_SAMPLE_RATE, SyncScores, score_clip
 from eval.metrics.video import as_video
 
 __all__ = ["face_boxes", "load_syncnet", "resample_audio", "resample_frames", "sync_scores"]
@@ -107,7 +100,7 @@ def sync_scores(
         batch_size: Windows per forward pass.
 
     Returns:
-        data_prep's :class:`~data_prep.models.syncnet.SyncScores` (``confidence`` = Sync-C, ``min_dist`` =
+        data_prep's :class:`~data_prep.models.syncnet_scoring.SyncScores` (``confidence`` = Sync-C, ``min_dist`` =
         Sync-D, ``offset_frames`` = AV offset).
     """
     frames = as_video(video)

@@ -5,7 +5,8 @@ Papers report SyncNet scores from ``joonson/syncnet_python``'s ``run_pipeline.py
 and cut face tracks through files. This module runs the same steps with the same programs and settings
 (``ffmpeg`` for every media step, OpenCV's XVID writer and JPEG frames, S3FD faces, PySceneDetect shots),
 with talkdit's own implementations of the networks and the scoring (:mod:`eval.metrics.s3fd`,
-:mod:`data_prep.models.syncnet`, checked against the official code elsewhere):
+:mod:`data_prep.models.syncnet`, :mod:`data_prep.models.syncnet_scoring`, checked against the official code
+elsewhere):
 
 1. ``ffmpeg -y -i <video> -qscale:v 2 -async 1 -r 25 video.avi`` (MPEG-4 part 2 at 25 fps by ffmpeg's frame
    dropping/repeating, MP3 audio), then ``-qscale:v 2 -threads 1 -f image2 %06d.jpg`` frames and
@@ -16,12 +17,12 @@ with talkdit's own implementations of the networks and the scoring (:mod:`eval.m
 3. Shots: PySceneDetect's ContentDetector (defaults, automatic downscaling) on ``video.avi``; shots of at
    least ``min_track`` frames are tracked (:func:`eval.metrics.face_tracks.track_shot`).
 4. Per track: centre and half-size median-filtered over 13 frames, the official crop of each JPEG frame
-   (:func:`data_prep.models.syncnet.crop_faces`) written at 224×224 with OpenCV's XVID writer at 25 fps; the
-   track's audio cut from ``audio.wav`` with ``ffmpeg -ss <start> -to <end>`` and muxed in (``-c copy``).
+   (:func:`data_prep.models.syncnet_crops.crop_faces`) written at 224×224 with OpenCV's XVID writer at 25 fps;
+   the track's audio cut from ``audio.wav`` with ``ffmpeg -ss <start> -to <end>`` and muxed in (``-c copy``).
 5. Per track file (``run_syncnet.py`` → ``SyncNetInstance.evaluate``): its frames written as JPEGs and
    read back with OpenCV, its audio extracted with ``-async 1 -ac 1 -vn -acodec pcm_s16le -ar 16000`` and
    read as int16, then SyncNet's windows, ±``vshift`` offset search, confidence and distance
-   (:func:`data_prep.models.syncnet.score_clip`).
+   (:func:`data_prep.models.syncnet_scoring.score_clip`).
 
 A video's value is the mean over its tracks (the scripts that fill published tables, e.g. Wav2Lip's
 ``calculate_scores_real_videos``, print one line per track and average the lines); talking-head clips
@@ -42,7 +43,9 @@ import cv2
 import numpy as np
 from scipy.io import wavfile
 
-from data_prep.models.syncnet import SyncNet, SyncScores, crop_faces, score_clip, smooth_boxes
+from data_prep.models.syncnet import SyncNet
+from data_prep.models.syncnet_crops import crop_faces, smooth_boxes
+from data_prep.models.syncnet_scoring import SyncScores, score_clip
 from eval.config import SYNC_PROTOCOLS
 from eval.metrics.face_tracks import Detection, FaceTrack, track_shot
 from eval.metrics.s3fd import S3FD
@@ -96,7 +99,7 @@ class OfficialSyncResult:
     """Scores of one video under the official protocol.
 
     Attributes:
-        tracks: One :class:`~data_prep.models.syncnet.SyncScores` per face track, in the pipeline's order.
+        tracks: One :class:`~data_prep.models.syncnet_scoring.SyncScores` per face track, in the pipeline's order.
         spans: ``(first, last + 1)`` frame of each track in the 25 fps video.
         detector: ``"s3fd"`` or ``"mediapipe"``.
     """

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_prep import run as run_module
-from data_prep.models import hyperiqa, syncnet
+from data_prep.models import hyperiqa, syncnet_scoring
 from data_prep.report import main as report_main
 from data_prep.run import load_config, run
 from data_prep.synthetic.corpus import generate_corpus
@@ -66,7 +66,7 @@ def test_scores_and_fingerprints_are_in_the_ledger(scored):
 
 @pytest.mark.slow
 def test_report_redecides_stored_scores_without_models(scored, monkeypatch, capsys):
-    monkeypatch.setattr(syncnet, "score_clip", lambda *a, **k: pytest.fail("SyncNet recomputed"))
+    monkeypatch.setattr(syncnet_scoring, "score_clip", lambda *a, **k: pytest.fail("SyncNet recomputed"))
     monkeypatch.setattr(hyperiqa, "score_frames", lambda *a, **k: pytest.fail("HyperIQA recomputed"))
     rows = clip_rows(scored / "ledger.parquet")
     cut = float(np.median([r["sync_confidence"] for r in rows]))
@@ -84,7 +84,7 @@ def test_report_redecides_stored_scores_without_models(scored, monkeypatch, caps
 @pytest.mark.slow
 def test_rerun_with_new_thresholds_reuses_the_scores(scored, small_corpus, syncnet_file, hyperiqa_file, monkeypatch):
     calls = {"sync": 0, "quality": 0}
-    real_sync, real_quality = syncnet.score_clip, hyperiqa.score_frames
+    real_sync, real_quality = syncnet_scoring.score_clip, hyperiqa.score_frames
 
     def count_sync(*a, **k):
         calls["sync"] += 1
@@ -94,7 +94,7 @@ def test_rerun_with_new_thresholds_reuses_the_scores(scored, small_corpus, syncn
         calls["quality"] += 1
         return real_quality(*a, **k)
 
-    monkeypatch.setattr(syncnet, "score_clip", count_sync)
+    monkeypatch.setattr(syncnet_scoring, "score_clip", count_sync)
     monkeypatch.setattr(hyperiqa, "score_frames", count_quality)
     before = clip_rows(scored / "ledger.parquet")
     cut = float(np.median([r["quality_score"] for r in before]))
@@ -115,7 +115,7 @@ def test_offset_correction_rechecks_with_shifted_audio(small_corpus, syncnet_fil
         seen.append(audio.copy())
         # First check: 2 frames off; after the shift: in sync.
         off = 2 if len(seen) % 2 == 1 else 0
-        return syncnet.SyncScores(
+        return syncnet_scoring.SyncScores(
             offset_frames=off,
             offset_ms=off * 40.0,
             confidence=5.0 if off == 0 else 2.0,
@@ -124,7 +124,7 @@ def test_offset_correction_rechecks_with_shifted_audio(small_corpus, syncnet_fil
             num_windows=10,
         )
 
-    monkeypatch.setattr(syncnet, "score_clip", fake_score)
+    monkeypatch.setattr(syncnet_scoring, "score_clip", fake_score)
     out = tmp_path / "out"
     overrides = prep_overrides(
         small_corpus,
@@ -182,7 +182,7 @@ def scored_by_syncnet(corpus, syncnet_file, out, *extra):
     """Run with SyncNet on 49-frame clips; returns the kept clip rows and what each SyncNet call received:
     ``(frames, distinct frames, audio samples, fps)``."""
     seen = []
-    real = syncnet.score_clip
+    real = syncnet_scoring.score_clip
 
     def spy(model, frames, audio, **kw):
         seen.append((frames.shape[0], len({f.tobytes() for f in frames}), audio.shape[0], kw["fps"]))
@@ -193,7 +193,7 @@ def scored_by_syncnet(corpus, syncnet_file, out, *extra):
     )
     cfg = load_config(overrides)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(syncnet, "score_clip", spy)
+        mp.setattr(syncnet_scoring, "score_clip", spy)
         run(cfg)
     rows = [r for r in clip_rows(out / "ledger.parquet") if r["status"] == "kept"]
     assert len(seen) == len(rows) and all(fps == 25.0 for *_, fps in seen)

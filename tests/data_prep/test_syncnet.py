@@ -12,6 +12,8 @@ from torch import nn
 
 from data_prep.models import syncnet as sn
 from data_prep.models.mfcc import mfcc
+from data_prep.models.syncnet_crops import crop_faces, smooth_boxes
+from data_prep.models.syncnet_scoring import audio_mfcc, embed_clip, score_clip
 
 # --------------------------------------------------------------------------------------------------------------
 # The official layer lists (joonson/syncnet_python, SyncNetModel.py, class S), written out independently of
@@ -197,8 +199,8 @@ def test_mfcc_frame_count_is_100_hz():
 
 def test_audio_mfcc_uses_int16_scale():
     pcm = chirp(0.3)
-    from_int = sn.audio_mfcc(pcm)
-    from_float = sn.audio_mfcc(pcm.astype(np.float32) / 32768)
+    from_int = audio_mfcc(pcm)
+    from_float = audio_mfcc(pcm.astype(np.float32) / 32768)
     assert from_int.shape == (13, 29) and from_int.dtype == np.float32
     np.testing.assert_array_equal(from_int, from_float)
     np.testing.assert_allclose(from_int, mfcc(pcm.astype(np.float64)).T.astype(np.float32))
@@ -240,7 +242,7 @@ def clip():
 
 def test_score_clip_matches_official_evaluate(model, clip):
     frames, audio = clip
-    scores = sn.score_clip(model, frames, audio)
+    scores = score_clip(model, frames, audio)
     offset, conf, min_dist, mdist = reference_evaluate(model, frames, audio)
     assert scores.num_windows == 12 - 5
     assert scores.mean_dists.shape == (31,)
@@ -252,33 +254,33 @@ def test_score_clip_matches_official_evaluate(model, clip):
 
 def test_batched_equals_unbatched_and_repeatable(model, clip):
     frames, audio = clip
-    cc = sn.audio_mfcc(audio)
-    lip1, aud1 = sn.embed_clip(model, frames, cc, 7, batch_size=1)
-    lip3, aud3 = sn.embed_clip(model, frames, cc, 7, batch_size=3)  # ragged last batch
+    cc = audio_mfcc(audio)
+    lip1, aud1 = embed_clip(model, frames, cc, 7, batch_size=1)
+    lip3, aud3 = embed_clip(model, frames, cc, 7, batch_size=3)  # ragged last batch
     torch.testing.assert_close(lip1, lip3, rtol=0, atol=1e-5)
     torch.testing.assert_close(aud1, aud3, rtol=0, atol=1e-5)
 
     model.train()  # score_clip scores in eval mode and gives the caller's mode back
-    a = sn.score_clip(model, frames, audio, batch_size=20)
+    a = score_clip(model, frames, audio, batch_size=20)
     assert model.training
     model.eval()
-    b = sn.score_clip(model, frames, audio, batch_size=20)
+    b = score_clip(model, frames, audio, batch_size=20)
     np.testing.assert_array_equal(a.mean_dists, b.mean_dists)
     assert (a.offset_frames, a.confidence, a.min_dist) == (b.offset_frames, b.confidence, b.min_dist)
-    c = sn.score_clip(model, frames, audio, batch_size=2)
+    c = score_clip(model, frames, audio, batch_size=2)
     np.testing.assert_allclose(a.mean_dists, c.mean_dists, rtol=0, atol=1e-5)
 
 
 def test_score_clip_rejects_bad_inputs(model, clip):
     frames, audio = clip
     with pytest.raises(ValueError, match="25 fps"):
-        sn.score_clip(model, frames, audio, fps=30.0)
+        score_clip(model, frames, audio, fps=30.0)
     with pytest.raises(ValueError, match="too short"):
-        sn.score_clip(model, frames[:5], audio)
+        score_clip(model, frames[:5], audio)
     with pytest.raises(ValueError, match="too short"):
-        sn.score_clip(model, frames, audio[: 5 * 640 + 639])
+        score_clip(model, frames, audio[: 5 * 640 + 639])
     with pytest.raises(ValueError, match="224"):
-        sn.score_clip(model, frames[:, :100], audio)
+        score_clip(model, frames[:, :100], audio)
 
 
 # ---------------------------------------------------------------------------------------- offset search
@@ -295,7 +297,7 @@ class ShiftedStub:
     def __init__(self, audio: np.ndarray, shift: int, num_windows: int):
         g = torch.Generator().manual_seed(5)
         self.proj = torch.randn(13 * 20, 64, generator=g) / 16
-        self.cc = torch.from_numpy(sn.audio_mfcc(audio))
+        self.cc = torch.from_numpy(audio_mfcc(audio))
         self.shift, self.num_windows = shift, num_windows
         self.outside = torch.randn(256, 64, generator=g)
 
@@ -322,7 +324,7 @@ def test_offset_search_recovers_known_shift(model, monkeypatch, shift):
     monkeypatch.setattr(model, "forward_aud", stub.aud)
     monkeypatch.setattr(model, "forward_lip", stub.lip)
 
-    scores = sn.score_clip(model, np.ascontiguousarray(frames), audio)
+    scores = score_clip(model, np.ascontiguousarray(frames), audio)
     assert scores.offset_frames == shift
     assert scores.offset_ms == pytest.approx(40.0 * shift)
     assert scores.confidence > 0
@@ -351,7 +353,7 @@ def test_crop_faces_matches_official_crop():
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 256, (3, 240, 320, 3), dtype=np.uint8)
     boxes = np.array([[100.0, 60.0, 180.0, 150.0], [0.0, 0.0, 50.5, 41.0], [250.3, 170.0, 330.0, 260.0]])
-    crops = sn.crop_faces(frames, boxes)
+    crops = crop_faces(frames, boxes)
     assert crops.shape == (3, 224, 224, 3) and crops.dtype == np.uint8
     for frame, box, crop in zip(frames, boxes, crops):
         np.testing.assert_array_equal(crop, reference_crop(frame, box))
@@ -362,7 +364,7 @@ def test_crop_faces_places_face_centre():
     frame = np.zeros((1, 400, 500, 3), dtype=np.uint8)
     box = np.array([[200.0, 120.0, 300.0, 220.0]])  # centre (250, 170), half-size 50
     frame[0, 165:176, 245:256] = 255  # marker on the box centre
-    crop = sn.crop_faces(frame, box)[0, ..., 0].astype(float)
+    crop = crop_faces(frame, box)[0, ..., 0].astype(float)
     rows, cols = np.nonzero(crop > 128)
     # Horizontally centred; vertically the crop starts one half-size above the centre: 224 / (2·1.4) = 80.
     assert cols.mean() == pytest.approx(112, abs=1.5)
@@ -372,7 +374,7 @@ def test_crop_faces_places_face_centre():
 def test_smooth_boxes_median_filters_centre_and_size():
     boxes = np.tile([100.0, 80.0, 160.0, 160.0], (30, 1))  # w 60, h 80 → half-size 40, centre (130, 120)
     boxes[10] += 37.0  # one-frame jump
-    smoothed = sn.smooth_boxes(boxes)
+    smoothed = smooth_boxes(boxes)
     np.testing.assert_allclose(smoothed, np.tile([90.0, 80.0, 170.0, 160.0], (30, 1)))
-    crops_a = sn.crop_faces(np.zeros((30, 300, 300, 3), np.uint8), smoothed)
+    crops_a = crop_faces(np.zeros((30, 300, 300, 3), np.uint8), smoothed)
     assert crops_a.shape == (30, 224, 224, 3)
