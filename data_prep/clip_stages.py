@@ -165,7 +165,7 @@ class ClipStages:
 
     def _quality(self, buffer: FrameBuffer, idx: np.ndarray) -> float:
         """HyperIQA score of the clip under the documented frame and crop protocol."""
-        from data_prep.models.hyperiqa import sample_frame_indices, score_frames
+        from data_prep.models.hyperiqa_scoring import sample_frame_indices, score_frames
 
         q = self.cfg.quality
         # Only the frames the protocol samples are converted; scoring them alone samples them all, in order.

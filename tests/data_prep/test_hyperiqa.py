@@ -11,14 +11,8 @@ import torchvision
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from data_prep.models.hyperiqa import (
-    KONIQ_ARGS,
-    HyperNet,
-    apply_target_net,
-    load_hyperiqa,
-    sample_frame_indices,
-    score_frames,
-)
+from data_prep.models.hyperiqa import KONIQ_ARGS, HyperNet, apply_target_net, load_hyperiqa
+from data_prep.models.hyperiqa_scoring import sample_frame_indices, score_frames
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_prep import run as run_module
-from data_prep.models import hyperiqa, syncnet_scoring
+from data_prep.models import hyperiqa_scoring, syncnet_scoring
 from data_prep.report import main as report_main
 from data_prep.run import load_config, run
 from data_prep.synthetic.corpus import generate_corpus
@@ -67,7 +67,7 @@ def test_scores_and_fingerprints_are_in_the_ledger(scored):
 @pytest.mark.slow
 def test_report_redecides_stored_scores_without_models(scored, monkeypatch, capsys):
     monkeypatch.setattr(syncnet_scoring, "score_clip", lambda *a, **k: pytest.fail("SyncNet recomputed"))
-    monkeypatch.setattr(hyperiqa, "score_frames", lambda *a, **k: pytest.fail("HyperIQA recomputed"))
+    monkeypatch.setattr(hyperiqa_scoring, "score_frames", lambda *a, **k: pytest.fail("HyperIQA recomputed"))
     rows = clip_rows(scored / "ledger.parquet")
     cut = float(np.median([r["sync_confidence"] for r in rows]))
     assert report_main([f"output_dir={scored}", f"sync.min_confidence={cut}"]) == 0
@@ -84,7 +84,7 @@ def test_report_redecides_stored_scores_without_models(scored, monkeypatch, caps
 @pytest.mark.slow
 def test_rerun_with_new_thresholds_reuses_the_scores(scored, small_corpus, syncnet_file, hyperiqa_file, monkeypatch):
     calls = {"sync": 0, "quality": 0}
-    real_sync, real_quality = syncnet_scoring.score_clip, hyperiqa.score_frames
+    real_sync, real_quality = syncnet_scoring.score_clip, hyperiqa_scoring.score_frames
 
     def count_sync(*a, **k):
         calls["sync"] += 1
@@ -95,7 +95,7 @@ def test_rerun_with_new_thresholds_reuses_the_scores(scored, small_corpus, syncn
         return real_quality(*a, **k)
 
     monkeypatch.setattr(syncnet_scoring, "score_clip", count_sync)
-    monkeypatch.setattr(hyperiqa, "score_frames", count_quality)
+    monkeypatch.setattr(hyperiqa_scoring, "score_frames", count_quality)
     before = clip_rows(scored / "ledger.parquet")
     cut = float(np.median([r["quality_score"] for r in before]))
     run(load_config(scored_overrides(small_corpus, scored, syncnet_file, hyperiqa_file, f"quality.min_score={cut}")))
