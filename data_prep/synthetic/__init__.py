@@ -2,7 +2,8 @@
 
 Nothing is downloaded and no media is shipped: every clip is computed from its seed.
 
-- ``speech.synthesize_speech``: speech-like audio and the mouth opening that goes with it.
+- ``speech.synthesize_speech``: speech-like audio and the mouth opening that goes with it (its utterance
+  plan: ``speech_plan``).
 - ``face.FaceRenderer``: a photographic-looking, posable head that face detectors find, with face and
   lower-face boxes (parts: ``identity``, ``face_relief``, ``skin``, ``brows``, ``hair``, ``eyes``, ``mouth``,
   ``head_model``, ``backdrop``, ``lighting``, ``camera``).
