@@ -44,7 +44,7 @@ from eval.clips import read_clips  # noqa: E402
 from eval.lipsync import audio_loss_gain, base_model_of, dub_cases, run_cases, summarize  # noqa: E402
 from eval.sampler.config import GuidanceConfig, SamplerConfig  # noqa: E402
 from launch.corpus import CorpusSpec, prepare_corpus  # noqa: E402
-from launch.demo import HELDOUT_SEED, DemoConfig  # noqa: E402
+from launch.demo_config import HELDOUT_SEED, DemoConfig  # noqa: E402
 from trainer.stage_model import load_trained_model  # noqa: E402
 
 

@@ -10,107 +10,34 @@ video a perfect dub would be, with the lip-sync benchmark's numbers for that cli
 ``python -m eval.dub`` from the stage-2 export: a held-out person's video, and a real recording of
 ``../shared/data/real`` when present (``dub_real``). No network, no account.
 Usage: ``python -m launch.demo [out_dir=demo_out] [key=value ...]``.
+
+The options are :class:`launch.demo_config.DemoConfig`; the sampling and dubbing steps from the stage-2
+checkpoint are :mod:`launch.demo_samples`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from launch.corpus import CorpusSpec, PreparedCorpus, prepare_corpus
+from launch.demo_config import HELDOUT_SEED, DemoConfig, register
+from launch.demo_samples import dub_files, dub_heldout, sample_from
 from launch.tiny_base import TinyBaseConfig, build_tiny_base, latent_shards
 from trainer.config.cli import Command, run_command
-from trainer.config.compose import load_config, register_schema
+from trainer.config.compose import load_config
 from trainer.config.errors import ConfigError
 from trainer.config.schema import VAEConfig
 from trainer.data.buckets import Compression
 from trainer.run_dir import metrics_files
 
-# Held-out people: a corpus seed the training corpus never uses, 25 fps so clip frames are source frames.
-HELDOUT_SEED = 1000
 DEMO_BATCH = 8  # clips per training batch: the token budget is 8 whole clips at the demo's size
-REPO = Path(__file__).resolve().parents[1]
-# The real recording the demo dubs, and whose speech drives it (the other recording's).
-REAL_VIDEO, REAL_SPEECH = "demo1_video.mp4", "demo2_audio.wav"
-
-
-@dataclass
-class DemoConfig:
-    """Options of the demo (``key=value`` on the command line).
-
-    Attributes:
-        out_dir: Corpora, shards and the tiny base are kept here and reused; each run gets ``runs/<timestamp>``.
-        num_videos: Synthetic people (one video each) of the tiny base's corpus, and of the adapter's with
-            ``fresh_people``.
-        heldout_videos: People never trained on: the dub and its benchmark numbers.
-        duration_s: Length of each video, seconds.
-        fps: Frame rates the corpus mixes (clips are resampled to 25 fps by data_prep).
-        size: Frame height and width of the corpus, pixels.
-        zoom: Face-centred framing (1 = head and shoulders); lip-sync models are trained on close crops, and the
-            tiny VAE resolves a mouth only when it spans enough pixels.
-        clip_frames: Frames per training clip (8k+1).
-        seed: Seed of the tiny base's corpus and of every run.
-        fresh_people: Stages 1 and 2 train on a second corpus (seed ``seed + 1``) of people the tiny base never
-            saw, as a pretrained base has never seen the fine-tuning set; a base fitted on the adapter's own clips
-            has learned their mouths and leaves the adapter little to learn (false: train on the base's corpus).
-        vae_image_steps: Tiny-base VAE fit steps on single frames.
-        vae_clip_steps: Tiny-base VAE fit steps on clips and mouth crops.
-        vae_decoder_steps: Steps refining the tiny base VAE's decoder alone (0: none; the latents, and so the
-            base DiT, stay as they are: :mod:`launch.tiny_base`).
-        base_steps: Base-stage steps of the tiny DiT.
-        stage1_steps: Optimizer steps of stage 1 (the audio adapter).
-        validate_every: Stage-1 validation every this many steps on the held-out people (0: off).
-        stage2_steps: Optimizer steps of stage 2 (LoRA + adapter).
-        stage2_overrides: Trainer overrides of stage 2 only (the tiny DiT takes a small LoRA at a low rate).
-        scale_steps: Steps of the scale step, stage 2 on 2 processes (0 skips it).
-        scale_overrides: Trainer overrides of the scale step (strategy and sequence parallelism).
-        sample_steps: Euler steps of the samples and of the dubs (0 skips sampling and the dubs).
-        dub_seconds: Seconds of speech the last step dubs through ``eval.dub`` (a held-out synthetic video, and a
-            real recording of ``real_dir`` when it exists) from the stage-2 export; 0 skips that step.
-        real_dir: Folder of real recordings (``demo1_video.mp4`` dubbed with ``demo2_audio.wav``); a relative path
-            is taken from the repository root.
-        train_overrides: Extra trainer overrides for stages 1 and 2.
-        base_overrides: Extra trainer overrides for the base stage.
-        prep_overrides: Extra data_prep overrides.
-    """
-
-    out_dir: str = "demo_out"
-    num_videos: int = 48
-    heldout_videos: int = 4
-    duration_s: float = 4.0
-    fps: list[float] = field(default_factory=lambda: [25.0, 30.0])
-    size: int = 128
-    zoom: float = 2.0
-    clip_frames: int = 25
-    seed: int = 0
-    fresh_people: bool = True
-    vae_image_steps: int = 800
-    vae_clip_steps: int = 2400
-    vae_decoder_steps: int = 0
-    base_steps: int = 1500
-    stage1_steps: int = 2000
-    validate_every: int = 1000
-    stage2_steps: int = 200
-    # At stage 2's paper settings (rank 128, the demo's lr_adam 1e-3) the 4-block DiT diverged (loss 0.57 -> 1.0).
-    stage2_overrides: list[str] = field(
-        default_factory=lambda: ["optim.lr_adam=1e-4", "stage.lora.rank=16", "stage.lora.alpha=16"]
-    )
-    scale_steps: int = 10
-    scale_overrides: list[str] = field(default_factory=lambda: ["strategy=deepspeed_cpu", "parallel=ulysses"])
-    sample_steps: int = 16
-    dub_seconds: float = 3.0
-    real_dir: str = "../shared/data/real"
-    train_overrides: list[str] = field(default_factory=list)
-    base_overrides: list[str] = field(default_factory=list)
-    prep_overrides: list[str] = field(default_factory=list)
 
 
 def _loss_trend(run_dir: Path) -> str:
@@ -181,113 +108,6 @@ def _train_in_processes(overrides: list[str], log_file: Path) -> None:
         raise RuntimeError(f"training run failed (exit {done.returncode}), log {log_file}:\n{tail}")
 
 
-def _sample_from(model, cfg, shards: str, out: Path, steps: int, seed: int) -> dict:
-    """Sample one V2V clip and one edited clip (a latent frame inserted after the first) and score them."""
-    from eval.clips import clip_batch, read_clips, sample_clip, sample_edited_clip
-    from eval.metrics import MetricSuite, MetricWeights
-    from eval.sampler.edit_plan import Edit
-    from eval.sampler.sampler import EulerSampler, SamplerConfig
-    from eval.sampler.video_out import write_sample
-
-    sampler = EulerSampler(model.dit, SamplerConfig(num_steps=steps, seed=seed), cfg.objective.timestep_loc)
-    clip, audio, sr = read_clips(shards, cfg, 1)[0]
-    batch = clip_batch(clip, cfg.objective.num_reference_frames)
-    metrics = MetricSuite(MetricWeights.from_env())
-    v2v = sample_clip(model, cfg, sampler, batch, "v2v", "lip", True, seed)
-    write_sample(out / "v2v.mp4", v2v, clip.fps, audio, sr)
-    scores = metrics(v2v, clip.frames, audio, clip.fps, sr, clip.ref_frames[0])
-    # 8 frames of new, silent content after the first frame: the visual-dialog "addition".
-    edit = Edit("add", start_s=8 / clip.fps, duration_s=8 / clip.fps)
-    edited, drive = sample_edited_clip(model, cfg, sampler, batch, [edit], audio, sr, seed)
-    write_sample(out / "edited.mp4", edited, clip.fps, drive, sr)
-    edited_scores = metrics(edited, clip.frames, drive, clip.fps, sr, clip.ref_frames[0])
-
-    def fmt(values) -> str:
-        got = {k: v for k, v in values.items() if v is not None}
-        return ", ".join(f"{k} {v:.3f}" for k, v in got.items()) or "none"
-
-    missing = sorted(set(scores.skipped) & set(edited_scores.skipped))
-    report = [
-        f"v2v {out / 'v2v.mp4'} ({v2v.shape[0]} frames): {fmt(scores)}",
-        f"edited {out / 'edited.mp4'} ({edited.shape[0]} frames, +8 inserted): {fmt(edited_scores)}",
-        "not computed (no weights here, or no face the metric can use in a tiny random model's output):",
-        *[f"  {k}: {' '.join(scores.skipped[k].split())[:110]}" for k in missing],
-    ]
-    return {"v2v": out / "v2v.mp4", "edited": out / "edited.mp4", "report": report}
-
-
-def _dub_heldout(model, cfg, held, out: Path, steps: int, seed: int) -> dict:
-    """Dub the first held-out clip with another person's speech; write it beside its ground truth and score it.
-
-    Returns:
-        Paths (``dub``, ``ground_truth``, ``strip``) and the benchmark's numbers for the clip (``scores``).
-    """
-    from eval.clips import read_clips
-    from eval.lipsync import base_model_of, dub_cases, run_cases, summarize
-    from eval.sampler.sampler import SamplerConfig
-    from eval.sampler.video_out import write_sample
-
-    clips = read_clips(held.shards, cfg, 8)
-    case = dub_cases(clips, held.corpus)[0]
-    base = base_model_of(cfg, model.device)
-    ((videos, scores),) = run_cases(model, base, cfg, SamplerConfig(num_steps=steps, seed=seed), [case], seed)
-    fps, audio, rate = case.source.fps, case.driving_audio, case.sample_rate
-    paths = {"dub": out / "dub.mp4", "ground_truth": out / "dub_ground_truth.mp4", "strip": out / "dub_strip.png"}
-    write_sample(paths["dub"], videos["trained"], fps, audio, rate)
-    write_sample(paths["ground_truth"], case.ground_truth, fps, audio, rate)
-    write_sample(out / "dub_source.mp4", case.source.frames, fps, audio, rate)
-    write_strip(paths["strip"], [case.source.frames, videos["trained"], case.ground_truth, videos["base"]])
-    numbers = summarize([scores])
-    numbers["source_clip"], numbers["driving_clip"] = case.source.key, case.driving.key
-    (out / "dub_scores.json").write_text(json.dumps(numbers, indent=2) + "\n")
-    return {**paths, "scores": numbers}
-
-
-def _dub_files(cfg: DemoConfig, held, base: Path, export: Path, out: Path) -> dict[str, Path]:
-    """Dub raw files through ``eval.dub``'s command line with the stage-2 export, as a user would.
-
-    A held-out person's video (never trained on; one data_prep kept) with another held-out person's speech, and
-    the real recording ``real_dir/demo1_video.mp4`` with ``demo2_audio.wav`` when that folder exists; each the
-    speech's first ``dub_seconds``.
-
-    Returns:
-        ``dub_heldout`` and (when dubbed) ``dub_real``: the mp4 files.
-
-    Raises:
-        RuntimeError: A dub failed (its one-line error is on stderr).
-    """
-    from data_prep.ledger import read_ledger
-    from eval.dub.cli import main as dub_main
-
-    # A held-out person data_prep kept (its face is found), with the speech of the next kept person.
-    rows = read_ledger(held.prep / "ledger.parquet").to_pylist()
-    kept = sorted({Path(r["source"]) for r in rows if r["kind"] == "video" and r["status"] == "kept"})
-    videos = kept or sorted(held.corpus.glob("*.mp4"))
-    jobs = {"dub_heldout": (videos[0], videos[1 % len(videos)].with_suffix(".wav"))}
-    real = Path(cfg.real_dir) if Path(cfg.real_dir).is_absolute() else REPO / cfg.real_dir
-    if (real / REAL_VIDEO).is_file() and (real / REAL_SPEECH).is_file():
-        jobs["dub_real"] = (real / REAL_VIDEO, real / REAL_SPEECH)
-    out.mkdir(parents=True, exist_ok=True)
-    done = {}
-    for name, (video, speech) in jobs.items():
-        target = out / f"{name}.mp4"
-        argv = [
-            f"video={video}",
-            f"audio={speech}",
-            f"weights={export}",
-            f"base={base}",
-            f"output={target}",
-            f"duration={cfg.dub_seconds}",
-            f"sampler.num_steps={cfg.sample_steps}",
-            f"sampler.seed={cfg.seed}",
-            "overwrite=true",
-        ]
-        if dub_main(argv) != 0:
-            raise RuntimeError(f"python -m eval.dub {' '.join(argv)} failed (its error is above)")
-        done[name] = target
-    return done
-
-
 def _latents_of(corpus: PreparedCorpus, base: Path, data: Path) -> str:
     """The corpus's shards with the VAE latents of the tiny base ``base`` added (once; finished shards are reused).
 
@@ -301,20 +121,6 @@ def _latents_of(corpus: PreparedCorpus, base: Path, data: Path) -> str:
     vae = VAEConfig(source="diffusers", path=str(base), subfolder="vae")
     add_latents(LatentsConfig(shards=corpus.shards, output_dir=str(out), vae=vae))
     return f"{out}/*.tar"
-
-
-def write_strip(path: Path, videos: list, frames: int = 8) -> None:
-    """A PNG with one row per video (source | dub | ground truth | base) of ``frames`` evenly spaced frames."""
-    import numpy as np
-    from PIL import Image
-
-    count = videos[0].shape[0]
-    picks = np.linspace(0, count - 1, frames).round().astype(int)
-    rows = [np.concatenate([v[i] for i in picks], axis=1) for v in videos]
-    from trainer.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.concatenate(rows, axis=0)).save(tmp, format="PNG")
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Path]:
@@ -457,11 +263,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         outputs["scaled_checkpoint"] = scaled / "checkpoints" / "last.ckpt"
     if cfg.sample_steps > 0:
         model, stage2_cfg = load_trained_model(stage2.last_checkpoint)
-        samples = _sample_from(model, stage2_cfg, held.shards, runs / "samples", cfg.sample_steps, cfg.seed)
+        samples = sample_from(model, stage2_cfg, held.shards, runs / "samples", cfg.sample_steps, cfg.seed)
         print(f"[8/10] samples from the stage-2 checkpoint in {runs / 'samples'} ({time.perf_counter() - t0:.0f}s)")
         for line in samples["report"]:
             print(f"      {line}")
-        dub = _dub_heldout(model, stage2_cfg, held, runs / "samples", cfg.sample_steps, cfg.seed)
+        dub = dub_heldout(model, stage2_cfg, held, runs / "samples", cfg.sample_steps, cfg.seed)
         n = dub["scores"]
         print(
             f"[9/10] a held-out person dubbed with another person's speech: {dub['dub']} (ground truth "
@@ -486,7 +292,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
             }
         )
     if cfg.sample_steps > 0 and cfg.dub_seconds > 0:
-        dubs = _dub_files(cfg, held, base, export2, runs / "dubs")
+        dubs = dub_files(cfg, held, base, export2, runs / "dubs")
         real_note = "" if "dub_real" in dubs else f" (no real recordings in {cfg.real_dir}: dub_real skipped)"
         print(
             f"[10/10] raw files dubbed with `python -m eval.dub` from the stage-2 export ({cfg.dub_seconds:g} s "
@@ -501,11 +307,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
-
-
-def register() -> None:
-    """Register :class:`DemoConfig` as the config ``demo`` (composed like every entry point's)."""
-    register_schema("demo", DemoConfig)
 
 
 COMMAND = Command(

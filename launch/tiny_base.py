@@ -126,7 +126,8 @@ def build_tiny_base(cfg: TinyBaseConfig, progress: bool = True) -> Path:
     from trainer.config.schema import VAEConfig
     from trainer.export import export_checkpoint
     from trainer.train import run
-    from trainer.vae_fit import VAEFitConfig, fit_vae
+    from trainer.vae_fit import fit_vae
+    from trainer.vae_fit_config import VAEFitConfig
 
     if cfg.vae_decoder_steps < 0:
         raise ConfigError("vae_decoder_steps", cfg.vae_decoder_steps, "expected >= 0 (0: no decoder refinement)")

@@ -33,7 +33,8 @@ def local_slurm():
     daemons do not come up (the skip message carries their logs); once it is up, tests fail normally.
     With ``TALKDIT_REQUIRE_SLURM=1`` (set by ``.ci/run``) a missing cluster fails instead of skipping.
     """
-    from launch.local_slurm import LocalSlurmStartError, LocalSlurmUnavailable, start_local_slurm
+    from launch.local_slurm import LocalSlurmUnavailable, start_local_slurm
+    from launch.local_slurm_cluster import LocalSlurmStartError
 
     try:
         cluster = start_local_slurm()

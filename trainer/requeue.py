@@ -10,7 +10,7 @@ and no requeue. On a 2-rank gloo job this happened in 2 of 10 USR1 trials (see t
 step all ranks combine their flags with one all-reduce; when any rank was signalled, all of them save
 the checkpoint at that same step boundary (so the saved data position and weights belong to one step),
 global rank 0 leaves a request file in the run directory and training stops. The batch script that
-``launch.slurm`` renders requeues the job when it finds the request after ``srun`` returned; the rerun
+``launch.slurm_scripts`` writes requeues the job when it finds the request after ``srun`` returned; the rerun
 continues from the checkpoint with ``resume=auto``.
 
 Wiring (in the trainer, under SLURM): ``SLURMEnvironment(auto_requeue=False)`` as a Trainer plugin and

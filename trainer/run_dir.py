@@ -13,7 +13,7 @@ from trainer.config.compose import save_resolved_config
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 # Left in the run directory by trainer.requeue.RequeueOnSignal after its checkpoint; the batch script that
-# launch.slurm renders requeues the job when it finds it.
+# launch.slurm_scripts writes requeues the job when it finds it.
 REQUEUE_REQUEST = "requeue.request"
 # Set by the launching process for the worker processes it starts, so all ranks share one run dir.
 RUN_DIR_ENV = "TALKDIT_RUN_DIR"

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from launch.demo import DemoConfig, main, run_demo
+from launch.demo import main, run_demo
+from launch.demo_config import DemoConfig
 from trainer.checkpoints import read_training_checkpoint
 from trainer.data.decode import decode_sample
 from trainer.data.schema import FeatureSpec
@@ -88,7 +89,7 @@ def test_demo_produces_every_output(demo_outputs):
 def test_demo_dubs_raw_files_through_eval_dub(demo_outputs):
     import av
 
-    from launch.demo import REAL_VIDEO, REPO, DemoConfig
+    from launch.demo_samples import REAL_VIDEO, REPO
 
     real = REPO / DemoConfig.real_dir / REAL_VIDEO
     names = ["dub_heldout"] + (["dub_real"] if real.is_file() else [])

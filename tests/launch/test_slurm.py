@@ -317,7 +317,8 @@ def test_usr1_checkpoints_requeues_and_resumes(local_slurm, shards):
 @pytest.fixture(scope="module")
 def two_node_slurm():
     """Two SLURM nodes, each a slurmd in its own network namespace; skips where namespaces are not allowed."""
-    from launch.local_slurm import LocalSlurmStartError, LocalSlurmUnavailable, start_local_slurm
+    from launch.local_slurm import LocalSlurmUnavailable, start_local_slurm
+    from launch.local_slurm_cluster import LocalSlurmStartError
 
     try:
         cluster = start_local_slurm(nodes=2)

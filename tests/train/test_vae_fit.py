@@ -8,7 +8,8 @@ import torch
 from diffusers import AutoencoderKLLTXVideo
 
 from trainer import vae_fit
-from trainer.vae_fit import FIT_REPORT, VAEFitConfig, fit_vae, main
+from trainer.vae_fit import FIT_REPORT, fit_vae, main
+from trainer.vae_fit_config import VAEFitConfig
 
 # A very small LTX VAE (same 32x32x8 compression) so that a few steps take a second.
 SMALL = {
