@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from eval.dub.config import register  # noqa: E402
-from eval.dub.pipeline import dub, load_models  # noqa: E402
+from eval.dub.models import load_models  # noqa: E402
+from eval.dub.pipeline import dub  # noqa: E402
 from trainer.config.compose import load_config  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "real"

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from data_prep.synthetic.corpus import load_manifest  # noqa: E402
 from eval.clips import read_clips  # noqa: E402
-from eval.lipsync import clip_plan  # noqa: E402
+from eval.lipsync.cases import clip_plan  # noqa: E402
 from launch.demo_config import HELDOUT_SEED  # noqa: E402
 from trainer.config.compose import load_train_config  # noqa: E402
 

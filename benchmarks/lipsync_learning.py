@@ -17,8 +17,8 @@ the exact video a perfect dub would be (:mod:`eval.lipsync`). Prints one JSON ob
 - ``silence_closed_trained``: share of frames in silent spans of the driving audio with a closed mouth
   (``silence_closed_vae_ceiling``: the same on the VAE reconstruction of the ground-truth dub);
 - ``audio_loss_gain``: the held-out masked flow-matching loss with each clip's own speech against another
-  clip's (:func:`eval.lipsync.audio_loss_gain`): ``gain > 0`` means the model uses what the audio says, measured
-  in latent space, where the VAE does not hide it.
+  clip's (:func:`eval.lipsync.audio_gain.audio_loss_gain`): ``gain > 0`` means the model uses what the audio
+  says, measured in latent space, where the VAE does not hide it.
 
 ``--ablation shuffled_audio`` drives each dub with its Whisper features shuffled over time (the same
 frames in random order): a model that uses the audio loses its lip sync; ``--ablation no_adapter`` scores
@@ -41,7 +41,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from eval.clips import read_clips  # noqa: E402
-from eval.lipsync import audio_loss_gain, base_model_of, dub_cases, run_cases, summarize  # noqa: E402
+from eval.lipsync.audio_gain import audio_loss_gain  # noqa: E402
+from eval.lipsync.cases import dub_cases  # noqa: E402
+from eval.lipsync.dubs import base_model_of, run_cases  # noqa: E402
+from eval.lipsync.scores import summarize  # noqa: E402
 from eval.sampler.config import GuidanceConfig, SamplerConfig  # noqa: E402
 from launch.corpus import CorpusSpec, prepare_corpus  # noqa: E402
 from launch.demo_config import HELDOUT_SEED, DemoConfig  # noqa: E402

@@ -3,7 +3,7 @@
 The DiT is the tiny random LTX transformer of ``conf/model/tiny.yaml`` (wrapped in
 :class:`trainer.model.dit.TalkingHeadDiT`, no audio), run under ``torch.no_grad()`` as in sampling.
 One *step* is the velocity of every latent frame: the full step is one DiT call on all ``T·H·W``
-tokens; a TAPSF step is :func:`eval.sampler.long_video.blockwise_velocity` over the step's blocks
+tokens; a TAPSF step is :func:`eval.sampler.tapsf.blockwise_velocity` over the step's blocks
 (17-frame blocks, RoPE from global frame indices, per-token timesteps sliced per block). Two TAPSF
 partitions are measured: unshifted (offset 0, a middle step) and shifted (offset 5, an early/late
 step, one more block because the boundary remainders overlap their neighbours).
@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from eval.sampler.long_video import (
+from eval.sampler.tapsf import (
     TAPSFConfig,
     block_plan,
     block_video_coords,

@@ -60,7 +60,9 @@ def dub_heldout(model, cfg, held, out: Path, steps: int, seed: int) -> dict:
         Paths (``dub``, ``ground_truth``, ``strip``) and the benchmark's numbers for the clip (``scores``).
     """
     from eval.clips import read_clips
-    from eval.lipsync import base_model_of, dub_cases, run_cases, summarize
+    from eval.lipsync.cases import dub_cases
+    from eval.lipsync.dubs import base_model_of, run_cases
+    from eval.lipsync.scores import summarize
     from eval.sampler.sampler import SamplerConfig
     from eval.sampler.video_out import write_sample
 

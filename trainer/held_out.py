@@ -1,8 +1,8 @@
 """The held-out loss: the trainer's masked flow-matching error at fixed flow times on batches read in order.
 
 Used by validation during training (:class:`eval.validation.ValidationCallback`) and by the lip-sync
-benchmark (:func:`eval.lipsync.audio_loss_gain`). The first ``limit`` batches of held-out shards are planned in
-the training loader's layout (same buckets and token budget, cached latents when present) but read once in
+benchmark (:func:`eval.lipsync.audio_gain.audio_loss_gain`). The first ``limit`` batches of held-out shards are
+planned in the training loader's layout (same buckets and token budget, cached latents when present) but read once in
 file order without shuffling, with the plans' random resize/crop seeded by ``data.seed``. Each batch is
 encoded once with a fixed generator, then noised with the same ``ε`` at every flow time ``t = q`` (all samples
 at the same ``t``) under the V2V inference conditions (V2V mask on, first frame off, audio on, identity

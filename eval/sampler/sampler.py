@@ -25,14 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from eval.sampler.config import SamplerConfig
-from eval.sampler.long_video import (
-    TAPSFConfig,
-    TAPSFSchedule,
-    blockwise_velocity,
-    progressive_prefix_denoise,
-    shifting_steps,
-    slice_block,
-)
+from eval.sampler.prefix_conditioning import progressive_prefix_denoise
+from eval.sampler.tapsf import TAPSFConfig, TAPSFSchedule, blockwise_velocity, shifting_steps, slice_block
 from eval.sampler.teacache import TeaCache
 from trainer.model.dit import TalkingHeadDiT
 from trainer.model.dit_inputs import DiTInputs, assemble_dit_inputs, frame_references

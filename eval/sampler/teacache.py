@@ -9,7 +9,7 @@ once the sum reaches ``threshold`` the blocks run again and the sum restarts.
 
 EditYourself §4.3 uses it during the middle steps of TAPSF, where blocks do not shift (a cached residual belongs
 to the same frames at a nearby noise level, not to a shifted window); the sampler therefore caches only on
-non-shifting steps (:func:`eval.sampler.long_video.shifting_steps`), keeping one cache per block window and per
+non-shifting steps (:func:`eval.sampler.tapsf.shifting_steps`), keeping one cache per block window and per
 guidance pass (audio on/off, text on/off), each of which sees other inputs.
 """
 

@@ -1,65 +1,13 @@
-"""Visual dialog editing on latent sequences: lengths, masks, RoPE, retime spreading, time mapping, errors."""
+"""Visual dialog editing on latent sequences (:mod:`eval.sampler.editing`): lengths, masks, RoPE, retime."""
 
 import pytest
 import torch
 
-from eval.sampler.edit_plan import Edit, EditError
-from eval.sampler.edit_timeline import (
-    audio_duration_s,
-    audio_samples,
-    duration_to_latent_frames,
-    latent_frame_spans_s,
-    latent_span,
-    latent_to_video_frames,
-    seconds_to_latent_boundary,
-    seconds_to_video_frame,
-    spread_positions,
-    video_frame_to_latent,
-)
+from eval.sampler.edit_plan import Edit
 from eval.sampler.editing import add_frames, apply_edits, remove_frames, rerender_frames, retime_frames
-from trainer.model.masks import face_token_mask, latent_frame_groups
+from tests.eval.edit_source import CPU, FACE, B, C, H, T, W, assert_content, frame_m, source
+from trainer.model.masks import face_token_mask
 from trainer.model.sequence import video_coords
-
-CPU = torch.device("cpu")
-B, C, T, H, W = 2, 3, 12, 4, 5
-FACE = (2, 1, 4, 4)  # lower-face token box (row0, col0, row1, col1)
-
-
-def source():
-    # Each latent frame is filled with its own index so moved content is easy to trace.
-    lat = torch.arange(T, dtype=torch.float32)[None, None, :, None, None].expand(B, C, T, H, W).clone()
-    lat = lat + 100 * torch.arange(B, dtype=torch.float32)[:, None, None, None, None]
-    face = torch.zeros(B, T, H, W, dtype=torch.bool)
-    face[:, :, FACE[0] : FACE[2], FACE[1] : FACE[3]] = True
-    return lat, face
-
-
-def frame_m(seq):
-    """Per-frame mask summary: 'F' full, 'f' exactly the face box, '0' nothing, '?' anything else."""
-    m = seq.mask_grid()
-    face = torch.zeros(H, W, dtype=torch.bool)
-    face[FACE[0] : FACE[2], FACE[1] : FACE[3]] = True
-    out = ""
-    for i in range(seq.num_frames):
-        g = m[:, i] > 0
-        if g.all():
-            out += "F"
-        elif (g == face).all():
-            out += "f"
-        elif not g.any():
-            out += "0"
-        else:
-            out += "?"
-    return out
-
-
-def assert_content(seq, lat):
-    for i, s in enumerate(seq.source_index.tolist()):
-        if s >= 0:
-            assert torch.equal(seq.latents[:, :, i], lat[:, :, s])
-        else:
-            assert not seq.latents[:, :, i].any()
-
 
 # ---------------------------------------------------------------------------------------------- primitives
 
@@ -175,21 +123,6 @@ def test_rope_after_insertion_shifts_later_frames_by_the_inserted_time():
 # -------------------------------------------------------------------------------------------------- retime
 
 
-def test_spread_positions_even_and_exact():
-    for length in range(1, 40):
-        for count in range(0, length + 1):
-            pos = spread_positions(count, length)
-            assert len(pos) == count == len(set(pos))
-            assert all(0 <= p < length for p in pos)
-            gaps = [b - a for a, b in zip(pos, pos[1:])]
-            if gaps:
-                assert max(gaps) - min(gaps) <= 1
-    assert spread_positions(2, 10) == [2, 7]
-    assert spread_positions(3, 9) == [1, 4, 7]
-    with pytest.raises(ValueError):
-        spread_positions(4, 3)
-
-
 def test_retime_lengthen_spreads_new_frames_evenly():
     lat, face = source()
     seq = retime_frames(lat, 2, 10, 12, face_mask=face)  # 8 → 12 frames: 4 additions
@@ -231,106 +164,7 @@ def test_retime_counts_exact_for_many_factors():
             assert all(s >= 0 for s in span) and len(span) == target
 
 
-# ------------------------------------------------------------------------------------------ seconds → latent
-
-
-def test_video_frame_to_latent_matches_latent_frame_groups():
-    for n, group in enumerate(latent_frame_groups(8 * 20 + 1)):
-        for f in group:
-            assert video_frame_to_latent(f) == n
-
-
-@pytest.mark.parametrize(
-    ("fps", "t", "frame", "latent"),
-    [
-        (25, 0.0, 0, 0),
-        (25, 0.04, 1, 1),  # first frame of latent 1
-        (25, 0.32, 8, 1),  # last frame of latent 1: boundary snaps back to its start
-        (25, 0.36, 9, 2),
-        (25, 1.0, 25, 4),  # latent 4 holds video frames 25..32
-        (25, 0.98, 25, 4),  # 24.5 rounds half up
-        (30, 1.0, 30, 4),
-        (30, 0.3, 9, 2),  # 8.999999999999998 must not fall to frame 8
-        (30, 2.0, 60, 8),
-        (30, 2.1, 63, 8),
-    ],
-)
-def test_seconds_to_latent_boundary(fps, t, frame, latent):
-    assert seconds_to_video_frame(t, fps) == frame
-    assert seconds_to_latent_boundary(t, fps) == latent
-
-
-def test_durations_and_spans_at_25_and_30_fps():
-    assert duration_to_latent_frames(1.0, 25) == 3  # 3.125
-    assert duration_to_latent_frames(1.0, 30) == 4  # 3.75
-    assert duration_to_latent_frames(0.9, 25) == 3  # 2.8125, the "+0.9 s" of Fig. 5
-    assert duration_to_latent_frames(0.16, 25) == 1  # 0.5 rounds up
-    assert duration_to_latent_frames(0.15, 25) == 0
-    assert latent_span(1.0, 2.0, 25) == (4, 7)  # frames 25..49 → latents 4,5,6
-    assert latent_span(1.0, 2.0, 30) == (4, 8)  # frames 30..59 → boundaries 4 and 8
-    assert latent_span(1.0, 2.0, 25, cover=True) == (4, 8)  # last frame 49 is the first of latent 7
-    assert latent_span(1.0, 1.2, 30, cover=True) == (4, 6)  # frames 30..35 touch latents 4 (25..32) and 5
-    assert latent_span(1.0, 1.2, 30) == (4, 5)  # snapped: ⌈30/8⌉ = 4, ⌈36/8⌉ = 5
-    assert latent_span(1.0, 1.1, 25) == (4, 4)  # too short for a timeline edit
-
-
-def test_apply_edits_maps_seconds_at_25_and_30_fps():
-    lat, face = source()  # 12 latent frames = 89 video frames (3.56 s at 25 fps, 2.97 s at 30 fps)
-    seq25 = apply_edits(lat, [Edit("add", 1.0, duration_s=1.0)], fps=25, face_mask=face)
-    assert seq25.source_index.tolist()[3:8] == [3, -1, -1, -1, 4]
-    seq30 = apply_edits(lat, [Edit("add", 1.0, duration_s=1.0)], fps=30, face_mask=face)
-    assert seq30.source_index.tolist()[3:9] == [3, -1, -1, -1, -1, 4]
-    rm = apply_edits(lat, [Edit("remove", 1.0, end_s=2.0)], fps=30, face_mask=face)
-    assert rm.source_index.tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
-
-
-def test_video_and_audio_helpers():
-    assert latent_to_video_frames(1) == 1
-    assert latent_to_video_frames(17) == 129
-    assert audio_duration_s(4, 25) == pytest.approx(25 / 25)
-    assert audio_samples(26, 25, 16000) == 201 * 640
-    assert audio_samples(2, 30, 16000) == 4800  # 9 frames / 30 fps = 0.3 s
-    spans = latent_frame_spans_s(3, 25)
-    expected = torch.tensor([[0, 1], [1, 9], [9, 17]], dtype=torch.float64) / 25
-    torch.testing.assert_close(spans, expected)
-    lat, face = source()
-    seq = add_frames(lat, 2, 5, face)
-    assert audio_duration_s(seq.num_frames, 25) == pytest.approx(seq.video_frames / 25)
-
-
-# ------------------------------------------------------------------------------------------- several edits
-
-
-def test_several_edits_in_any_order_give_one_timeline():
-    lat, face = source()
-    fps = 25.0
-    edits = [
-        Edit("remove", 2.0, end_s=2.4),  # frames 50..59 → latents [7, 8)
-        Edit("add", 0.36, duration_s=0.64),  # before latent 2, 2 frames
-        Edit("rerender", 2.6, end_s=3.0, region=(0, 0, 1, 1)),  # frames 65..74 → latents 9..10
-        Edit("retime", 0.68, end_s=1.64, factor=1.5),  # frames 17..41 → latents [3, 6), 3 → 5 (4.5 half up)
-    ]
-    a = apply_edits(lat, edits, fps, face_mask=face)
-    b = apply_edits(lat, list(reversed(edits)), fps, face_mask=face)
-    assert torch.equal(a.source_index, b.source_index) and torch.equal(a.mask, b.mask)
-    src = a.source_index.tolist()
-    assert src == [0, 1, -1, -1, 2, 3, -1, 4, -1, 5, 6, 8, 9, 10, 11]
-    marks = frame_m(a)
-    assert marks[src.index(6)] == "F" and marks[src.index(8)] == "F"  # neighbours of the removal
-    m = a.mask_grid()
-    for s in (9, 10):
-        assert (m[:, src.index(s), 0, 0] == 1).all()
-    assert (m[:, src.index(11), 0, 0] == 0).all()
-    assert a.num_frames == T + 2 + 2 - 1
-
-
-def test_replacement_renders_both_boundaries_of_the_gap():
-    lat, face = source()
-    # Remove latents [4, 7) and add 2 frames at the same place: a word replaced by another.
-    edits = [Edit("remove", 1.0, end_s=1.96), Edit("add", 1.0, duration_s=0.64)]
-    seq = apply_edits(lat, edits, 25.0, face_mask=face)
-    assert seq.source_index.tolist() == [0, 1, 2, 3, -1, -1, 7, 8, 9, 10, 11]
-    assert frame_m(seq) == "fffFFFFffff"
+# ---------------------------------------------------------------------------------------- noise and errors
 
 
 def test_initial_tokens_noise_only_the_mask():
@@ -342,59 +176,6 @@ def test_initial_tokens_noise_only_the_mask():
     assert torch.equal(x1[on], noise[on])
     assert torch.equal(x1[~on], seq.tokens()[~on])
     assert torch.equal(t, seq.mask)
-
-
-# -------------------------------------------------------------------------------------------------- errors
-
-
-@pytest.mark.parametrize(
-    ("edits", "message"),
-    [
-        ([Edit("splice", 0.0, end_s=1.0)], r"edit 0 \(splice .*kind 'splice'"),
-        ([Edit("remove", 1.0, end_s=1.1)], r"edit 0 \(remove 1.0–1.1 s\): span 1.0–1.1 s covers 0 latent frames"),
-        ([Edit("remove", 1.0, end_s=0.5)], r"end_s 0.5 must be after start_s 1.0"),
-        ([Edit("add", 1.0, duration_s=0.1)], r"duration_s 0.1 rounds to 0 latent frames"),
-        ([Edit("add", 1.0)], r"duration_s None must be > 0"),
-        ([Edit("remove", 3.0, end_s=9.0)], r"end_s 9.0 is past the end of the 3.560 s clip"),
-        ([Edit("add", 5.0, duration_s=1.0)], r"start_s 5.0 is past the end"),
-        ([Edit("remove", -1.0, end_s=1.0)], r"start_s -1.0 must be a finite time"),
-        ([Edit("retime", 1.0, end_s=2.0)], r"exactly one of factor and duration_s"),
-        ([Edit("retime", 1.0, end_s=2.0, factor=1.01)], r"changes the span by 0 latent frames"),
-        ([Edit("retime", 1.0, end_s=2.0, factor=0.1)], r"shortens 3 latent frames to 0"),
-        ([Edit("rerender", 1.0, end_s=2.0, region=(0, 0, 9, 1))], r"region \(0, 0, 9, 1\) is empty or outside"),
-        ([Edit("rerender", 1.0, end_s=2.0, region=(2, 2, 2, 3))], r"region \(2, 2, 2, 3\)"),
-        ([Edit("add", 1.0, duration_s=1.0, region=(0, 0, 1, 1))], r"start_s and duration_s only"),
-        (
-            [Edit("remove", 0.5, end_s=1.5), Edit("rerender", 1.2, end_s=2.0)],
-            r"edit 0 \(remove 0.5–1.5 s\) \(latent frames 2–4\) overlaps edit 1 \(rerender 1.2–2.0 s\)",
-        ),
-        (
-            [Edit("retime", 0.5, end_s=2.0, factor=2.0), Edit("add", 1.0, duration_s=0.5)],
-            r"edit 1 \(add 0.5 s at 1.0 s\) \(before latent frame 4\) falls inside edit 0",
-        ),
-        ([Edit("remove", 0.0, end_s=3.56)], r"remove every latent frame"),
-    ],
-)
-def test_bad_edits_name_the_edit_and_value(edits, message):
-    lat, face = source()
-    with pytest.raises(EditError, match=message):
-        apply_edits(lat, edits, fps=25.0, face_mask=face)
-
-
-def test_retime_by_duration_matches_the_requested_change():
-    lat, face = source()
-    # Fig. 6: a segment lengthened by +1.1 s → round_half_up(1.1·25/8) = 3 more latent frames.
-    seq = apply_edits(lat, [Edit("retime", 0.36, end_s=2.0, duration_s=2.0 - 0.36 + 1.1)], 25.0, face_mask=face)
-    assert seq.num_frames == T + 3
-    seq = apply_edits(lat, [Edit("retime", 0.36, end_s=2.0, duration_s=2.0 - 0.36 - 0.5)], 25.0, face_mask=face)
-    assert seq.num_frames == T - 2  # -0.5 s → 1.5625 → 2 frames fewer
-
-
-def test_adding_at_a_span_boundary_is_allowed():
-    lat, face = source()
-    edits = [Edit("rerender", 1.0, end_s=1.9), Edit("add", 1.0, duration_s=0.32)]
-    seq = apply_edits(lat, edits, 25.0, face_mask=face)
-    assert seq.source_index.tolist()[3:6] == [3, -1, 4]
 
 
 def test_bad_face_mask_shape():

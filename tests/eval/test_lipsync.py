@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from eval.clips import read_clips
-from eval.lipsync import ARMS, dub_cases, neighbour_correlation, score_case, summarize
+from eval.lipsync.cases import dub_cases
+from eval.lipsync.scores import ARMS, neighbour_correlation, score_case, summarize
 from eval.metrics.dub import mouth_opening_change, pearson
 from eval.metrics.pixel import psnr
 from launch.corpus import CorpusSpec, prepare_corpus

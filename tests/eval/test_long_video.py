@@ -10,18 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from eval.sampler.long_video import (
+from eval.sampler.prefix_conditioning import align_to_anchor, channel_stats, prefix_windows, progressive_prefix_denoise
+from eval.sampler.tapsf import (
     TAPSFConfig,
     TAPSFSchedule,
-    align_to_anchor,
     block_plan,
     block_video_coords,
     blockwise_velocity,
-    channel_stats,
     frame_coverage,
     partition_offsets,
-    prefix_windows,
-    progressive_prefix_denoise,
     shifting_steps,
     slice_block,
     take_frames,
@@ -198,7 +195,7 @@ def test_slicing_per_token_tensors_and_global_rope_coordinates():
 _PEAK_SCRIPT = """
 import json, re, sys
 import torch
-from eval.sampler.long_video import block_plan, blockwise_velocity
+from eval.sampler.tapsf import block_plan, blockwise_velocity
 from trainer.model.sequence import patchify
 
 def rss(key):

@@ -8,9 +8,9 @@ import torch
 import trainer.objectives.step as step_module
 from eval.sampler.batch import sample_inputs_from_batch
 from eval.sampler.config import GuidanceConfig, SamplerConfig
-from eval.sampler.long_video import TAPSFConfig, TAPSFSchedule
 from eval.sampler.modes import mode_mask
 from eval.sampler.sampler import EulerSampler, SampleInputs
+from eval.sampler.tapsf import TAPSFConfig, TAPSFSchedule
 from tests.train.conftest import stream_batches, tiny_overrides
 from trainer.config.compose import load_train_config
 from trainer.lightning_module import TalkingHeadModule

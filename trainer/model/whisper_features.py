@@ -14,15 +14,14 @@ stored tensors and never runs Whisper. Typical use::
     feats = extractor.encode(waveform_16k)  # [L, 13, 768] float32, on the CPU
 
 The weights come from a local folder in the ``openai/whisper-small`` layout and are loaded by
-transformers' own code; a missing file is an error naming the file and where it comes from, never a
-silently random model. ``random_init=True`` builds a random encoder explicitly, for tests and the CPU demo.
+transformers' own code (:mod:`trainer.model.whisper_loading`); a missing file is an error naming the file and
+where it comes from, never a silently random model. ``random_init=True`` builds a random encoder explicitly,
+for tests and the CPU demo.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,8 +29,6 @@ import numpy as np
 import torch
 
 from trainer.model.whisper_config import (
-    CHUNK_SECONDS,
-    HOP_LENGTH,
     SAMPLE_RATE,
     WHISPER_SMALL_URL,
     WhisperArch,
@@ -39,9 +36,15 @@ from trainer.model.whisper_config import (
     require_whisper_files,
     tiny_whisper_arch,
 )
+from trainer.model.whisper_loading import (
+    check_front_end,
+    load_encoder,
+    load_front_end,
+    random_encoder,
+    standard_front_end,
+)
 
 if TYPE_CHECKING:
-    from transformers import WhisperConfig
     from transformers import WhisperFeatureExtractor as HFWhisperFeatureExtractor
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -54,11 +57,7 @@ __all__ = [
     "tiny_whisper_arch",
 ]
 
-logger = logging.getLogger(__name__)
-
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# The front end's 25 ms Hann window (the rate, hop and 30 s window are in whisper_config).
-_N_FFT = 400
 
 
 class WhisperFeatureExtractor(torch.nn.Module):
@@ -88,14 +87,14 @@ class WhisperFeatureExtractor(torch.nn.Module):
         dtype = _DTYPES[cfg.dtype]
         if cfg.path is not None:
             folder = Path(cfg.path).expanduser()
-            encoder = _load_encoder(folder, dtype)
-            front_end = _load_front_end(folder, encoder.config.num_mel_bins)
+            encoder = load_encoder(folder, dtype)
+            front_end = load_front_end(folder, encoder.config.num_mel_bins)
             self.source = str(folder)
         else:
-            encoder = _random_encoder(cfg.arch, cfg.seed)
-            front_end = _standard_front_end(cfg.arch.num_mel_bins)
+            encoder = random_encoder(cfg.arch, cfg.seed)
+            front_end = standard_front_end(cfg.arch.num_mel_bins)
             self.source = f"random_init(seed={cfg.seed})"
-        _check_front_end(front_end, encoder)
+        check_front_end(front_end, encoder)
 
         self.cfg = cfg
         self.encoder: WhisperEncoder = encoder.to(device=cfg.device, dtype=dtype)
@@ -304,126 +303,3 @@ class WhisperFeatureExtractor(torch.nn.Module):
         save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
         self.front_end.save_pretrained(folder)
         return folder
-
-
-# ---- building blocks -----------------------------------------------------------------------------------
-
-
-def _whisper_config(arch: WhisperArch) -> WhisperConfig:
-    """A full ``WhisperConfig`` for ``arch``; the decoder mirrors the encoder as in the OpenAI models."""
-    from transformers import WhisperConfig
-
-    return WhisperConfig(
-        d_model=arch.d_model,
-        encoder_layers=arch.encoder_layers,
-        encoder_attention_heads=arch.encoder_attention_heads,
-        encoder_ffn_dim=arch.encoder_ffn_dim,
-        decoder_layers=arch.encoder_layers,
-        decoder_attention_heads=arch.encoder_attention_heads,
-        decoder_ffn_dim=arch.encoder_ffn_dim,
-        num_mel_bins=arch.num_mel_bins,
-        max_source_positions=arch.max_source_positions,
-        init_std=arch.init_std,
-    )
-
-
-def _random_encoder(arch: WhisperArch, seed: int) -> WhisperEncoder:
-    """A randomly initialised encoder, identical for identical ``(arch, seed)``."""
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-    # Fork the global RNG so building a demo encoder neither depends on nor disturbs the caller's stream.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return WhisperEncoder(_whisper_config(arch))
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report and progress bar; the caller checks the loading info itself.
-
-    Loading the encoder through ``WhisperModel`` always reports the decoder we drop (or, for folders
-    written by :meth:`WhisperFeatureExtractor.save_pretrained`, the decoder that is absent) as noise.
-    """
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _load_encoder(folder: Path, dtype: torch.dtype) -> WhisperEncoder:
-    """Load the encoder of a Whisper checkpoint folder with transformers' loading code."""
-    require_whisper_files(folder)
-    from transformers import WhisperModel
-
-    # WhisperModel rather than WhisperEncoder.from_pretrained: the checkpoint names encoder tensors
-    # "model.encoder.*", which WhisperEncoder does not map, and it would silently return a random encoder.
-    with _quiet_transformers():
-        model, info = WhisperModel.from_pretrained(
-            str(folder), local_files_only=True, dtype=dtype, output_loading_info=True
-        )
-    missing = sorted(key for key in info["missing_keys"] if key.startswith("encoder."))
-    if missing:
-        raise RuntimeError(
-            f"{folder}: the checkpoint lacks {len(missing)} Whisper encoder tensors (e.g. {missing[:3]}), so "
-            f"it is not a Whisper checkpoint in the openai/whisper-small layout ({WHISPER_SMALL_URL}); "
-            "refusing to run a partly random encoder"
-        )
-    encoder = model.encoder
-    logger.info(
-        "loaded Whisper encoder from %s: %d blocks, width %d, %s",
-        folder,
-        encoder.config.encoder_layers,
-        encoder.config.d_model,
-        dtype,
-    )
-    return encoder
-
-
-def _standard_front_end(num_mel_bins: int) -> HFWhisperFeatureExtractor:
-    """Whisper's log-mel front end with the parameters every OpenAI checkpoint uses."""
-    from transformers import WhisperFeatureExtractor as HFWhisperFeatureExtractor
-
-    return HFWhisperFeatureExtractor(
-        feature_size=num_mel_bins,
-        sampling_rate=SAMPLE_RATE,
-        hop_length=HOP_LENGTH,
-        chunk_length=CHUNK_SECONDS,
-        n_fft=_N_FFT,
-    )
-
-
-def _load_front_end(folder: Path, num_mel_bins: int) -> HFWhisperFeatureExtractor:
-    """The folder's ``preprocessor_config.json`` front end, else the standard one."""
-    if not (folder / "preprocessor_config.json").is_file():
-        logger.info("%s has no preprocessor_config.json; using Whisper's standard log-mel front end", folder)
-        return _standard_front_end(num_mel_bins)
-    from transformers import WhisperFeatureExtractor as HFWhisperFeatureExtractor
-
-    return HFWhisperFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
-
-
-def _check_front_end(front_end: HFWhisperFeatureExtractor, encoder: WhisperEncoder) -> None:
-    """Fail at build time, not mid-dataset, when the front end cannot feed the encoder."""
-    if front_end.feature_size != encoder.config.num_mel_bins:
-        raise ValueError(
-            f"preprocessor feature_size = {front_end.feature_size} but the encoder expects "
-            f"num_mel_bins = {encoder.config.num_mel_bins}"
-        )
-    mel_frames = front_end.n_samples // front_end.hop_length
-    expected = encoder.config.max_source_positions * encoder.conv1.stride[0] * encoder.conv2.stride[0]
-    if mel_frames != expected:
-        raise ValueError(
-            f"the front end makes {mel_frames} mel frames per window (chunk_length="
-            f"{front_end.chunk_length} s, hop_length={front_end.hop_length}) "
-            f"but the encoder expects {expected}"
-        )
-    if front_end.dither:
-        # Dither adds noise to every window: features of a clip would differ run to run.
-        raise ValueError(f"preprocessor dither = {front_end.dither}: must be 0 for reproducible features")

@@ -82,7 +82,7 @@ def test_the_dub_samples_what_the_training_checkpoint_samples(
     stage2, smoke_base, synthetic_video, other_speech, tmp_path
 ):
     from eval.dub.config import register
-    from eval.dub.pipeline import load_models
+    from eval.dub.models import load_models
     from tests.train.test_export import trained_module
     from trainer.config.compose import load_config
     from trainer.model.talking_head import TalkingHeadModel
