@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -111,3 +112,16 @@ def smoke_base(stage2, tmp_path_factory):
     folder.mkdir()
     write_base_folder(folder, load_transformer(cfg.model.transformer).state_dict(), to_container(cfg.model), "smoke")
     return folder
+
+
+@pytest.fixture
+def other_dit_base(smoke_base, tmp_path):
+    """A base folder like :func:`smoke_base` whose DiT has 3 blocks, not 2: the smoke runs' weights do not fit it."""
+    other = tmp_path / "other_base"
+    other.mkdir()
+    for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
+        (other / part).symlink_to(smoke_base / part)
+    (other / "transformer").mkdir()
+    config = json.loads((smoke_base / "transformer" / "config.json").read_text()) | {"num_layers": 3}
+    (other / "transformer" / "config.json").write_text(json.dumps(config))
+    return other

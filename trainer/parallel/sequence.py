@@ -30,6 +30,26 @@ class SequenceState:
         self.valid_tokens: int | None = None
 
 
+def local_qkv(attn, hidden_states: torch.Tensor, image_rotary_emb=None) -> tuple[torch.Tensor, ...]:
+    """This rank's queries, keys and values as LTX's own ``attn1`` computes them (QK RMSNorm, then RoPE).
+
+    Args:
+        attn: The block's diffusers ``Attention``.
+        hidden_states: The local tokens ``[B, N/P, D]``.
+        image_rotary_emb: RoPE ``(cos, sin)`` of those tokens, or ``None``.
+
+    Returns:
+        ``(q, k, v)``, each ``[B, N/P, D]`` (heads not yet split).
+    """
+    q = attn.norm_q(attn.to_q(hidden_states))
+    k = attn.norm_k(attn.to_k(hidden_states))
+    v = attn.to_v(hidden_states)
+    if image_rotary_emb is not None:
+        q = apply_rotary_emb(q, image_rotary_emb)
+        k = apply_rotary_emb(k, image_rotary_emb)
+    return q, k, v
+
+
 class UlyssesAttnProcessor:
     """Ulysses ``attn1`` processor.
 
@@ -49,12 +69,7 @@ class UlyssesAttnProcessor:
         """Self-attention over the whole (sharded) sequence."""
         from yunchang.comm.all_to_all import SeqAllToAll4D
 
-        q = attn.norm_q(attn.to_q(hidden_states))
-        k = attn.norm_k(attn.to_k(hidden_states))
-        v = attn.to_v(hidden_states)
-        if image_rotary_emb is not None:
-            q = apply_rotary_emb(q, image_rotary_emb)
-            k = apply_rotary_emb(k, image_rotary_emb)
+        q, k, v = local_qkv(attn, hidden_states, image_rotary_emb)  # [B, N/P, D] each
         q, k, v = (x.unflatten(2, (attn.heads, -1)) for x in (q, k, v))  # [B, N/P, H, d]
         group = self.mesh.sp_group
         q, k, v = (SeqAllToAll4D.apply(group, x, 2, 1, False) for x in (q, k, v))  # [B, N, H/P, d]
@@ -84,12 +99,7 @@ class LongContextAttnProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
         """Self-attention over the whole (sharded) sequence."""
-        q = attn.norm_q(attn.to_q(hidden_states))
-        k = attn.norm_k(attn.to_k(hidden_states))
-        v = attn.to_v(hidden_states)
-        if image_rotary_emb is not None:
-            q = apply_rotary_emb(q, image_rotary_emb)
-            k = apply_rotary_emb(k, image_rotary_emb)
+        q, k, v = local_qkv(attn, hidden_states, image_rotary_emb)  # [B, N/P, D] each
         dtype = q.dtype
         # Flash kernels take only half precision; fp32 activations (RMSNorm, RoPE) are cast for the call.
         kernel_dtype = dtype if dtype in (torch.float16, torch.bfloat16) else torch.bfloat16

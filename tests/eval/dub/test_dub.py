@@ -4,7 +4,6 @@ untouched pixels, the export → dub parity, and every bad input refused with on
 from __future__ import annotations
 
 import dataclasses
-import json
 from fractions import Fraction
 
 import av
@@ -116,7 +115,7 @@ def _bad(argv, capsys, *expected: str):
 
 
 def test_bad_inputs_give_one_line_naming_the_file_and_no_output(
-    stage2, smoke_base, synthetic_video, other_speech, tmp_path, capsys
+    stage2, smoke_base, other_dit_base, synthetic_video, other_speech, tmp_path, capsys
 ):
     video, _ = synthetic_video
     speech, _ = other_speech
@@ -143,13 +142,7 @@ def test_bad_inputs_give_one_line_naming_the_file_and_no_output(
     # A model size off the base VAE's token grid, refused from the base's vae/config.json before any work.
     _bad(args(extra=["size=[100,100]"]), capsys, "size", "[100, 100]", "multiples of 32")
     # Weights of another DiT than the base (names the fields that differ).
-    other = tmp_path / "other_base"
-    other.mkdir()
-    for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
-        (other / part).symlink_to(smoke_base / part)
-    (other / "transformer").mkdir()
-    config = json.loads((smoke_base / "transformer" / "config.json").read_text()) | {"num_layers": 3}
-    (other / "transformer" / "config.json").write_text(json.dumps(config))
+    other = other_dit_base
     _bad([*args(), f"base={other}"], capsys, f"do not fit base={other}", "num_layers: adapter 2 vs base 3")
     assert not out.exists() and not list(tmp_path.glob(".*out*"))
     # The output exists: refused unless overwrite=true.
