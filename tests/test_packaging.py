@@ -137,3 +137,25 @@ def test_a_plain_install_composes_every_experiment_and_trains_from_another_folde
     done = _python(code, *tiny_overrides(simple_shards, run_dir, 1), cwd=elsewhere, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(run_dir.rglob("last.ckpt")), sorted(p.name for p in run_dir.rglob("*"))
+
+
+def test_the_dockerfile_installs_extras_setup_cfg_defines_and_the_pinned_torch_trio():
+    """The image (which no CI here can build: no Docker daemon) asks only for what the package defines."""
+    import configparser
+    import re
+
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    extras = set(setup["options.extras_require"])
+    pins = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\s*(torch|torchaudio|torchvision)==(\S+)", setup["options"]["install_requires"], re.M)
+    }
+    dockerfile = (REPO / "Dockerfile").read_text()
+    (default_extras,) = re.findall(r"^ARG EXTRAS=(\S+)$", dockerfile, re.M)
+    assert set(default_extras.split(",")) <= extras, f"Dockerfile EXTRAS={default_extras}; setup.cfg has {extras}"
+    assert '".[${EXTRAS}]"' in dockerfile  # the package itself, not an editable checkout
+    installed = dict(re.findall(r'"(torch|torchaudio|torchvision)==([^"]+)"', dockerfile))
+    assert installed == pins and len(pins) == 3, f"Dockerfile pins {installed}; setup.cfg pins {pins}"
+    (base_image,) = re.findall(r"^ARG BASE_IMAGE=\S+:(\S+?)-", dockerfile, re.M)
+    assert base_image == pins["torch"], f"base image torch {base_image}, setup.cfg torch {pins['torch']}"
