@@ -132,6 +132,8 @@ class ClipStages:
         (:func:`data_prep.frame_rate.rate_view` over ``clip_times``, the times the clip's frames stand for), with
         the clip's audio; offsets are in SyncNet's 40 ms frames. A 25 fps clip is scored on its own frames.
         """
+        # Imported here (torch): a unit that rejects every clip before scoring never loads it, and
+        # tests/data_prep/test_scores.py patches syncnet_scoring.score_clip, which this lookup sees.
         from data_prep.models.syncnet_crops import crop_faces, smooth_boxes
         from data_prep.models.syncnet_scoring import score_clip
 
@@ -165,6 +167,7 @@ class ClipStages:
 
     def _quality(self, buffer: FrameBuffer, idx: np.ndarray) -> float:
         """HyperIQA score of the clip under the documented frame and crop protocol."""
+        # Imported here for the reasons given in _sync_scores (torch; the tests patch hyperiqa_scoring.score_frames).
         from data_prep.models.hyperiqa_scoring import sample_frame_indices, score_frames
 
         q = self.cfg.quality

@@ -10,8 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from launch.demo_config import DemoConfig
 from trainer.atomic import atomic_path
+
+# The eval imports sit inside the steps that use them: launch.demo imports this module, and its --help and
+# bad-argument errors answer without importing torch (tests/test_cli.py).
 
 REPO = Path(__file__).resolve().parents[1]
 # The real recording the demo dubs, and whose speech drives it (the other recording's).
@@ -129,9 +135,6 @@ def dub_files(cfg: DemoConfig, held, base: Path, export: Path, out: Path) -> dic
 
 def write_strip(path: Path, videos: list, frames: int = 8) -> None:
     """A PNG with one row per video (source | dub | ground truth | base) of ``frames`` evenly spaced frames."""
-    import numpy as np
-    from PIL import Image
-
     count = videos[0].shape[0]
     picks = np.linspace(0, count - 1, frames).round().astype(int)
     rows = [np.concatenate([v[i] for i in picks], axis=1) for v in videos]

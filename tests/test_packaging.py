@@ -2,13 +2,16 @@
 
 The install test builds talkdit from a copy of this checkout into a temporary ``--target`` folder (no
 dependencies: the test environment has them), then, from a folder outside the repository with only that
-target on the path, composes every experiment from the configs the package ships and trains one step.
+target on the path, composes every experiment from the configs the package ships and trains one step. The
+Dockerfile, which cannot be built here, is checked against setup.cfg's extras and torch pins.
 """
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,9 +144,6 @@ def test_a_plain_install_composes_every_experiment_and_trains_from_another_folde
 
 def test_the_dockerfile_installs_extras_setup_cfg_defines_and_the_pinned_torch_trio():
     """The image (which no CI here can build: no Docker daemon) asks only for what the package defines."""
-    import configparser
-    import re
-
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
     extras = set(setup["options.extras_require"])

@@ -26,6 +26,8 @@ from trainer.model.whisper_config import (
     require_whisper_files,
 )
 
+# transformers is imported inside the functions that build an encoder or a front end: importing it takes
+# seconds, and only they need it.
 if TYPE_CHECKING:
     from transformers import WhisperConfig
     from transformers import WhisperFeatureExtractor as HFWhisperFeatureExtractor
