@@ -23,6 +23,12 @@ the exact video a perfect dub would be (:mod:`eval.lipsync`). Prints one JSON ob
 ``--ablation shuffled_audio`` drives each dub with its Whisper features shuffled over time (the same
 frames in random order): a model that uses the audio loses its lip sync; ``--ablation no_adapter`` scores
 the trained checkpoint with its adapter's output gated off (the LoRA of stage 2 stays).
+
+``--paste mouth`` keeps, of each dub's generated tokens, only the pixels this person's mouth can change (where
+the clip rendered with the mouth fully open differs from it closed, grown 2 px and feathered); the rest of
+the lower-face box stays the source's, and the VAE ceiling is pasted through the same mask. With the default
+``--paste tokens`` every generated pixel counts, so the MSE keys also measure how well the model redraws the
+static skin around the mouth; the two together say how much of a dub's error is the mouth itself.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import torch  # noqa: E402
 from eval.clips import read_clips  # noqa: E402
 from eval.lipsync.audio_gain import audio_loss_gain  # noqa: E402
 from eval.lipsync.cases import dub_cases  # noqa: E402
-from eval.lipsync.dubs import base_model_of, run_cases  # noqa: E402
+from eval.lipsync.dubs import PASTE_REGIONS, base_model_of, run_cases  # noqa: E402
 from eval.lipsync.scores import summarize  # noqa: E402
 from eval.sampler.config import GuidanceConfig, SamplerConfig  # noqa: E402
 from launch.corpus import CorpusSpec, prepare_corpus  # noqa: E402
@@ -98,6 +104,12 @@ def main() -> int:
     parser.add_argument(
         "--invert-edit", action="store_true", help="dub by inversion editing (RASA) instead of from noise"
     )
+    parser.add_argument(
+        "--paste",
+        choices=PASTE_REGIONS,
+        default="tokens",
+        help="what of the generated pixels a dub keeps: the generated tokens, or the mouth's reach within them",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -134,7 +146,9 @@ def main() -> int:
     sampler = SamplerConfig(
         num_steps=args.steps, seed=args.seed, guidance=GuidanceConfig(audio=args.audio_guidance, text=1.0)
     )
-    results = run_cases(model, base_model_of(cfg, model.device), cfg, sampler, cases, args.seed, args.invert_edit)
+    results = run_cases(
+        model, base_model_of(cfg, model.device), cfg, sampler, cases, args.seed, args.invert_edit, args.paste
+    )
     summary = summarize([scores for _, scores in results])
     if model.adapter_config is not None:
         summary["audio_loss_gain"] = audio_loss_gain(model, cfg, held.shards, seed=args.seed)
@@ -147,6 +161,7 @@ def main() -> int:
             "euler_steps": args.steps,
             "audio_guidance": args.audio_guidance,
             "sampling": "invert_edit" if args.invert_edit else "noise",
+            "paste": args.paste,
             "seconds": round(time.perf_counter() - start, 1),
         }
     )

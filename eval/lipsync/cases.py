@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from data_prep.synthetic.clips import plan_clip, render_clip
@@ -34,6 +35,8 @@ class DubCase:
         closed: ``[F, H, W, 3]`` uint8, the same person and poses with the mouth closed.
         masks: ``[F, H, W]`` bool, where a mouth can change (the fully open mouth's lower-face box).
         opening: float32 ``[F]``, the driving utterance's mouth opening (0..1) per frame.
+        reach: float32 ``[F, H, W]`` in [0, 1], the pixels this person's mouth can change, feathered
+            (:func:`mouth_reach`): a paste mask that follows the lips rather than the tokens.
     """
 
     source: ClipSample
@@ -44,6 +47,38 @@ class DubCase:
     closed: np.ndarray
     masks: np.ndarray
     opening: np.ndarray
+    reach: np.ndarray
+
+
+# A pixel belongs to the mouth's reach where the open and closed renders differ by more than this (grey levels,
+# above the renderer's anti-aliasing); the reach is then grown and feathered by these many pixels.
+REACH_THRESHOLD = 6
+REACH_GROW_PX = 2
+REACH_FEATHER_PX = 1.5
+
+
+def mouth_reach(opened: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """Paste weights of the pixels a mouth can change: where its fully open and closed renders differ.
+
+    The same person, pose and light rendered with the mouth fully open and closed differ only where lips,
+    teeth and cavity can be; every intermediate mouth lies between the two. Grown by :data:`REACH_GROW_PX`
+    and feathered, it holds every pixel a dub of this clip needs to change, and nothing of the static skin
+    around it, which a dub can take from the source.
+
+    Args:
+        opened: ``[F, H, W, 3]`` uint8, the fully open mouth.
+        closed: ``[F, H, W, 3]`` uint8, the closed mouth.
+
+    Returns:
+        float32 ``[F, H, W]`` in [0, 1].
+    """
+    changed = np.abs(opened.astype(np.int16) - closed.astype(np.int16)).max(axis=-1) > REACH_THRESHOLD
+    side = 2 * REACH_GROW_PX + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    out = np.empty(changed.shape, np.float32)
+    for i, frame in enumerate(changed.astype(np.uint8)):
+        out[i] = cv2.GaussianBlur(cv2.dilate(frame, kernel).astype(np.float32), (0, 0), REACH_FEATHER_PX)
+    return np.clip(out, 0.0, 1.0)
 
 
 def _entry_of(clip: ClipSample, entries: dict[str, CorpusEntry]) -> CorpusEntry:
@@ -118,6 +153,7 @@ def dub_cases(clips: list[tuple[ClipSample, np.ndarray, int]], corpus_dir: str |
                 closed=closed.frames,
                 masks=box_masks(opened.lower_face_boxes, height, width),
                 opening=drive_plan.mouth_open,
+                reach=mouth_reach(opened.frames, closed.frames),
             )
         )
     return cases

@@ -25,6 +25,9 @@ from trainer.stage_model import base_stage_config, build_stage_model
 # Feather of the paste mask (pixels): soft enough to hide the seam, small beside a 32-pixel token.
 PASTE_FEATHER_PX = 3.0
 
+# Where a dub's generated pixels are kept: all of the generated tokens, or only the mouth's reach within them.
+PASTE_REGIONS = ("tokens", "mouth")
+
 
 @torch.no_grad()
 def vae_reconstruction(model: TalkingHeadModel, frames: np.ndarray) -> np.ndarray:
@@ -48,6 +51,7 @@ def dub_video(
     seed: int,
     identity_refs: bool = True,
     invert_edit: bool = False,
+    paste_region: str = "tokens",
 ) -> tuple[np.ndarray, np.ndarray]:
     """V2V lip-mode dub of the case's source clip driven by the driving clip's speech, pasted into the source.
 
@@ -63,6 +67,8 @@ def dub_video(
         identity_refs: Prepend the identity reference tokens.
         invert_edit: Dub by inversion editing (:mod:`eval.sampler.inversion`): the source inverted with its own
             speech, then denoised with the driving speech.
+        paste_region: ``tokens``: every pixel of the generated tokens (grown, feathered) is the dub's;
+            ``mouth``: only those within the mouth's reach (``case.reach``), the rest stays the source's.
 
     Returns:
         ``(frames, mask)``: the pasted dub, uint8 ``[F, H, W, 3]``, and the paste mask, float32 ``[F, H, W]``.
@@ -75,10 +81,9 @@ def dub_video(
     frames, tokens = sample_clip(
         model, cfg, sampler, batch, mode, "lip", identity_refs, seed, return_mask=True, edit_batch=edit
     )
-    vae = model.vae.config
-    mask = pixel_mask(
-        tokens, frames.shape[0], vae.spatial_compression_ratio, vae.temporal_compression_ratio, PASTE_FEATHER_PX
-    )
+    mask = pixel_mask(tokens, frames.shape[0], model.spatial_compression, model.temporal_compression, PASTE_FEATHER_PX)
+    if paste_region == "mouth":
+        mask = mask * case.reach
     return paste(frames, case.source.frames, mask), mask
 
 
@@ -90,6 +95,7 @@ def run_cases(
     cases: list[DubCase],
     seed: int,
     invert_edit: bool = False,
+    paste_region: str = "tokens",
 ) -> list[tuple[dict, DubScores]]:
     """Every arm's video and scores for each case.
 
@@ -101,6 +107,8 @@ def run_cases(
         cases: The cases.
         seed: Seed of the posterior samples (the sampler's noise comes from ``sampler_cfg.seed``).
         invert_edit: Both models dub by inversion editing instead of sampling from noise.
+        paste_region: What of the generated pixels a dub keeps (:data:`PASTE_REGIONS`, :func:`dub_video`); the
+            ceiling is pasted through the same mask.
 
     Returns:
         ``(videos by arm, scores)`` per case.
@@ -110,13 +118,14 @@ def run_cases(
     base_sampler = EulerSampler(base.dit, sampler_cfg, loc)
     out = []
     for i, case in enumerate(cases):
-        trained, mask = dub_video(model, cfg, trained_sampler, case, seed + i, invert_edit=invert_edit)
+        trained, mask = dub_video(model, cfg, trained_sampler, case, seed + i, True, invert_edit, paste_region)
         videos = {
             "trained": trained,
-            "base": dub_video(base, cfg, base_sampler, case, seed + i, invert_edit=invert_edit)[0],
+            "base": dub_video(base, cfg, base_sampler, case, seed + i, True, invert_edit, paste_region)[0],
             "source": case.source.frames,
-            # The best dub on this VAE: the ground truth's reconstruction, pasted the way a dub is.
-            "vae_ceiling": paste(vae_reconstruction(model, case.ground_truth), case.ground_truth, mask),
+            # The best dub on this VAE: the ground truth's reconstruction, pasted into the source the way a dub is
+            # (outside the paste mask no dub can undo the source's own encoding).
+            "vae_ceiling": paste(vae_reconstruction(model, case.ground_truth), case.source.frames, mask),
         }
         closed = paste(vae_reconstruction(model, case.closed), case.closed, mask)
         out.append((videos, score_case(case, videos, {"trained": closed, "base": closed, "vae_ceiling": closed})))
