@@ -72,7 +72,12 @@ def dub_video(
 
     Returns:
         ``(frames, mask)``: the pasted dub, uint8 ``[F, H, W, 3]``, and the paste mask, float32 ``[F, H, W]``.
+
+    Raises:
+        ValueError: ``paste_region`` is not one of :data:`PASTE_REGIONS`.
     """
+    if paste_region not in PASTE_REGIONS:
+        raise ValueError(f"paste_region={paste_region!r}: expected one of {', '.join(PASTE_REGIONS)}")
     num_refs = cfg.objective.num_reference_frames
     batch = clip_batch(case.source, num_refs, whisper=case.driving.whisper)
     mode, edit = "v2v", None

@@ -91,6 +91,8 @@ def test_a_mouth_paste_keeps_the_source_outside_the_mouths_reach(heldout):
     cfg = load_train_config(["experiment=smoke", "data.shards=unused"])
     model, _ = build_stage_model(cfg)
     sampler = EulerSampler(model.eval().dit, SamplerConfig(num_steps=2), cfg.objective.timestep_loc)
+    with pytest.raises(ValueError, match="paste_region='lips'"):
+        dub_video(model, cfg, sampler, case, 0, paste_region="lips")
     tokens, token_mask = dub_video(model, cfg, sampler, case, 0)
     mouth, mouth_mask = dub_video(model, cfg, sampler, case, 0, paste_region="mouth")
     np.testing.assert_allclose(mouth_mask, token_mask * case.reach)
