@@ -123,10 +123,14 @@ def run_cases(
     base_sampler = EulerSampler(base.dit, sampler_cfg, loc)
     out = []
     for i, case in enumerate(cases):
-        trained, mask = dub_video(model, cfg, trained_sampler, case, seed + i, True, invert_edit, paste_region)
+        trained, mask = dub_video(
+            model, cfg, trained_sampler, case, seed + i, invert_edit=invert_edit, paste_region=paste_region
+        )
         videos = {
             "trained": trained,
-            "base": dub_video(base, cfg, base_sampler, case, seed + i, True, invert_edit, paste_region)[0],
+            "base": dub_video(
+                base, cfg, base_sampler, case, seed + i, invert_edit=invert_edit, paste_region=paste_region
+            )[0],
             "source": case.source.frames,
             # The best dub on this VAE: the ground truth's reconstruction, pasted into the source the way a dub is
             # (outside the paste mask no dub can undo the source's own encoding).
